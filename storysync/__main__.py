@@ -1,0 +1,7 @@
+"""``python -m storysync``."""
+
+import sys
+
+from storysync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,192 @@
+"""Checks that need more than one file: the directory layout, unique ids, dependencies.
+
+``check_story`` compares one story with where it lives; ``check_set`` looks at all
+stories together (plus the ids the database already knows, for an incremental
+run) for duplicate ids, missing dependency targets and dependency cycles.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from storysync.errors import Diagnostic
+from storysync.model import Story
+
+ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]+$")
+
+
+def check_story(story: Story) -> list[Diagnostic]:
+    """The file name, stage and backlog directories agree with the frontmatter."""
+    out: list[Diagnostic] = []
+    fm, loc = story.frontmatter, story.location
+    sid = story.id
+    stem = loc.name[: -len(".md")]
+    if ID_PATTERN.match(sid) and stem != sid and not stem.startswith(sid + "-"):
+        out.append(
+            _at(
+                story,
+                ("id",),
+                "id-filename",
+                f"id {sid!r} does not match the file name {loc.name!r}; name the file '{sid}-<slug>.md'",
+            )
+        )
+    status = fm.get("status")
+    if isinstance(status, str) and status != loc.status:
+        out.append(
+            _at(
+                story,
+                ("status",),
+                "status-dir",
+                f"status {status!r} disagrees with directory {loc.stage!r} (status {loc.status!r}); "
+                "move the file or fix the status",
+            )
+        )
+    backlog = fm.get("backlog")
+    if isinstance(backlog, str) and backlog != loc.backlog:
+        out.append(
+            _at(
+                story,
+                ("backlog",),
+                "backlog-dir",
+                f"backlog {backlog!r} disagrees with directory {loc.backlog!r}; move the file or fix the backlog",
+            )
+        )
+    return out
+
+
+def fold_id(story_id: str) -> str:
+    """The form under which two ids count as the same (case and Unicode form)."""
+    return unicodedata.normalize("NFKC", story_id).casefold()
+
+
+class Known(Protocol):
+    """Stories outside the checked set: the rest of the repository or the database."""
+
+    def lookup(self, folded: str) -> tuple[str, str] | None:
+        """``(id, path)`` of the story whose folded id is ``folded``, if any."""
+
+    def deps(self, story_id: str) -> list[str] | None:
+        """The ``depends_on`` of a story, or None if no such story exists."""
+
+
+class KnownRows:
+    """``Known`` over a mapping of id -> (path, depends_on), such as database rows."""
+
+    def __init__(self, rows: Mapping[str, tuple[str, list[str]]]) -> None:
+        self._rows = rows
+        self._folded = {fold_id(sid): (sid, path) for sid, (path, _) in rows.items()}
+
+    def lookup(self, folded: str) -> tuple[str, str] | None:
+        return self._folded.get(folded)
+
+    def deps(self, story_id: str) -> list[str] | None:
+        row = self._rows.get(story_id)
+        return None if row is None else row[1]
+
+
+def check_set(stories: Iterable[Story], known: Known | None = None) -> list[Diagnostic]:
+    """Duplicate ids, missing ``depends_on`` targets and cycles through ``stories``.
+
+    ``known`` answers for the stories this run does not read (the rest of the
+    repository, or the database's rows); a story in ``stories`` shadows it.
+    """
+    stories = [s for s in stories if s.id]
+    by_id = {s.id: s for s in stories}
+    out = _duplicates(stories, known)
+
+    def deps_of(sid: str) -> list[str] | None:
+        if sid in by_id:
+            return by_id[sid].depends_on
+        return known.deps(sid) if known is not None else None
+
+    for s in stories:
+        for i, dep in enumerate(s.depends_on):
+            if deps_of(dep) is None:
+                out.append(_at(s, ("depends_on", i), "missing-dependency", f"depends_on: no story has id {dep!r}"))
+    for cycle in _cycles(sorted(by_id), deps_of):
+        text = " -> ".join([*cycle, cycle[0]])
+        for sid in cycle:
+            member = by_id.get(sid)
+            if member is not None:
+                idx = next((i for i, d in enumerate(member.depends_on) if d in cycle), 0)
+                out.append(_at(member, ("depends_on", idx), "dependency-cycle", f"depends_on: dependency cycle {text}"))
+    return out
+
+
+def _duplicates(stories: list[Story], known: Known | None) -> list[Diagnostic]:
+    seen: dict[str, tuple[str, str]] = {}
+    checked = {s.path for s in stories}
+    out: list[Diagnostic] = []
+    for s in sorted(stories, key=lambda s: s.path):
+        key = fold_id(s.id)
+        other = seen.get(key)
+        if other is None and known is not None:
+            found = known.lookup(key)
+            if found is not None and found[1] not in checked and found[1] != s.path:
+                other = found
+        if other is not None:
+            other_id, other_path = other
+            how = "the same id" if other_id == s.id else f"id {other_id!r}, which differs only in case or Unicode form"
+            out.append(
+                _at(
+                    s,
+                    ("id",),
+                    "duplicate-id",
+                    f"id {s.id!r} is already used by {other_path} ({how}); ids are unique across all backlogs",
+                )
+            )
+        else:
+            seen[key] = (s.id, s.path)
+    return out
+
+
+def _cycles(roots: list[str], deps_of: Callable[[str], list[str] | None]) -> list[list[str]]:
+    """Strongly connected components with a cycle reachable from ``roots`` (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    edges: dict[str, list[str]] = {}
+    for root in roots:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+                edges[node] = [d for d in (deps_of(node) or []) if deps_of(d) is not None]
+            deps = edges[node]
+            if i < len(deps):
+                work.append((node, i + 1))
+                dep = deps[i]
+                if dep not in index:
+                    work.append((dep, 0))
+                elif dep in on_stack:
+                    low[node] = min(low[node], index[dep])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in deps:
+                    found.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return found
+
+
+def _at(story: Story, path: tuple[str | int, ...], code: str, message: str) -> Diagnostic:
+    line, col = story.mark(path)
+    return Diagnostic(story.path, line, col, code, message)

@@ -1,0 +1,69 @@
+"""``storysync status``: what the database holds and how far it is behind HEAD."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from storysync.app import App
+
+
+@click.command("status")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+@click.pass_obj
+def command(app: App, fmt: str) -> int:
+    """Show the database's stories per backlog and status, and its drift from HEAD."""
+    from rich.table import Table
+
+    from storysync import gitdiff, queries
+
+    app.db.ensure_schema()
+    st = queries.status(app.db)
+    head = gitdiff.head(app.repo)
+    behind = None
+    if st.last_synced_commit and head:
+        behind = gitdiff.commits_between(app.repo, st.last_synced_commit, head)
+    if fmt == "json":
+        payload = {
+            "database": app.db.display,
+            "head": head,
+            "last_synced_commit": st.last_synced_commit,
+            "commits_behind": behind,
+            "stories": st.total,
+            "deleted": st.deleted,
+            "pending_export": st.pending_export,
+            "open_conflicts": st.open_conflicts,
+            "by_backlog": [{"backlog": b, "status": s, "count": n} for (b, s), n in sorted(st.counts.items())],
+        }
+        app.out.print_json(json.dumps(payload, default=str))
+        return 0
+    statuses = list(dict.fromkeys(app.config.stages.values()))
+    statuses += sorted({s for _, s in st.counts} - set(statuses))
+    table = Table(title=f"{st.total} stories in {app.db.display}")
+    table.add_column("backlog")
+    for s in statuses:
+        table.add_column(s, justify="right")
+    table.add_column("total", justify="right")
+    for backlog in sorted({b for b, _ in st.counts}):
+        cells = [st.counts.get((backlog, s), 0) for s in statuses]
+        table.add_row(backlog, *map(str, cells), str(sum(cells)))
+    app.out.print(table)
+    app.out.print(_drift_line(st.last_synced_commit, head, behind), markup=False)
+    if st.pending_export:
+        app.out.print(f"{st.pending_export} DB-side change(s) waiting for 'storysync export'", markup=False)
+    if st.open_conflicts:
+        app.out.print(f"{st.open_conflicts} open conflict(s): see 'storysync conflicts'", markup=False)
+    return 0
+
+
+def _drift_line(last: str | None, head: str | None, behind: int | None) -> str:
+    if last is None:
+        return "never synced: run 'storysync sync'"
+    if head == last:
+        return f"in step with HEAD ({last[:12]})"
+    if behind is None:
+        return f"last synced {last[:12]}, which HEAD no longer contains: run 'storysync sync' (a full reconcile)"
+    return f"{behind} commit(s) behind HEAD (last synced {last[:12]}): run 'storysync sync'"

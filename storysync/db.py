@@ -1,0 +1,195 @@
+"""Engine, connections, the one-writer rule and migrations.
+
+``Database(url)`` opens SQLite (WAL, foreign keys, ``BEGIN IMMEDIATE`` for
+writers) or PostgreSQL (pre-ping, a transaction-scoped advisory lock for
+writers).  ``ensure_schema`` upgrades an older database in place with Alembic.
+SQLAlchemy errors become ``DatabaseError`` (exit 3) or ``ConfigError`` (exit 2)
+here, with the URL's password hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from storysync.errors import ConfigError, DatabaseError
+from storysync.models import sync_state
+
+HEAD_REVISION = "0002"  # tests check this equals the migrations' head
+LAST_SYNCED = "last_synced_commit"
+WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, timezone-aware."""
+    return datetime.now(timezone.utc)
+
+
+class Database:
+    """One storysync database."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.url = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(
+                f"invalid database URL {url!r}: expected e.g. sqlite:///path.db or postgresql+psycopg://host/db"
+            ) from exc
+        self.display = self.url.render_as_string(hide_password=True)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        try:
+            if self.is_sqlite:
+                self._prepare_sqlite_path()
+                engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+                _sqlite_events(engine)
+                return engine
+            return create_engine(self.url, pool_pre_ping=True)
+        except NoSuchModuleError as exc:
+            raise ConfigError(
+                f"{self.display}: unknown database driver; for PostgreSQL install 'storysync[postgres]' and use postgresql+psycopg://"
+            ) from exc
+        except (ArgumentError, ImportError) as exc:
+            raise ConfigError(f"{self.display}: cannot use this database URL: {exc}") from exc
+
+    def _prepare_sqlite_path(self) -> None:
+        database = self.url.database
+        if not database or database == ":memory:":
+            return
+        path = Path(database)
+        if path.is_dir():
+            raise DatabaseError(f"{path}: database path is a directory, not a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"{path.parent}: cannot create database directory: {exc.strerror}") from exc
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, if this is a file-backed SQLite database."""
+        if self.is_sqlite and self.url.database and self.url.database != ":memory:":
+            return Path(self.url.database)
+        return None
+
+    @contextmanager
+    def errors(self, what: str = "database") -> Iterator[None]:
+        """Turn SQLAlchemy errors into one-line ``DatabaseError``s naming the database."""
+        try:
+            yield
+        except OperationalError as exc:
+            raise DatabaseError(f"{self.display}: {_reason(exc)}") from exc
+        except DBAPIError as exc:
+            raise DatabaseError(f"{self.display}: {what} failed: {_reason(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"{self.display}: {what} failed: {exc}".splitlines()[0]) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self.errors("read"), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """The single writer's transaction: all of it commits, or none of it."""
+        with self.errors("write"), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(storysync_immediate=True)
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+                yield conn
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at (None when never initialised)."""
+        from alembic.migration import MigrationContext
+
+        with self.errors("read schema version"), self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def ensure_schema(self) -> None:
+        """Create or upgrade the schema to this storysync's version."""
+        current = self.schema_revision()
+        if current == HEAD_REVISION:
+            return
+        if current is not None and current not in _known_revisions():
+            raise DatabaseError(
+                f"{self.display}: schema version {current} is newer than this storysync knows; upgrade storysync"
+            )
+        self.upgrade()
+
+    def upgrade(self, target: str = "head") -> None:
+        """Run the migrations up to ``target``."""
+        from alembic import command
+
+        with self.errors("migration"), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(storysync_immediate=True)
+            with conn.begin():
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, target)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def alembic_config() -> Any:
+    """An Alembic config pointing at the packaged migrations."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("storysync_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _reason(exc: DBAPIError) -> str:
+    orig = exc.orig
+    text_ = str(orig) if orig is not None else str(exc)
+    return text_.strip().splitlines()[0] if text_.strip() else type(orig).__name__
+
+
+def get_state(conn: Connection, key: str) -> str | None:
+    """A value from ``sync_state``."""
+    return conn.execute(select(sync_state.c.value).where(sync_state.c.key == key)).scalar_one_or_none()
+
+
+def set_state(conn: Connection, key: str, value: str | None) -> None:
+    """Set a ``sync_state`` value (insert or update)."""
+    updated = conn.execute(sync_state.update().where(sync_state.c.key == key).values(value=value))
+    if updated.rowcount == 0:
+        conn.execute(sync_state.insert().values(key=key, value=value))

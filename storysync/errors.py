@@ -1,0 +1,91 @@
+"""The storysync error family and the ``Diagnostic`` a check reports.
+
+Every error a user sees is one line.  Expected failures are ``StorysyncError``
+subclasses carrying the exit code the command line turns them into (SPEC §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+EXIT_REFUSED = 4
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem in one file, at a 1-based line and column."""
+
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form used by ``--format json`` and ``sync_runs.errors``."""
+        return {
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+class StorysyncError(Exception):
+    """Base of every expected failure; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class UsageError(StorysyncError):
+    """The command was called wrongly (an unknown id, a bad argument)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(StorysyncError):
+    """``storysync.toml`` or ``[tool.storysync]`` is wrong or unreadable."""
+
+    exit_code = EXIT_USAGE
+
+
+class GitError(StorysyncError):
+    """git failed or the repository is missing or unreadable."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class DatabaseError(StorysyncError):
+    """The database is unreachable, locked after retries, or refused a write."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class RepositoryStateError(StorysyncError):
+    """The repository is in a state that refuses the operation (merge, rebase, lock)."""
+
+    exit_code = EXIT_REFUSED
+
+
+class ValidationFailed(StorysyncError):
+    """Input was invalid; the diagnostics say where."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, diagnostics: list[Diagnostic], message: str = "") -> None:
+        self.diagnostics = diagnostics
+        super().__init__(message or f"{len(diagnostics)} error(s)")
+
+
+class ConflictError(StorysyncError):
+    """Both sides changed a story; the file won and the DB version was kept."""
+
+    exit_code = EXIT_INVALID

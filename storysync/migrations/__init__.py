@@ -1,0 +1,1 @@
+"""Alembic migrations of the storysync database schema (run by ``storysync.db``)."""

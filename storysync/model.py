@@ -1,0 +1,84 @@
+"""Plain data shared by the parser, the checks, sync and export.  No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Frontmatter keys that have their own column (or table) in the database.
+COLUMN_KEYS = ("id", "title", "status", "backlog", "priority", "points", "epic", "assignee", "tags")
+RELATION_KEYS = ("depends_on",)
+KNOWN_KEYS = frozenset(COLUMN_KEYS + RELATION_KEYS)
+
+Mark = tuple[int, int]  # 1-based (line, column) in the file
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a story file lives: its stage directory and backlog directory."""
+
+    path: str  # relative to the repository root, POSIX
+    stage: str
+    status: str
+    backlog: str
+    name: str  # file name
+
+
+@dataclass
+class Story:
+    """A parsed story file: frontmatter values with their positions, and the body."""
+
+    location: Location
+    frontmatter: dict[str, Any]
+    body: str
+    content_hash: str
+    bom: bool = False
+    value_marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    key_marks: dict[KeyPath, Mark] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.location.path
+
+    @property
+    def id(self) -> str:
+        value = self.frontmatter.get("id")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def depends_on(self) -> list[str]:
+        deps = self.frontmatter.get("depends_on") or []
+        return [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
+
+    def mark(self, path: KeyPath) -> Mark:
+        """The position of the value at ``path``, or of its nearest ancestor."""
+        probe = tuple(path)
+        while probe:
+            if probe in self.value_marks:
+                return self.value_marks[probe]
+            probe = probe[:-1]
+        return self.value_marks.get((), (2, 1))
+
+    def key_mark(self, key: str) -> Mark:
+        """The position of a top-level key (its name), or of the frontmatter."""
+        return self.key_marks.get((key,), self.value_marks.get((), (2, 1)))
+
+    def row(self) -> dict[str, Any]:
+        """The ``stories`` columns this file determines (SPEC §4)."""
+        fm = self.frontmatter
+        return {
+            "id": self.id,
+            "backlog_id": self.location.backlog,
+            "status": self.location.status,
+            "title": fm.get("title"),
+            "priority": fm.get("priority"),
+            "points": fm.get("points"),
+            "epic": fm.get("epic"),
+            "assignee": fm.get("assignee"),
+            "tags": list(fm.get("tags") or []),
+            "extra": {k: v for k, v in fm.items() if k not in KNOWN_KEYS},
+            "body": self.body,
+            "path": self.location.path,
+            "content_hash": self.content_hash,
+        }

@@ -1,0 +1,138 @@
+"""Where story bytes come from: a commit's tree (git objects) or the working tree.
+
+A sync reads "the changed paths from a source of content"; these are the two
+sources.  Both refuse symlinks and oversized files before reading them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from storysync.config import Config
+from storysync.errors import Diagnostic
+from storysync.layout import classify
+from storysync.model import Location
+from storysync.parse import MAX_FILE
+
+if TYPE_CHECKING:
+    import git
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A story candidate in a source: its location and how to fetch it."""
+
+    location: Location
+    ref: str  # blob sha (git) or absolute path (working tree)
+    size: int
+    symlink: bool = False
+
+
+class Source(Protocol):
+    """A source of story file contents."""
+
+    label: str
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        """Story entries, all of them (None) or those among ``paths`` that exist."""
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        """The entry's bytes, or a diagnostic saying why they cannot be read."""
+
+
+def _refusal(entry: Entry) -> Diagnostic | None:
+    if entry.symlink:
+        return Diagnostic(
+            entry.location.path,
+            1,
+            1,
+            "symlink",
+            "story file is a symlink; a story must be a regular file (symlinks are not followed)",
+        )
+    if entry.size > MAX_FILE:
+        return Diagnostic(
+            entry.location.path, 1, 1, "file-too-large", f"file is {entry.size} bytes; the limit is {MAX_FILE} (1 MiB)"
+        )
+    return None
+
+
+class GitTreeSource:
+    """Story files as they are in one commit."""
+
+    def __init__(self, repo: git.Repo, config: Config, commit: str) -> None:
+        self.repo = repo
+        self.config = config
+        self.commit = commit
+        self.label = commit
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        from storysync import gitdiff
+
+        wanted = None if paths is None else set(paths)
+        out = []
+        for item in gitdiff.list_tree(self.repo, self.commit, self.config.root):
+            if wanted is not None and item.path not in wanted:
+                continue
+            if item.mode == gitdiff.SUBMODULE_MODE:
+                continue
+            location = classify(self.config, item.path)
+            if location is not None:
+                out.append(Entry(location, item.sha, item.size, item.mode == gitdiff.SYMLINK_MODE))
+        return out
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        from storysync import gitdiff
+
+        return _refusal(entry) or gitdiff.read_blob(self.repo, entry.ref)
+
+
+class WorkTreeSource:
+    """Story files as they are on disk now."""
+
+    label = "working tree"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        candidates = self._walk() if paths is None else iter(paths)
+        out = []
+        for rel in candidates:
+            location = classify(self.config, rel)
+            if location is None:
+                continue
+            try:
+                st = os.lstat(self.config.repo / rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+                out.append(Entry(location, str(self.config.repo / rel), st.st_size, stat.S_ISLNK(st.st_mode)))
+        return out
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        refusal = _refusal(entry)
+        if refusal:
+            return refusal
+        try:
+            with open(entry.ref, "rb") as fh:
+                return fh.read(MAX_FILE + 1)
+        except OSError as exc:
+            return Diagnostic(entry.location.path, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")
+
+    def _walk(self) -> Iterator[str]:
+        root = self.config.root_path
+        for stage in sorted(self.config.stages):
+            stage_dir = root / stage
+            if not stage_dir.is_dir() or stage_dir.is_symlink():
+                continue
+            for backlog in sorted(os.scandir(stage_dir), key=lambda e: e.name):
+                if not backlog.is_dir(follow_symlinks=False):
+                    continue
+                for item in sorted(os.scandir(backlog.path), key=lambda e: e.name):
+                    if item.name.endswith(".md"):
+                        yield Path(item.path).relative_to(self.config.repo).as_posix()

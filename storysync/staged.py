@@ -1,0 +1,92 @@
+"""The index (staged) versions of story files, read with plain ``git`` subprocesses.
+
+The pre-commit hook runs this on every commit, so it avoids GitPython's import
+cost: one ``git ls-files`` and one ``git cat-file --batch`` for the wanted blobs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from storysync.config import Config
+from storysync.errors import Diagnostic, GitError
+from storysync.layout import classify
+from storysync.sources import Entry, _refusal
+
+SYMLINK_MODE = "120000"
+
+
+class IndexSource:
+    """Story files as they are staged in the index."""
+
+    label = "index"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._entries: list[Entry] | None = None
+        self._unmerged: set[str] = set()
+
+    def _git(self, *args: str, data: bytes | None = None) -> bytes:
+        try:
+            done = subprocess.run(["git", *args], cwd=self.config.repo, input=data, capture_output=True, check=True)
+        except subprocess.CalledProcessError as exc:
+            raise GitError(f"git {args[0]} failed: {exc.stderr.decode(errors='replace').strip()}") from exc
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc.strerror}") from exc
+        return done.stdout
+
+    def _all(self) -> list[Entry]:
+        if self._entries is None:
+            raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
+            entries: dict[str, Entry] = {}
+            for record in raw.split(b"\0"):
+                if not record:
+                    continue
+                meta, _, path_b = record.partition(b"\t")
+                mode, sha, stage = meta.decode().split()
+                path = path_b.decode("utf-8", "surrogateescape")
+                location = classify(self.config, path)
+                if location is None:
+                    continue
+                if stage != "0":
+                    self._unmerged.add(path)
+                entries[path] = Entry(location, sha, 0, mode == SYMLINK_MODE)
+            self._entries = list(entries.values())
+        return self._entries
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        if paths is None:
+            return self._all()
+        wanted = set(paths)
+        return [e for e in self._all() if e.location.path in wanted]
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        if entry.location.path in self._unmerged:
+            return Diagnostic(
+                entry.location.path,
+                1,
+                1,
+                "unmerged",
+                "file has an unresolved merge conflict in the index; resolve it and 'git add' it",
+            )
+        refusal = _refusal(entry)
+        if refusal:
+            return refusal
+        out = self._git("cat-file", "blob", entry.ref)
+        sized = Entry(entry.location, entry.ref, len(out), entry.symlink)
+        return _refusal(sized) or out
+
+
+def staged_paths(repo: Path) -> list[str]:
+    """Paths added, copied, modified or renamed in the index (what a commit would change)."""
+    done = subprocess.run(
+        ["git", "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise GitError(f"git diff --cached failed: {done.stderr.decode(errors='replace').strip()}")
+    return [p.decode("utf-8", "surrogateescape") for p in done.stdout.split(b"\0") if p]

@@ -1,0 +1,520 @@
+"""files → DB: plan what a set of changed story files means for the database, then
+apply the plan in one transaction.
+
+``sync()`` is the library entry point the CLI, the hooks and watch call.  Today a
+run reads every story file of a commit's tree (a full sync) or of the working
+tree; the plan and apply steps take any set of changed paths, so the git range
+of an incremental sync plugs in without changing them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from storysync import models as m
+from storysync.checks import KnownRows
+from storysync.config import Config
+from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
+from storysync.errors import Diagnostic
+from storysync.lock import writer_lock
+from storysync.model import Story
+from storysync.sources import GitTreeSource, Source, WorkTreeSource
+from storysync.validate import check_entries, checker_for
+
+if TYPE_CHECKING:
+    import git
+
+    from storysync.gitdiff import CommitInfo
+
+TRIGGERS = ("manual", "hook", "ci", "watch")
+MAX_RECORDED_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What a sync run should do (the ``storysync sync`` flags)."""
+
+    from_rev: str | None = None
+    to_rev: str | None = None
+    full: bool = False
+    working_tree: bool = False
+    keep_going: bool = False
+    dry_run: bool = False
+    trigger: str = "manual"
+
+
+@dataclass
+class SyncResult:
+    """What a run did, for the report and the exit code."""
+
+    outcome: str = "ok"  # ok | invalid | failed
+    run_id: int | None = None
+    from_commit: str | None = None
+    to_commit: str | None = None
+    full: bool = False
+    dry_run: bool = False
+    files: int = 0
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def upserted(self) -> int:
+        return len(self.created) + len(self.updated)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.diagnostics else 0
+
+
+@dataclass(frozen=True)
+class DbRow:
+    """What the planner needs to know about an existing ``stories`` row."""
+
+    id: str
+    path: str | None
+    content_hash: str | None
+    status: str
+    backlog_id: str
+    revision: int
+    synced_revision: int
+    deleted: bool
+
+
+@dataclass
+class Plan:
+    """The writes one run will make."""
+
+    creates: list[Story] = field(default_factory=list)
+    revives: list[tuple[Story, DbRow]] = field(default_factory=list)
+    updates: list[tuple[Story, DbRow]] = field(default_factory=list)
+    deletes: list[DbRow] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The commit a run's content comes from (None for the working tree)."""
+
+    sha: str | None
+    author: str | None
+    when: datetime
+
+
+def sync(
+    config: Config,
+    db: Database,
+    repo: git.Repo,
+    options: SyncOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SyncResult:
+    """Bring the database in step with the story files (SPEC §6)."""
+    from storysync import gitdiff
+
+    options = options or SyncOptions()
+    db.ensure_schema()
+    if options.dry_run:
+        return _sync_locked(config, db, repo, options, progress)
+    with writer_lock(gitdiff.git_dir(repo)):
+        return _sync_locked(config, db, repo, options, progress)
+
+
+def _sync_locked(
+    config: Config,
+    db: Database,
+    repo: git.Repo,
+    options: SyncOptions,
+    progress: Callable[[int], None] | None,
+) -> SyncResult:
+    from storysync import gitdiff
+
+    with db.read() as conn:
+        last = get_state(conn, LAST_SYNCED)
+    result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
+    if options.working_tree:
+        source: Source = WorkTreeSource(config)
+        provenance = Provenance(None, None, utcnow())
+        result.to_commit = None
+    else:
+        to = gitdiff.resolve(repo, options.to_rev or "HEAD")
+        source = GitTreeSource(repo, config, to)
+        provenance = _provenance(gitdiff.commit_info(repo, to))
+        result.to_commit = to
+    return run_full(config, db, source, provenance, options, result, progress)
+
+
+def _provenance(info: CommitInfo) -> Provenance:
+    return Provenance(info.sha, info.author, info.when)
+
+
+def run_full(
+    config: Config,
+    db: Database,
+    source: Source,
+    provenance: Provenance,
+    options: SyncOptions,
+    result: SyncResult,
+    progress: Callable[[int], None] | None = None,
+) -> SyncResult:
+    """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
+    entries = source.entries()
+    checked = check_entries(source, entries, checker_for(config), progress=progress)
+    result.files = checked.files
+    result.diagnostics = checked.diagnostics
+    with db.read() as conn:
+        rows = load_rows(conn)
+    plan = make_plan(
+        checked.valid_stories, rows, skip_paths=checked.invalid_paths, skip_ids={s.id for s in checked.stories}
+    )
+    if checked.diagnostics and not options.keep_going:
+        result.outcome = "invalid"
+        if not options.dry_run:
+            result.run_id = record_invalid(db, options, result)
+        return result
+    _describe(plan, result)
+    if options.dry_run:
+        return result
+    with db.write() as conn:
+        result.run_id = apply(
+            conn, plan, provenance, options, result, advance=not checked.diagnostics and provenance.sha is not None
+        )
+    return result
+
+
+def load_rows(conn: Connection) -> dict[str, DbRow]:
+    """Every story row (live and soft-deleted), by id."""
+    s = m.stories.c
+    query = select(s.id, s.path, s.content_hash, s.status, s.backlog_id, s.revision, s.synced_revision, s.deleted_at)
+    return {
+        r.id: DbRow(
+            r.id,
+            r.path,
+            r.content_hash,
+            r.status,
+            r.backlog_id,
+            r.revision,
+            r.synced_revision,
+            r.deleted_at is not None,
+        )
+        for r in conn.execute(query)
+    }
+
+
+def known_from_rows(conn: Connection, rows: dict[str, DbRow]) -> KnownRows:
+    """The database's live stories as ``Known`` for cross-file checks."""
+    deps: dict[str, list[str]] = {}
+    for story_id, dep in conn.execute(select(m.dependencies.c.story_id, m.dependencies.c.depends_on_id)):
+        deps.setdefault(story_id, []).append(dep)
+    return KnownRows({r.id: (r.path or "", deps.get(r.id, [])) for r in rows.values() if not r.deleted})
+
+
+def make_plan(
+    stories: Iterable[Story],
+    rows: dict[str, DbRow],
+    *,
+    skip_paths: set[str] = frozenset(),  # type: ignore[assignment]
+    skip_ids: set[str] = frozenset(),  # type: ignore[assignment]
+    deleted_paths: set[str] | None = None,
+) -> Plan:
+    """Compare stories with rows.  ``deleted_paths`` None means: the stories are the
+    whole tree, so every live row not among them is deleted."""
+    plan = Plan()
+    seen: set[str] = set()
+    for story in stories:
+        seen.add(story.id)
+        row = rows.get(story.id)
+        if row is None:
+            plan.creates.append(story)
+        elif row.deleted:
+            plan.revives.append((story, row))
+        elif row.content_hash != story.content_hash or row.path != story.path:
+            plan.updates.append((story, row))
+        else:
+            plan.unchanged += 1
+    for row in rows.values():
+        if row.deleted or row.id in seen or row.id in skip_ids or row.path in skip_paths:
+            continue
+        if deleted_paths is None or row.path in deleted_paths:
+            plan.deletes.append(row)
+    return plan
+
+
+def _describe(plan: Plan, result: SyncResult) -> None:
+    result.created = sorted([s.id for s in plan.creates] + [s.id for s, _ in plan.revives])
+    result.updated = sorted(s.id for s, _ in plan.updates)
+    result.moved = sorted(s.id for s, r in plan.updates if _moved(s, r))
+    result.deleted = sorted(r.id for r in plan.deletes)
+    result.unchanged = plan.unchanged
+
+
+def _moved(story: Story, row: DbRow) -> bool:
+    return story.location.status != row.status or story.location.backlog != row.backlog_id
+
+
+def apply(
+    conn: Connection,
+    plan: Plan,
+    provenance: Provenance,
+    options: SyncOptions,
+    result: SyncResult,
+    *,
+    advance: bool,
+    history: dict[str, list[tuple[str | None, str, Provenance]]] | None = None,
+) -> int:
+    """Write ``plan`` on ``conn`` (inside the caller's transaction); the run's id.
+
+    ``history`` gives, per story id, the stage moves a git range made (from, to,
+    commit); without it a move is recorded once, at ``provenance``.
+    """
+    now = utcnow()
+    run_id = _insert_run(conn, options, result, now)
+    _ensure_backlogs(conn, plan, now)
+    changes: list[dict[str, Any]] = []
+    hist: list[dict[str, Any]] = []
+    _apply_deletes(conn, plan.deletes, now, changes)
+    _apply_updates(conn, plan, provenance, now, changes, hist, history)
+    _apply_creates(conn, plan, provenance, now, changes, hist, history)
+    _write_dependencies(conn, plan)
+    if hist:
+        conn.execute(m.status_history.insert(), hist)
+    if changes:
+        for change in changes:
+            change.update(run_id=run_id, at=now, source="file")
+        conn.execute(m.changes.insert(), changes)
+    if advance and provenance.sha:
+        set_state(conn, LAST_SYNCED, provenance.sha)
+    conn.execute(
+        m.sync_runs.update()
+        .where(m.sync_runs.c.id == run_id)
+        .values(
+            finished_at=utcnow(),
+            upserted=result.upserted,
+            deleted=len(result.deleted),
+            outcome="invalid" if result.diagnostics else "ok",
+            errors=_errors_json(result.diagnostics),
+        )
+    )
+    return run_id
+
+
+def _insert_run(conn: Connection, options: SyncOptions, result: SyncResult, now: datetime) -> int:
+    inserted = conn.execute(
+        m.sync_runs.insert().values(
+            trigger=options.trigger,
+            from_commit=result.from_commit,
+            to_commit=result.to_commit,
+            started_at=now,
+            outcome="ok",
+            files_changed=result.files,
+            upserted=0,
+            deleted=0,
+            errors=[],
+        )
+    )
+    key = inserted.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def record_invalid(db: Database, options: SyncOptions, result: SyncResult) -> int:
+    """The audit row of a run that wrote nothing because input was invalid."""
+    now = utcnow()
+    with db.write() as conn:
+        run_id = _insert_run(conn, options, result, now)
+        conn.execute(
+            m.sync_runs.update()
+            .where(m.sync_runs.c.id == run_id)
+            .values(finished_at=now, outcome="invalid", errors=_errors_json(result.diagnostics))
+        )
+    return run_id
+
+
+def record_failure(db: Database, options: SyncOptions, result: SyncResult, message: str) -> None:
+    """Best effort: an audit row for a run that failed (the database may be the problem)."""
+    try:
+        with db.write() as conn:
+            run_id = _insert_run(conn, options, result, utcnow())
+            conn.execute(
+                m.sync_runs.update()
+                .where(m.sync_runs.c.id == run_id)
+                .values(finished_at=utcnow(), outcome="failed", errors=[{"message": message}])
+            )
+    except Exception:  # noqa: S110 - the original failure is what the user must see
+        pass
+
+
+def _errors_json(diags: list[Diagnostic]) -> list[dict[str, object]]:
+    return [d.as_dict() for d in diags[:MAX_RECORDED_ERRORS]]
+
+
+def _ensure_backlogs(conn: Connection, plan: Plan, now: datetime) -> None:
+    wanted = {s.location.backlog for s in plan.creates}
+    wanted |= {s.location.backlog for s, _ in plan.updates + plan.revives}
+    if not wanted:
+        return
+    existing = set(conn.execute(select(m.backlogs.c.id)).scalars())
+    missing = sorted(wanted - existing)
+    if missing:
+        conn.execute(m.backlogs.insert(), [{"id": b, "created_at": now} for b in missing])
+
+
+def _story_values(story: Story, provenance: Provenance, now: datetime) -> dict[str, Any]:
+    values = story.row()
+    values.update(synced_commit=provenance.sha, updated_at=now, deleted_at=None)
+    return values
+
+
+def _apply_deletes(conn: Connection, rows: list[DbRow], now: datetime, changes: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_id": r.id,
+                "deleted_at": now,
+                "updated_at": now,
+                "revision": r.revision + 1,
+                "synced_revision": r.revision + 1,
+            }
+            for r in rows
+        ],
+    )
+    for chunk in _chunks([r.id for r in rows], 500):
+        conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id.in_(chunk)))
+    changes.extend({"story_id": r.id, "kind": "deleted"} for r in rows)
+
+
+def _apply_updates(
+    conn: Connection,
+    plan: Plan,
+    provenance: Provenance,
+    now: datetime,
+    changes: list[dict[str, Any]],
+    hist: list[dict[str, Any]],
+    history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
+) -> None:
+    pairs = plan.updates + plan.revives
+    if not pairs:
+        return
+    _keep_conflicts(conn, [(s, r) for s, r in plan.updates if r.revision > r.synced_revision], now)
+    stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
+    moving = [{"b_id": r.id, "path": None} for s, r in pairs if r.path != s.path]
+    if moving:  # free the old paths first: two stories may swap places in one run
+        conn.execute(stmt, moving)
+    params = []
+    for story, row in pairs:
+        values = _story_values(story, provenance, now)
+        values.pop("id")
+        values.update(b_id=row.id, revision=row.revision + 1, synced_revision=row.revision + 1)
+        params.append(values)
+        revived = row.deleted
+        moved = not revived and _moved(story, row)
+        changes.append({"story_id": row.id, "kind": "created" if revived else "moved" if moved else "updated"})
+        if revived:
+            hist.extend(_history_rows(story, None, provenance, history))
+        elif story.location.status != row.status:
+            hist.extend(_history_rows(story, row.status, provenance, history))
+    conn.execute(stmt, params)
+
+
+def _apply_creates(
+    conn: Connection,
+    plan: Plan,
+    provenance: Provenance,
+    now: datetime,
+    changes: list[dict[str, Any]],
+    hist: list[dict[str, Any]],
+    history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
+) -> None:
+    if not plan.creates:
+        return
+    rows = []
+    for story in plan.creates:
+        values = _story_values(story, provenance, now)
+        values.update(revision=1, synced_revision=1, created_at=now)
+        rows.append(values)
+        changes.append({"story_id": story.id, "kind": "created"})
+        hist.extend(_history_rows(story, None, provenance, history))
+    conn.execute(m.stories.insert(), rows)
+
+
+def _history_rows(
+    story: Story,
+    old_status: str | None,
+    provenance: Provenance,
+    history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
+) -> list[dict[str, Any]]:
+    moves = (history or {}).get(story.id)
+    if not moves:
+        moves = [(old_status, story.location.status, provenance)]
+    return [
+        {
+            "story_id": story.id,
+            "from_status": frm,
+            "to_status": to,
+            "changed_at": p.when,
+            "commit": p.sha,
+            "author": p.author,
+            "source": "file",
+        }
+        for frm, to, p in moves
+    ]
+
+
+def _keep_conflicts(conn: Connection, pairs: list[tuple[Story, DbRow]], now: datetime) -> None:
+    """The file wins; the DB side's unsynced version is kept as a conflict record."""
+    if not pairs:
+        return
+    ids = [r.id for _, r in pairs]
+    snapshots = {
+        row.id: _snapshot(row._mapping) for row in conn.execute(select(m.stories).where(m.stories.c.id.in_(ids)))
+    }
+    conn.execute(
+        m.conflicts.insert(),
+        [
+            {
+                "story_id": r.id,
+                "detected_at": now,
+                "file_hash": s.content_hash,
+                "db_snapshot": snapshots.get(r.id),
+                "resolution": "file_wins",
+                "resolved_at": None,
+            }
+            for s, r in pairs
+        ],
+    )
+
+
+def _snapshot(row: Any) -> dict[str, Any]:
+    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    return snapshot
+
+
+def _write_dependencies(conn: Connection, plan: Plan) -> None:
+    stories = plan.creates + [s for s, _ in plan.updates + plan.revives]
+    if not stories:
+        return
+    ids = [s.id for s, _ in plan.updates + plan.revives]
+    for chunk in _chunks(ids, 500):
+        conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id.in_(chunk)))
+    rows = [{"story_id": s.id, "depends_on_id": d} for s in stories for d in dict.fromkeys(s.depends_on)]
+    if rows:
+        conn.execute(m.dependencies.insert(), rows)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,125 @@
+"""Load → check → result: parse story files from a source and collect every problem.
+
+Used by ``storysync validate`` (working tree, given paths, or the index with
+``--staged``) and by sync (a commit's tree).  Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from storysync.checks import Known, check_set, check_story, fold_id
+from storysync.config import Config
+from storysync.errors import Diagnostic
+from storysync.layout import classify
+from storysync.model import Story
+from storysync.parse import parse_story
+from storysync.schema import SchemaChecker, load_checker
+from storysync.sources import Entry, Source
+
+
+@dataclass
+class Checked:
+    """The outcome of checking a set of story files."""
+
+    stories: list[Story] = field(default_factory=list)  # parsed and file-level valid
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    invalid_paths: set[str] = field(default_factory=set)
+    files: int = 0
+
+    def add(self, diags: Iterable[Diagnostic]) -> None:
+        for d in diags:
+            self.diagnostics.append(d)
+            self.invalid_paths.add(d.path)
+
+    @property
+    def valid_stories(self) -> list[Story]:
+        return [s for s in self.stories if s.path not in self.invalid_paths]
+
+
+def checker_for(config: Config) -> SchemaChecker:
+    """The schema checker the configuration asks for."""
+    return load_checker(str(config.schema) if config.schema else None)
+
+
+def check_one(source: Source, entry: Entry, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
+    """Read, parse and check one file on its own (no cross-file checks).
+
+    The story is returned whenever it parsed, even with schema problems, so that
+    the cross-file checks can still report on it.
+    """
+    data = source.read(entry)
+    if isinstance(data, Diagnostic):
+        return None, [data]
+    parsed = parse_story(entry.location, data)
+    if isinstance(parsed, list):
+        return None, parsed
+    return parsed, checker.check(parsed) + check_story(parsed)
+
+
+def check_entries(
+    source: Source,
+    entries: Iterable[Entry],
+    checker: SchemaChecker,
+    known: Known | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Checked:
+    """Check every entry, then the cross-file rules over all of them."""
+    result = Checked()
+    for entry in entries:
+        result.files += 1
+        story, problems = check_one(source, entry, checker)
+        result.add(problems)
+        if story is not None:
+            result.stories.append(story)
+        if progress:
+            progress(1)
+    result.add(check_set(result.stories, known))
+    result.diagnostics.sort()
+    return result
+
+
+class ListingKnown:
+    """``Known`` for the rest of a source: ids from file names, deps read on demand.
+
+    Checking a few files must not read the whole repository: a story's id equals
+    its file name's prefix, so the listing answers "does this id exist"; only the
+    stories a dependency chain actually reaches are parsed (for cycles).
+    """
+
+    def __init__(self, config: Config, source: Source, checker: SchemaChecker) -> None:
+        self._source = source
+        self._checker = checker
+        self._by_folded: dict[str, tuple[str, Entry]] = {}
+        self._deps: dict[str, list[str] | None] = {}
+        for entry in source.entries():
+            sid = entry.location.name[:-3].split("-", 2)
+            if len(sid) >= 2:
+                story_id = f"{sid[0]}-{sid[1]}"
+                self._by_folded.setdefault(fold_id(story_id), (story_id, entry))
+        self._config = config
+
+    def lookup(self, folded: str) -> tuple[str, str] | None:
+        found = self._by_folded.get(folded)
+        return None if found is None else (found[0], found[1].location.path)
+
+    def deps(self, story_id: str) -> list[str] | None:
+        if story_id not in self._deps:
+            found = self._by_folded.get(fold_id(story_id))
+            if found is None or found[0] != story_id:
+                self._deps[story_id] = None
+            else:
+                story, _ = check_one(self._source, found[1], self._checker)
+                self._deps[story_id] = story.depends_on if story is not None else []
+        return self._deps[story_id]
+
+
+def validate_paths(config: Config, source: Source, paths: list[str] | None) -> Checked:
+    """Check the given repository-relative paths (all story files when None)."""
+    checker = checker_for(config)
+    if paths is None:
+        return check_entries(source, source.entries(), checker)
+    wanted = [p for p in paths if classify(config, p) is not None]
+    known = ListingKnown(config, source, checker)
+    return check_entries(source, source.entries(wanted), checker, known)
