@@ -142,3 +142,17 @@ def run_cli_subprocess(repo: Repo, *args: str, env: dict[str, str] | None = None
 def chdir_repo(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repo]:
     monkeypatch.chdir(repo.path)
     yield repo
+
+
+BACKENDS = ["sqlite"]  # "postgres" is added when a PostgreSQL server is available (see tests/pg.py)
+
+
+@pytest.fixture(params=BACKENDS)
+def any_db(request: pytest.FixtureRequest, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database URL for each backend under test, set as STORYSYNC_DATABASE_URL."""
+    if request.param == "sqlite":
+        url = repo.db_url
+    else:  # pragma: no cover - replaced by the PostgreSQL fixture
+        raise AssertionError(request.param)
+    monkeypatch.setenv("STORYSYNC_DATABASE_URL", url)
+    return url
