@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from storysync.cli import main
+from tests.pg import PgServer, PgUnavailable
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ada Author",
@@ -144,15 +145,36 @@ def chdir_repo(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repo]:
     yield repo
 
 
-BACKENDS = ["sqlite"]  # "postgres" is added when a PostgreSQL server is available (see tests/pg.py)
+# a real PostgreSQL server is started for the "postgres" param (see tests/pg.py and pg_url below)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
 def any_db(request: pytest.FixtureRequest, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> str:
     """A database URL for each backend under test, set as STORYSYNC_DATABASE_URL."""
-    if request.param == "sqlite":
-        url = repo.db_url
-    else:  # pragma: no cover - replaced by the PostgreSQL fixture
-        raise AssertionError(request.param)
+    url = repo.db_url if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
     monkeypatch.setenv("STORYSYNC_DATABASE_URL", url)
     return url
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL 15 server for the whole run; skipped when unavailable, but a failure in CI."""
+    try:
+        server = PgServer.start_new()
+    except PgUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A URL to a new, empty PostgreSQL database, dropped after the test."""
+    name = pg_server.create_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
