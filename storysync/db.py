@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from storysync.errors import ConfigError, DatabaseError
 from storysync.models import sync_state
 
-HEAD_REVISION = "0002"  # tests check this equals the migrations' head
+HEAD_REVISION = "0003"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
 BUSY_TIMEOUT_MS = 30_000

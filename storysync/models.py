@@ -129,6 +129,19 @@ class Change(Base):
     at: Mapped[datetime] = mapped_column(Stamp)
 
 
+class WebhookState(Base):
+    """How far each webhook target has been delivered (migration 0003)."""
+
+    __tablename__ = "webhook_state"
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
+    url: Mapped[str] = mapped_column(Text)  # the URL with any password or query hidden
+    delivered_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Stamp)
+    last_delivered_at: Mapped[datetime | None] = mapped_column(Stamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 backlogs: Table = cast(Table, Backlog.__table__)
 stories: Table = cast(Table, StoryRow.__table__)
 dependencies: Table = cast(Table, Dependency.__table__)
@@ -137,3 +150,4 @@ sync_runs: Table = cast(Table, SyncRun.__table__)
 sync_state: Table = cast(Table, SyncState.__table__)
 conflicts: Table = cast(Table, Conflict.__table__)
 changes: Table = cast(Table, Change.__table__)
+webhook_state: Table = cast(Table, WebhookState.__table__)
