@@ -9,6 +9,7 @@ here, with the URL's password hidden.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -19,13 +20,23 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
+from storysync.connect import open_with_retry, reason, scrub
 from storysync.errors import ConfigError, DatabaseError
 from storysync.models import sync_state
 
 HEAD_REVISION = "0003"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)
+LOCK_TIMEOUT_S = 600  # PostgreSQL: how long a writer waits for the advisory lock (STORYSYNC_LOCK_TIMEOUT)
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 def utcnow() -> datetime:
@@ -45,14 +56,15 @@ class Database:
             ) from exc
         self.display = self.url.render_as_string(hide_password=True)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.busy_timeout_ms = int(_env_number("STORYSYNC_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS))
         self.engine = self._create_engine()
 
     def _create_engine(self) -> Engine:
         try:
             if self.is_sqlite:
                 self._prepare_sqlite_path()
-                engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-                _sqlite_events(engine)
+                engine = create_engine(self.url, connect_args={"timeout": self.busy_timeout_ms / 1000})
+                _sqlite_events(engine, self.busy_timeout_ms)
                 return engine
             return create_engine(self.url, pool_pre_ping=True)
         except NoSuchModuleError as exc:
@@ -87,34 +99,50 @@ class Database:
         try:
             yield
         except OperationalError as exc:
-            raise DatabaseError(f"{self.display}: {_reason(exc)}") from exc
+            raise DatabaseError(self._operational_message(exc)) from exc
         except DBAPIError as exc:
-            raise DatabaseError(f"{self.display}: {what} failed: {_reason(exc)}") from exc
+            raise DatabaseError(f"{self.display}: {what} failed: {scrub(reason(exc), self.url)}") from exc
         except SQLAlchemyError as exc:
             raise DatabaseError(f"{self.display}: {what} failed: {exc}".splitlines()[0]) from exc
+
+    def _operational_message(self, exc: OperationalError) -> str:
+        why = scrub(reason(exc), self.url)
+        if self.is_sqlite and "database is locked" in why:
+            waited = self.busy_timeout_ms / 1000
+            return f"{self.display}: database is locked: another writer held it for {waited:g}s; try again later"
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return f"{self.display}: another storysync writer held the write lock too long; try again when it is done"
+        return f"{self.display}: {why}"
+
+    def connect(self) -> Connection:
+        """An open connection; a server that is down or restarting is retried with backoff
+        first, then a one-line ``DatabaseError`` names its host and port (exit 3)."""
+        if self.is_sqlite:
+            return self.engine.connect()
+        return open_with_retry(self.engine.connect, self.url, self.display)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction."""
-        with self.errors("read"), self.engine.connect() as conn, conn.begin():
+        with self.errors("read"), self.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """The single writer's transaction: all of it commits, or none of it."""
-        with self.errors("write"), self.engine.connect() as conn:
+        with self.errors("write"), self.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
                 if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+                    _advisory_lock(conn)
                 yield conn
 
     def schema_revision(self) -> str | None:
         """The revision the database is at (None when never initialised)."""
         from alembic.migration import MigrationContext
 
-        with self.errors("read schema version"), self.engine.connect() as conn:
+        with self.errors("read schema version"), self.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def ensure_schema(self) -> None:
@@ -132,7 +160,7 @@ class Database:
         """Run the migrations up to ``target``."""
         from alembic import command
 
-        with self.errors("migration"), self.engine.connect() as conn:
+        with self.errors("migration"), self.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
@@ -160,12 +188,20 @@ def _known_revisions() -> set[str]:
     return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
-def _sqlite_events(engine: Engine) -> None:
+def _advisory_lock(conn: Connection) -> None:
+    """Wait (up to STORYSYNC_LOCK_TIMEOUT seconds) for the one-writer lock, held until commit."""
+    waited_ms = int(_env_number("STORYSYNC_LOCK_TIMEOUT", LOCK_TIMEOUT_S) * 1000)
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(waited_ms)})
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+    conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -175,12 +211,6 @@ def _sqlite_events(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("storysync_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _reason(exc: DBAPIError) -> str:
-    orig = exc.orig
-    text_ = str(orig) if orig is not None else str(exc)
-    return text_.strip().splitlines()[0] if text_.strip() else type(orig).__name__
 
 
 def get_state(conn: Connection, key: str) -> str | None:
