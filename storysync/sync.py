@@ -47,6 +47,11 @@ class SyncOptions:
     keep_going: bool = False
     dry_run: bool = False
     trigger: str = "manual"
+    # With ``working_tree``: sync only these repository-relative paths (watch's
+    # batches); a path gone from disk soft-deletes the row stored at that path.
+    paths: tuple[str, ...] | None = None
+    # With ``full``: rebuild the file-side status history from the whole git log.
+    history: bool = False
 
 
 @dataclass
@@ -146,6 +151,10 @@ def _sync_locked(
         source: Source = WorkTreeSource(config)
         provenance = Provenance(None, None, utcnow())
         result.to_commit = None
+        if options.paths is not None:
+            from storysync.incremental import run_paths
+
+            return run_paths(config, db, source, provenance, options, result, progress)
     else:
         to = gitdiff.resolve(repo, options.to_rev or "HEAD")
         source = GitTreeSource(repo, config, to)
