@@ -22,6 +22,17 @@ def check_story(story: Story) -> list[Diagnostic]:
     """The file name, stage and backlog directories agree with the frontmatter."""
     out: list[Diagnostic] = []
     fm, loc = story.frontmatter, story.location
+    bad = next((ch for ch in loc.path if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        out.append(
+            Diagnostic(
+                loc.path,
+                1,
+                1,
+                "file-name",
+                f"file name contains the control character {bad!r}; rename the file to printable characters",
+            )
+        )
     sid = story.id
     stem = loc.name[: -len(".md")]
     if ID_PATTERN.match(sid) and stem != sid and not stem.startswith(sid + "-"):

@@ -15,6 +15,13 @@ EXIT_RUNTIME = 3
 EXIT_REFUSED = 4
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``), so a report stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 @dataclass(frozen=True, order=True)
 class Diagnostic:
     """One problem in one file, at a 1-based line and column."""
@@ -26,7 +33,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+        return f"{printable(self.path)}:{self.line}:{self.col}: {self.message}"
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form used by ``--format json`` and ``sync_runs.errors``."""

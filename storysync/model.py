@@ -36,6 +36,7 @@ class Story:
     bom: bool = False
     value_marks: dict[KeyPath, Mark] = field(default_factory=dict)
     key_marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    written: dict[KeyPath, str] = field(default_factory=dict)  # source text of non-string scalars
 
     @property
     def path(self) -> str:

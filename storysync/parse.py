@@ -70,7 +70,7 @@ def parse_story(location: Location, data: bytes) -> Story | list[Diagnostic]:
     loaded = load_frontmatter(path, fm_text)
     if isinstance(loaded, list):
         return loaded
-    data_map, value_marks, key_marks = loaded
+    data_map, value_marks, key_marks, written = loaded
     return Story(
         location=location,
         frontmatter=data_map,
@@ -79,6 +79,7 @@ def parse_story(location: Location, data: bytes) -> Story | list[Diagnostic]:
         bom=bom,
         value_marks=value_marks,
         key_marks=key_marks,
+        written=written,
     )
 
 
@@ -158,7 +159,7 @@ def _split(path: str, text: str) -> tuple[str, str] | Diagnostic:
     return _diag(path, (1, 1), "no-closing-delimiter", "frontmatter has no closing '---' line")
 
 
-Loaded = tuple[dict[str, Any], dict[KeyPath, Mark], dict[KeyPath, Mark]]
+Loaded = tuple[dict[str, Any], dict[KeyPath, Mark], dict[KeyPath, Mark], dict[KeyPath, str]]
 
 
 def load_frontmatter(path: str, fm_text: str) -> Loaded | list[Diagnostic]:
@@ -175,7 +176,11 @@ def load_frontmatter(path: str, fm_text: str) -> Loaded | list[Diagnostic]:
             )
         value_marks: dict[KeyPath, Mark] = {}
         key_marks: dict[KeyPath, Mark] = {}
-        data = _build(node, (), value_marks, key_marks, 1)
+        problems: list[_Refused] = []
+        marks = _Marks(value_marks, key_marks, problems)
+        data = _build(node, (), marks, 1)
+        if problems:  # every problem of the frontmatter, not only the first
+            return [_diag(path, p.mark, p.code, p.message) for p in problems]
     except _Refused as exc:
         return [_diag(path, exc.mark, exc.code, exc.message)]
     except yaml.MarkedYAMLError as exc:
@@ -188,7 +193,7 @@ def load_frontmatter(path: str, fm_text: str) -> Loaded | list[Diagnostic]:
         where = _position(fm_text.encode(), mark) if isinstance(mark, int) else (1, 1)
         return [_diag(path, (where[0] + 1, where[1]), "yaml-syntax", f"invalid YAML: {exc}".splitlines()[0])]
     assert isinstance(data, dict)
-    return data, value_marks, key_marks
+    return data, value_marks, key_marks, marks.written
 
 
 def _precheck(fm_text: str) -> None:
@@ -221,45 +226,66 @@ def _mark(node: yaml.Node | yaml.Event) -> Mark:
     return (mark.line + 2, mark.column + 1) if mark is not None else (2, 1)
 
 
-def _build(
-    node: yaml.Node,
-    path: KeyPath,
-    value_marks: dict[KeyPath, Mark],
-    key_marks: dict[KeyPath, Mark],
-    depth: int,
-) -> Any:
-    value_marks[path] = _mark(node)
+class _Marks:
+    """What building collects besides values: positions, and problems (all of them)."""
+
+    def __init__(self, values: dict[KeyPath, Mark], keys: dict[KeyPath, Mark], problems: list[_Refused]) -> None:
+        self.values = values
+        self.keys = keys
+        self.problems = problems
+        self.written: dict[KeyPath, str] = {}  # the text of scalars YAML did not read as strings
+
+
+def _build(node: yaml.Node, path: KeyPath, marks: _Marks, depth: int) -> Any:
+    marks.values[path] = _mark(node)
     if node.tag not in _ALLOWED_TAGS:
-        raise _Refused(_mark(node), "tag", f"YAML tag {node.tag!r} is not allowed; write a plain value")
+        marks.problems.append(
+            _Refused(_mark(node), "tag", f"YAML tag {node.tag!r} is not allowed; write a plain value")
+        )
+        return None
     if isinstance(node, yaml.MappingNode):
-        return _build_mapping(node, path, value_marks, key_marks, depth)
+        return _build_mapping(node, path, marks, depth)
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), value_marks, key_marks, depth + 1) for i, item in enumerate(node.value)]
+        return [_build(item, (*path, i), marks, depth + 1) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    return _scalar(node)
+    try:
+        value = _scalar(node)
+    except _Refused as exc:
+        marks.problems.append(exc)
+        return None
+    if not isinstance(value, str):
+        marks.written[path] = node.value
+    return value
 
 
-def _build_mapping(
-    node: yaml.MappingNode,
-    path: KeyPath,
-    value_marks: dict[KeyPath, Mark],
-    key_marks: dict[KeyPath, Mark],
-    depth: int,
-) -> dict[str, Any]:
+def _build_mapping(node: yaml.MappingNode, path: KeyPath, marks: _Marks, depth: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key_node, value_node in node.value:
         if key_node.tag == _TAG + "merge":
-            raise _Refused(_mark(key_node), "merge-key", "YAML merge keys (<<) are not allowed")
+            marks.problems.append(_Refused(_mark(key_node), "merge-key", "YAML merge keys (<<) are not allowed"))
+            continue
         if not isinstance(key_node, yaml.ScalarNode):
-            raise _Refused(_mark(key_node), "complex-key", "a key must be a plain value, not a list or mapping")
-        key = _json_key(_scalar(key_node))
-        if key in result:
-            first = key_marks[(*path, key)]
-            raise _Refused(
-                _mark(key_node), "duplicate-key", f"duplicate key {key!r} (first at line {first[0]}, column {first[1]})"
+            marks.problems.append(
+                _Refused(_mark(key_node), "complex-key", "a key must be a plain value, not a list or mapping")
             )
-        key_marks[(*path, key)] = _mark(key_node)
-        result[key] = _build(value_node, (*path, key), value_marks, key_marks, depth + 1)
+            continue
+        try:
+            key = _json_key(_scalar(key_node))
+        except _Refused as exc:
+            marks.problems.append(exc)
+            continue
+        if key in result:
+            first = marks.keys[(*path, key)]
+            marks.problems.append(
+                _Refused(
+                    _mark(key_node),
+                    "duplicate-key",
+                    f"duplicate key {key!r} (first at line {first[0]}, column {first[1]}); keep one of them",
+                )
+            )
+            continue
+        marks.keys[(*path, key)] = _mark(key_node)
+        result[key] = _build(value_node, (*path, key), marks, depth + 1)
     return result
 
 

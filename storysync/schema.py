@@ -81,12 +81,21 @@ def _diagnostic(story: Story, err: Any) -> Diagnostic:
     line, col = story.mark(path)
     where = ".".join(str(p) for p in path) or "frontmatter"
     message = err.message
+    if err.validator == "pattern" and isinstance(err.schema, dict) and err.schema.get("description"):
+        message = f"{err.instance!r} is not valid here: {err.schema['description']}"
     if (
         err.validator == "type"
         and isinstance(err.instance, (bool, int, float))
         and "string" in str(err.validator_value)
     ):
-        message += " (YAML read this unquoted value as a non-string; put it in quotes)"
+        written = story.written.get(path)
+        if written is not None:
+            message = (
+                f"{written!r} is read by YAML as {json.dumps(err.instance)}, not as the string that "
+                f"{where} must be; put it in quotes"
+            )
+        else:
+            message += " (YAML read this unquoted value as a non-string; put it in quotes)"
     return Diagnostic(story.path, line, col, "schema", f"{where}: {message}")
 
 
