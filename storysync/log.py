@@ -13,6 +13,10 @@ import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storysync.sync import SyncResult
 
 LOGGER = "storysync"
 _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -21,6 +25,16 @@ _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 def redact(text: str) -> str:
     """Hide the password in any URL inside ``text``."""
     return _PASSWORD.sub(r"\1***@", text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(v) for v in value]
+    return value
 
 
 class JSONFormatter(logging.Formatter):
@@ -32,11 +46,15 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": redact(record.getMessage()),
         }
-        payload.update(getattr(record, "fields", {}))
-        return json.dumps(payload, default=str)
+        payload.update(_redact_value(getattr(record, "fields", {})))
+        if record.exc_info:
+            payload["error"] = redact(self.formatException(record.exc_info))
+        return json.dumps(payload, default=str, ensure_ascii=False)
 
 
 class RedactingFormatter(logging.Formatter):
+    """The plain text format, with URL passwords hidden."""
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
@@ -73,3 +91,43 @@ def log_crash(exc: BaseException) -> Path:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(f"--- {datetime.now(timezone.utc).isoformat()}\n{redact(text)}\n")
     return path
+
+
+def sync_run_fields(result: SyncResult, seconds: float) -> dict[str, Any]:
+    """The structured fields of one sync run: what it read, wrote and how long it took."""
+    return {
+        "event_type": "sync_run",
+        "run_id": result.run_id,
+        "outcome": result.outcome,
+        "from_commit": result.from_commit,
+        "to_commit": result.to_commit,
+        "full": result.full,
+        "dry_run": result.dry_run,
+        "files": result.files,
+        "created": len(result.created),
+        "updated": len(result.updated),
+        "moved": len(result.moved),
+        "deleted": len(result.deleted),
+        "unchanged": result.unchanged,
+        "conflicts": len(result.conflicts),
+        "errors": len(result.diagnostics),
+        "duration_ms": round(seconds * 1000, 1),
+    }
+
+
+def log_sync_run(result: SyncResult, seconds: float) -> None:
+    """Emit the one ``sync run`` event of a run (INFO: the terminal shows it with ``-v``)."""
+    fields = sync_run_fields(result, seconds)
+    get_logger().info(
+        "sync run %s %s: %d files, %d created, %d updated, %d moved, %d deleted, %d errors in %.0f ms",
+        result.run_id,
+        result.outcome,
+        fields["files"],
+        fields["created"],
+        fields["updated"],
+        fields["moved"],
+        fields["deleted"],
+        fields["errors"],
+        fields["duration_ms"],
+        extra={"fields": fields},
+    )

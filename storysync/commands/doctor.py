@@ -1,0 +1,40 @@
+"""``storysync doctor``: one line per check, each failure with its fix."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from storysync.app import App
+
+
+@click.command("doctor")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+@click.pass_obj
+def command(app: App, fmt: str) -> int:
+    """Check git, permissions, the database and its schema, drift, hooks, watch limits and conflicts.
+
+    Exits 0 when every check passes and 1 when any fails.
+    """
+    from pathlib import Path
+
+    from storysync.doctor import Context, diagnose, exit_code
+
+    ctx = Context(start=app.repo_arg or Path.cwd(), config_file=app.config_file, db_flag=app.db_flag)
+    results = diagnose(ctx)
+    code = exit_code(results)
+    if fmt == "json":
+        payload = {"ok": code == 0, "checks": [r.as_dict() for r in results]}
+        app.out.print_json(json.dumps(payload))
+        return code
+    for r in results:
+        line = f"{r.status.upper():4}  {r.name}: {r.message}"
+        if r.fix:
+            line += f"\n      fix: {r.fix}"
+        app.out.print(line, markup=False, highlight=False)
+    failed = sum(r.status == "fail" for r in results)
+    app.out.print("all checks passed" if not failed else f"{failed} check(s) failed", markup=False)
+    return code
