@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "sync": "sync",
     "status": "status",
     "show": "show",
+    "watch": "watch",
     "doctor": "doctor",
 }
 
