@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "show": "show",
     "watch": "watch",
     "doctor": "doctor",
+    "notify": "notify",
 }
 
 

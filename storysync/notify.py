@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -179,6 +177,9 @@ def target_state(db: Database, url: str) -> TargetState | None:
 
 def post(url: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> None:
     """POST ``payload`` as JSON; raise ``DeliveryFailed`` unless the answer is 2xx."""
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
     request = urllib.request.Request(  # noqa: S310 - check_url allows http(s) only
         url,

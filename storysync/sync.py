@@ -10,6 +10,7 @@ of an incremental sync plugs in without changing them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,11 +129,18 @@ def sync(
     from storysync import gitdiff
 
     options = options or SyncOptions()
+    started = time.perf_counter()
     db.ensure_schema()
     if options.dry_run:
         return _sync_locked(config, db, repo, options, progress)
     with writer_lock(gitdiff.git_dir(repo)):
-        return _sync_locked(config, db, repo, options, progress)
+        result = _sync_locked(config, db, repo, options, progress)
+    # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
+    # Bounded in time and never raises: a notification never blocks or fails a sync.
+    from storysync.notify import after_sync
+
+    after_sync(config, db, result, time.perf_counter() - started)
+    return result
 
 
 def _sync_locked(
