@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,23 @@ REQUEST_TIMEOUT = 2.0  # seconds for one POST
 MAX_BATCH = 1000  # changes per POST
 MAX_BACKOFF = 300.0  # seconds between attempts, across runs, for a failing target
 USER_AGENT = "storysync-webhook/1"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return max(0.05, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def after_sync_budget() -> float:
+    """Seconds a sync may spend delivering (``STORYSYNC_WEBHOOK_BUDGET``, default 3)."""
+    return _env_seconds("STORYSYNC_WEBHOOK_BUDGET", AFTER_SYNC_BUDGET)
+
+
+def request_timeout() -> float:
+    """Seconds one POST may take (``STORYSYNC_WEBHOOK_TIMEOUT``, default 2)."""
+    return _env_seconds("STORYSYNC_WEBHOOK_TIMEOUT", REQUEST_TIMEOUT)
 
 
 class DeliveryFailed(Exception):
@@ -111,7 +129,8 @@ def after_sync(config: Config, db: Database, result: SyncResult, seconds: float)
     try:
         log_sync_run(result, seconds)
         if config.webhook_url and result.run_id is not None and not result.dry_run:
-            report = deliver(db, config.webhook_url, budget=AFTER_SYNC_BUDGET, start_after=_before_run(db, result))
+            start = _before_run(db, result)
+            report = deliver(db, config.webhook_url, budget=after_sync_budget(), start_after=start)
             _log_report(config.webhook_url, report)
     except Exception as exc:  # a notification problem must never fail the sync
         get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
@@ -122,7 +141,7 @@ def deliver(
     url: str,
     *,
     budget: float = 30.0,
-    timeout: float = REQUEST_TIMEOUT,
+    timeout: float | None = None,
     start_after: int | None = None,
     respect_backoff: bool = True,
 ) -> DeliveryReport:
@@ -132,6 +151,7 @@ def deliver(
     current end of the feed).  The cursor moves only past batches that got a 2xx.
     """
     check_url(url)
+    timeout = timeout if timeout is not None else request_timeout()
     deadline = time.monotonic() + budget
     report = DeliveryReport()
     state = _ensure_state(db, url, start_after)
