@@ -122,17 +122,25 @@ def _decode(path: str, data: bytes) -> tuple[str, bool] | Diagnostic:
 
 
 def _conflict_markers(path: str, text: str) -> list[Diagnostic]:
-    if "<<<<<<<" not in text and ">>>>>>>" not in text and "|||||||" not in text:
+    """Lines git writes for a conflict.  ``=======`` and ``|||||||`` count only inside a
+    ``<<<<<<<`` block: alone, ``=======`` is a Markdown heading underline."""
+    if "<<<<<<<" not in text and ">>>>>>>" not in text:
         return []
-    return [
-        _diag(
-            path,
-            (text.count("\n", 0, m.start()) + 1, 1),
-            "conflict-marker",
-            "git conflict marker; resolve the merge conflict in this file",
+    found: list[Diagnostic] = []
+    inside = False
+    for m in _CONFLICT.finditer(text):
+        marker = m.group(0)[0]
+        if marker == "<":
+            inside = True
+        elif marker == ">":
+            inside = False
+        elif not inside:
+            continue
+        line = text.count("\n", 0, m.start()) + 1
+        found.append(
+            _diag(path, (line, 1), "conflict-marker", "git conflict marker; resolve the merge conflict in this file")
         )
-        for m in _CONFLICT.finditer(text)
-    ]
+    return found
 
 
 def _split(path: str, text: str) -> tuple[str, str] | Diagnostic:

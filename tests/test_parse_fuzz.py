@@ -1,0 +1,193 @@
+"""Property-based tests: whatever bytes a story file holds, the parser answers with a
+``Story`` or diagnostics; never an exception, never slowly, never with unbounded memory.
+
+The default run is small (a couple of hundred examples each); ``-m slow`` runs many more.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storysync.checks import check_story
+from storysync.errors import Diagnostic
+from storysync.model import Location, Story
+from storysync.parse import parse_story
+from storysync.schema import load_checker
+
+LOC = Location("backlog/web/WEB-1-fuzz.md", "backlog", "backlog", "web", "WEB-1-fuzz.md")
+MEMORY_BASE = 16 * 1024 * 1024  # bytes of headroom for one parse, plus a factor of the input size
+MEMORY_PER_BYTE = 64
+
+FAST = settings(
+    max_examples=200,
+    deadline=timedelta(milliseconds=500),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+SLOW = settings(FAST, max_examples=5000)
+
+TOKENS = [
+    "---",
+    "id: WEB-1",
+    "title: T",
+    "title:",
+    "- ",
+    "-",
+    ": ",
+    ":",
+    "? ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!python/object:os.system ",
+    "!tag ",
+    "<<: ",
+    "'",
+    '"',
+    "|",
+    ">",
+    "#",
+    "%YAML 1.1",
+    "...",
+    ".nan",
+    ".inf",
+    "NO",
+    "010",
+    "12:30",
+    "2026-01-05",
+    "~",
+    "null",
+    "1",
+    '"1"',
+    "<<<<<<< HEAD",
+    "=======",
+    ">>>>>>> b",
+    "\t",
+    "  ",
+    "\n",
+    "\r\n",
+    "\ufeff",
+    "\x00",
+    "\x07",
+    "é",
+    "\U0001f600",
+    "\\x",
+]
+
+yamlish = st.lists(
+    st.one_of(st.sampled_from(TOKENS), st.text(max_size=8)),
+    max_size=60,
+).map("".join)
+
+framed = st.builds(
+    lambda head, text, tail, body: f"{head}{text}{tail}{body}",
+    st.sampled_from(["---\n", "---\r\n", "\ufeff---\n", "", "--- \n"]),
+    yamlish,
+    st.sampled_from(["\n---\n", "\r\n---\r\n", "\n---", "", "\n"]),
+    st.text(max_size=40),
+)
+
+
+def assert_answers(data: bytes) -> None:
+    """Parse (and check) ``data`` within the memory bound; the answer is a Story or diagnostics."""
+    tracemalloc.start()
+    try:
+        result = parse_story(LOC, data)
+        problems = (load_checker().check(result) + check_story(result)) if isinstance(result, Story) else result
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MEMORY_BASE + MEMORY_PER_BYTE * len(data)
+    if not isinstance(result, Story):
+        assert result, "a refusal must say why"
+    for d in problems:
+        assert isinstance(d, Diagnostic)
+        assert d.path == LOC.path
+        assert d.line >= 1
+        assert d.col >= 1
+        assert "\n" not in str(d), "a diagnostic is one line"
+    if isinstance(result, Story):
+        _assert_json_safe(result.frontmatter)
+        assert data.decode("utf-8").endswith(result.body)
+
+
+def _assert_json_safe(value: Any) -> None:
+    import json
+
+    assert json.loads(json.dumps(value, allow_nan=False)) == value
+
+
+@FAST
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes(data: bytes) -> None:
+    assert_answers(data)
+
+
+@FAST
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_after_a_frontmatter_opening(data: bytes) -> None:
+    assert_answers(b"---\n" + data)
+    assert_answers(b"---\nid: WEB-1\ntitle: T\n" + data + b"\n---\n")
+
+
+@FAST
+@given(framed)
+def test_arbitrary_yamlish_text(text: str) -> None:
+    assert_answers(text.encode("utf-8", "surrogatepass"))
+
+
+# PyYAML's emitter folds the Unicode line breaks NEL, LS and PS inside quoted scalars
+# into spaces (an emitter quirk, not a reading one), so the round trip leaves them out.
+plain_text = st.text(st.characters(exclude_characters="\x85\u2028\u2029", exclude_categories=["Cs"]), max_size=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | plain_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(plain_text, children, max_size=4),
+    max_leaves=30,
+)
+
+
+@FAST
+@given(json_values)
+def test_any_yaml_dump_round_trips_to_json_data(value: Any) -> None:
+    """Whatever PyYAML can write, a story's frontmatter reads back as the same JSON data."""
+    import yaml
+
+    dumped = yaml.safe_dump({"id": "WEB-1", "title": "T", "x": value}, allow_unicode=True)
+    result = parse_story(LOC, f"---\n{dumped}---\n".encode())
+    if isinstance(result, Story):
+        assert result.frontmatter["x"] == _json_keys(value)
+    else:
+        pytest.fail(f"valid YAML data refused: {result}")
+
+
+def _json_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_keys(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+@SLOW
+@given(st.binary(max_size=8192))
+def test_arbitrary_bytes_many(data: bytes) -> None:
+    assert_answers(data)
+
+
+@pytest.mark.slow
+@SLOW
+@given(framed)
+def test_arbitrary_yamlish_text_many(text: str) -> None:
+    assert_answers(text.encode("utf-8", "surrogatepass"))
