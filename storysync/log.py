@@ -62,6 +62,8 @@ class RedactingFormatter(logging.Formatter):
 def setup_logging(verbosity: int, fmt: str = "text", log_file: Path | None = None) -> None:
     """Configure the ``storysync`` logger for one command run."""
     logger = logging.getLogger(LOGGER)
+    for old in logger.handlers:
+        old.close()  # a previous run's log file (the CLI run in-process, as the tests do)
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.DEBUG)

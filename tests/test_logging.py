@@ -1,0 +1,104 @@
+"""Structured logs: one event per sync run, human output unchanged, no password anywhere."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from storysync.log import redact
+from tests.conftest import Repo, run_cli_subprocess
+
+PASSWORD = "Sup3r-S3cret-pw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def json_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_json_log_file_has_one_event_per_sync_run_with_counts_and_duration(
+    backlog_repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "storysync.log"
+    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "sync") == 0
+    out = capsys.readouterr()
+    assert "storysync: synced" in out.err  # the human summary is still on the terminal
+    assert "{" not in out.err
+    backlog_repo.git("mv", "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
+    backlog_repo.commit("start WEB-1")
+    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "sync") == 0
+    runs = [e for e in json_lines(log) if e.get("event_type") == "sync_run"]
+    assert len(runs) == 2
+    first, second = runs
+    assert (first["outcome"], first["created"], first["files"], first["errors"]) == ("ok", 4, 4, 0)
+    assert (second["moved"], second["updated"], second["created"]) == (1, 1, 0)
+    assert second["run_id"] == int(str(first["run_id"])) + 1
+    assert second["to_commit"] == backlog_repo.git("rev-parse", "HEAD")
+    for event in runs:
+        assert isinstance(event["duration_ms"], float)
+        assert event["duration_ms"] > 0
+        assert event["level"] == "info"
+        assert str(event["time"]).endswith("+00:00")
+
+
+def test_invalid_run_is_logged_with_its_error_count(backlog_repo: Repo, tmp_path: Path) -> None:
+    backlog_repo.write("backlog/web/WEB-9-bad.md", "---\nid: WEB-9\n---\nno title\n")
+    backlog_repo.commit("a bad story")
+    log = tmp_path / "run.log"
+    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "sync") == 1
+    (event,) = [e for e in json_lines(log) if e.get("event_type") == "sync_run"]
+    assert event["outcome"] == "invalid"
+    assert event["errors"] == 1
+    assert event["created"] == 0
+
+
+def test_text_log_file_gets_the_event_too(backlog_repo: Repo, tmp_path: Path) -> None:
+    log = tmp_path / "text.log"
+    assert backlog_repo.run("--log-file", str(log), "sync") == 0
+    text = log.read_text(encoding="utf-8")
+    assert " INFO sync run 1 ok: 4 files, 4 created" in text
+
+
+@pytest.mark.parametrize("command", [["status"], ["sync"], ["-v", "sync"], ["doctor"], ["doctor", "--format", "json"]])
+def test_database_password_never_printed_or_logged(
+    backlog_repo: Repo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv("STORYSYNC_DB_CONNECT_ATTEMPTS", "2")
+    url = f"postgresql+psycopg://storysync:{PASSWORD}@127.0.0.1:{free_port()}/stories"
+    log = tmp_path / "secret.log"
+    code = backlog_repo.run("--db", url, "--log-format", "json", "--log-file", str(log), *command)
+    out = capsys.readouterr()
+    assert code == (1 if command[0] == "doctor" else 3)
+    seen = out.out + out.err + log.read_text(encoding="utf-8")
+    assert PASSWORD not in seen
+    assert "127.0.0.1" in out.out + out.err  # the message still says where
+
+
+def test_password_from_environment_not_printed_by_a_hook_style_subprocess(backlog_repo: Repo, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    log = tmp_path / "hook.log"
+    url = f"postgresql+psycopg://storysync:{PASSWORD}@127.0.0.1:{free_port()}/stories"
+    env = {"STORYSYNC_DATABASE_URL": url, "STORYSYNC_DB_CONNECT_ATTEMPTS": "1"}
+    done = run_cli_subprocess(backlog_repo, "--log-file", str(log), "sync", "--trigger", "hook", env=env)
+    assert done.returncode == 3
+    assert PASSWORD not in done.stdout + done.stderr + log.read_text(encoding="utf-8")
+    assert "cannot connect" in done.stderr
+
+
+def test_redact_hides_passwords_in_any_url() -> None:
+    assert redact("postgresql+psycopg://u:p%40ss@db:5432/x failed") == "postgresql+psycopg://u:***@db:5432/x failed"
+    assert redact("no url here") == "no url here"
