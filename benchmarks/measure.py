@@ -1,0 +1,101 @@
+"""Time whole processes: wall clock (perf_counter) and the child's own peak RSS.
+
+``os.wait4`` returns the rusage of exactly the process waited for, so the peak RSS
+of each run is its own (``RUSAGE_CHILDREN`` would be the maximum over all
+children so far).  A child's own children (git) are separate processes and are
+not counted in its RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Sample:
+    """One run of a process."""
+
+    seconds: float
+    peak_rss_kb: int
+    returncode: int
+
+
+@dataclass
+class Series:
+    """Repeated runs of one measurement."""
+
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def low(self) -> float:
+        return min(s.seconds for s in self.samples)
+
+    @property
+    def high(self) -> float:
+        return max(s.seconds for s in self.samples)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(s.peak_rss_kb for s in self.samples) / 1024
+
+
+class CommandFailed(RuntimeError):
+    """A measured command exited with an unexpected code."""
+
+
+def run_once(
+    argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None, ok: Sequence[int] = (0,), log: Path | None = None
+) -> Sample:
+    """Run ``argv`` once, output to ``log`` (or discarded); its time and peak RSS."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code not in ok:
+        where = f"; output in {log}" if log else ""
+        raise CommandFailed(f"{' '.join(map(str, argv))} exited {code}{where}")
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    rss = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    return Sample(elapsed, rss, code)
+
+
+def repeat(
+    argv: Sequence[str],
+    cwd: Path,
+    times: int,
+    *,
+    env: dict[str, str] | None = None,
+    setup: Callable[[int], None] | None = None,
+    ok: Sequence[int] = (0,),
+    log: Path | None = None,
+) -> Series:
+    """Run ``argv`` ``times`` times, calling ``setup(i)`` (untimed) before each run."""
+    series = Series()
+    for i in range(times):
+        if setup:
+            setup(i)
+        series.samples.append(run_once(argv, cwd, env, ok, log))
+    return series
+
+
+def storysync_argv(repo: Path, db_url: str, *args: str) -> list[str]:
+    """The command line of a storysync process on ``repo`` with database ``db_url``."""
+    return [sys.executable, "-m", "storysync", "--repo", str(repo), "--db", db_url, *args]

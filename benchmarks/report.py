@@ -1,0 +1,232 @@
+"""Results: kept in ``benchmarks/results/results.json``, printed as a table, and
+written into the generated section of ``docs/performance.md`` with the machine.
+
+Rows from different invocations are merged by (benchmark, size), so a 100k run
+on demand adds to the 1k/10k figures instead of replacing them; every row says
+when it was measured.  Targets compare rows measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.generate import size_label
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "results.json"
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- results:start (written by python -m benchmarks.run) -->", "<!-- results:end -->"
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, RAM, Python, SQLite and git versions."""
+    cpu = "unknown"
+    ram = "unknown"
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line)
+        ram = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": ram,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "git": git_version,
+        "os": platform.platform(),
+    }
+
+
+def load(path: Path = RESULTS) -> dict[str, Any]:
+    """The stored results (empty when none yet)."""
+    if path.is_file():
+        stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    return {"machine": {}, "rows": {}, "micro": {}}
+
+
+def merge(store: dict[str, Any], rows: list[Any], micro: dict[str, float] | None, run_id: str) -> dict[str, Any]:
+    """Add this run's rows (and micro costs) to the store."""
+    store["machine"] = machine()
+    for row in rows:
+        store["rows"][row.key] = {**asdict(row), "run": run_id}
+    if micro:
+        store["micro"] = {"run": run_id, "us": micro}
+    return store
+
+
+def save(store: dict[str, Any], path: Path = RESULTS) -> None:
+    """Write the store as stable, readable JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def now_id() -> str:
+    """A run's id: its UTC start time."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class Target:
+    """A promise from issue 7 and whether the stored figures keep it."""
+
+    name: str
+    limit: str
+    measured: str
+    ok: bool | None  # None: not measured yet
+
+
+def _get(rows: dict[str, Any], bench: str, size: int) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = rows.get(f"{bench}@{size_label(size)}")
+    return found
+
+
+def _ratio(
+    rows: dict[str, Any], a: str, b: str, size: int, test: Callable[[float], bool], fmt: str
+) -> tuple[str, bool | None]:
+    ra, rb = _get(rows, a, size), _get(rows, b, size)
+    if ra is None or rb is None:
+        return "not measured", None
+    value = ra["median_s"] / rb["median_s"]
+    return fmt.format(value=value, a=ra["median_s"], b=rb["median_s"]), test(value)
+
+
+def _limit(rows: dict[str, Any], bench: str, size: int, seconds: float) -> tuple[str, bool | None]:
+    row = _get(rows, bench, size)
+    if row is None:
+        return "not measured", None
+    return f"{row['median_s'] * 1000:.0f} ms", row["median_s"] <= seconds
+
+
+def targets(rows: dict[str, Any]) -> list[Target]:
+    """Every target of issue 7 against the stored rows."""
+    out = [
+        Target(
+            "full sync 10k vs raw floor",
+            "≤ 1.5×",
+            *_ratio(rows, "full_sync", "floor", 10_000, lambda v: v <= 1.5, "{value:.2f}× ({a:.2f} s vs {b:.2f} s)"),
+        ),
+        Target(
+            "full sync 10k vs markdown-to-sqlite",
+            "≥ 8× faster",
+            *_ratio(
+                rows,
+                "markdown_to_sqlite",
+                "full_sync",
+                10_000,
+                lambda v: v >= 8,
+                "{value:.1f}× ({a:.2f} s vs {b:.2f} s)",
+            ),
+        ),
+    ]
+    big, ten = _get(rows, "full_sync", 100_000), _get(rows, "full_sync", 10_000)
+    if big is not None and ten is not None:
+        per = (big["median_s"] / 100_000) / (ten["median_s"] / 10_000)
+        out.append(Target("full sync 100k: linear", "≤ 1.2× the 10k cost per story", f"{per:.2f}×", per <= 1.2))
+        out.append(
+            Target("full sync 100k: peak RSS", "≤ 300 MB", f"{big['peak_rss_mb']:.0f} MB", big["peak_rss_mb"] <= 300)
+        )
+    else:
+        out.append(Target("full sync 100k: linear, peak RSS", "≤ 1.2×, ≤ 300 MB", "not measured", None))
+    out.append(Target("incremental sync, 10 files, 100k", "≤ 250 ms", *_limit(rows, "incremental_sync", 100_000, 0.25)))
+    out.append(_incremental_ratio(rows))
+    for size in (10_000, 100_000, 1_000):
+        if _get(rows, "validate_staged", size) is not None:
+            measured, ok = _limit(rows, "validate_staged", size, 0.12)
+            out.append(Target(f"validate --staged, one file ({size_label(size)} repo)", "≤ 120 ms", measured, ok))
+            break
+    else:
+        out.append(Target("validate --staged, one file", "≤ 120 ms", "not measured", None))
+    out.append(Target("status, 10k", "≤ 300 ms", *_limit(rows, "status", 10_000, 0.3)))
+    out.append(Target("export of 100 DB-changed stories, 10k", "≤ 1 s", *_limit(rows, "export", 10_000, 1.0)))
+    return out
+
+
+def _incremental_ratio(rows: dict[str, Any]) -> Target:
+    big, small = _get(rows, "incremental_sync", 100_000), _get(rows, "incremental_sync", 1_000)
+    if big is None or small is None:
+        return Target("incremental sync 100k vs 1k", "≤ 1.3×", "not measured", None)
+    value = big["median_s"] / small["median_s"]
+    return Target("incremental sync 100k vs 1k", "≤ 1.3×", f"{value:.2f}×", value <= 1.3)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else "met" if ok else "**missed**"
+
+
+def render(store: dict[str, Any]) -> str:
+    """The generated Markdown: machine, medians per benchmark and size, targets, micro costs."""
+    m = store.get("machine", {})
+    lines = [
+        START,
+        "",
+        f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
+        f"Python {m.get('python', '?')}, SQLite {m.get('sqlite', '?')}, {m.get('git', '?')}, {m.get('os', '?')}.",
+        "",
+        "### Medians (whole processes)",
+        "",
+        "| benchmark | stories | median | min | max | runs | peak RSS | measured |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key in sorted(store["rows"], key=lambda k: (store["rows"][k]["bench"], store["rows"][k]["size"])):
+        r = store["rows"][key]
+        note = f" ({r['note']})" if r.get("note") else ""
+        lines.append(
+            f"| {r['bench']}{note} | {size_label(r['size']) if r['size'] else '—'} | {_fmt(r['median_s'])} "
+            f"| {_fmt(r['low_s'])} | {_fmt(r['high_s'])} | {r['repeats']} | {r['peak_rss_mb']:.0f} MB | {r['run']} |"
+        )
+    lines += ["", "### Targets", "", "| target | limit | measured | verdict |", "| --- | --- | --- | --- |"]
+    lines += [f"| {t.name} | {t.limit} | {t.measured} | {_verdict(t.ok)} |" for t in targets(store["rows"])]
+    micro = store.get("micro") or {}
+    if micro:
+        lines += [
+            "",
+            f"### Per-file micro costs (in one process; {micro['run']})",
+            "",
+            "| cost | µs |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| {name} | {value:.1f} |" for name, value in micro["us"].items()]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def print_table(store: dict[str, Any]) -> None:
+    """The generated section, on stdout."""
+    print(render(store).replace(START, "").replace(END, "").strip())
+
+
+def write_doc(store: dict[str, Any], doc: Path = DOC) -> None:
+    """Replace the generated section of the performance page (the prose around it stays)."""
+    section = render(store)
+    if doc.is_file():
+        text = doc.read_text(encoding="utf-8")
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            tail = rest.split(END, 1)[1]
+            doc.write_text(head + section + tail, encoding="utf-8")
+            return
+    else:
+        text = "# Performance\n\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text.rstrip() + "\n\n## Results\n\n" + section + "\n", encoding="utf-8")

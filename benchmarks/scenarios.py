@@ -1,0 +1,201 @@
+"""The measured scenarios: each runs whole processes on a generated repository.
+
+Every scenario returns ``Row``s (one per thing measured).  Pairs that are compared
+(storysync vs the raw floor vs markdown-to-sqlite) are measured in the same run,
+interleaved repeat by repeat, so that a noisy machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.generate import GIT_ENV, git, size_label
+from benchmarks.measure import Series, repeat, run_once, storysync_argv
+
+M2S_MAX = 20_000  # markdown-to-sqlite takes the paths as arguments; beyond this they overflow ARG_MAX
+
+
+@dataclass
+class Row:
+    """One measurement: a median over repeats (seconds) and the peak RSS."""
+
+    bench: str
+    size: int
+    median_s: float
+    low_s: float
+    high_s: float
+    repeats: int
+    peak_rss_mb: float
+    note: str = ""
+
+    @classmethod
+    def of(cls, bench: str, size: int, series: Series, note: str = "") -> Row:
+        return cls(bench, size, series.median, series.low, series.high, len(series.samples), series.peak_rss_mb, note)
+
+    @property
+    def key(self) -> str:
+        return f"{self.bench}@{size_label(self.size)}"
+
+
+@dataclass
+class Context:
+    """What every scenario needs: the repository, a scratch directory, the repeat count."""
+
+    repo: Path
+    size: int
+    scratch: Path
+    repeats: int
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STORYSYNC_")}
+        env.update(GIT_ENV)
+        env.pop("GIT_AUTHOR_DATE", None)
+        env.pop("GIT_COMMITTER_DATE", None)
+        return env
+
+    def db_url(self, name: str) -> str:
+        return f"sqlite:///{self.scratch / name}"
+
+    @property
+    def synced_db(self) -> str:
+        """A database fully synced with the repository's generated commit (built by ``full_sync``)."""
+        return self.db_url("synced.db")
+
+
+def _remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def full_sync(ctx: Context) -> list[Row]:
+    """Full sync vs the raw floor vs markdown-to-sqlite, interleaved, fresh database each run."""
+    m2s = shutil.which("markdown-to-sqlite") if ctx.size <= M2S_MAX else None
+    paths = _story_paths(ctx.repo) if m2s else []
+    runs: dict[str, Series] = {"floor": Series(), "full_sync": Series()}
+    if m2s:
+        runs["markdown_to_sqlite"] = Series()
+    commands: dict[str, Callable[[], list[str]]] = {
+        "floor": lambda: [sys.executable, "-m", "benchmarks.floor", str(ctx.repo), str(ctx.scratch / "floor.db")],
+        "full_sync": lambda: storysync_argv(ctx.repo, ctx.synced_db, "sync", "--full"),
+        "markdown_to_sqlite": lambda: [str(m2s), str(ctx.scratch / "m2s.db"), "stories", *paths],
+    }
+    dbs = {"floor": "floor.db", "full_sync": "synced.db", "markdown_to_sqlite": "m2s.db"}
+    for _ in range(ctx.repeats):
+        for name, series in runs.items():
+            _remove_db(ctx.scratch / dbs[name])
+            series.samples.append(run_once(commands[name](), ctx.repo, ctx.env, log=ctx.log))
+    return [Row.of(name, ctx.size, series) for name, series in runs.items()]
+
+
+def _story_paths(repo: Path) -> list[str]:
+    listed = git(repo, "ls-files", "-z", "--", "refinements", "backlog", "active", "completed")
+    return [p for p in listed.split("\0") if p.endswith(".md")]
+
+
+def edit_stories(repo: Path, paths: list[str], rng: random.Random, tag: str) -> None:
+    """Change each file as a person would: a new points value and a line in the body."""
+    for rel in paths:
+        target = repo / rel
+        text = target.read_text(encoding="utf-8")
+        points = rng.choice((1, 2, 3, 5, 8, 13))
+        lines = [f"points: {points}" if line.startswith("points: ") else line for line in text.split("\n")]
+        target.write_text("\n".join(lines) + f"Edited in {tag}.\n", encoding="utf-8")
+
+
+def incremental_sync(ctx: Context) -> list[Row]:
+    """A 10-file commit on top of the synced database, then ``storysync sync``."""
+    paths = _story_paths(ctx.repo)
+    rng = random.Random(ctx.size)
+
+    def commit_ten(i: int) -> None:
+        chosen = rng.sample(paths, 10)
+        edit_stories(ctx.repo, chosen, rng, f"incremental run {i}")
+        git(ctx.repo, "add", "--", *chosen)
+        git(ctx.repo, "commit", "-q", "-m", f"edit 10 stories ({i})")
+
+    argv = storysync_argv(ctx.repo, ctx.synced_db, "sync")
+    series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=commit_ten, log=ctx.log)
+    return [Row.of("incremental_sync", ctx.size, series, "10 files changed in one commit")]
+
+
+def validate_staged(ctx: Context) -> list[Row]:
+    """The pre-commit hook: ``storysync validate --staged`` with one staged file."""
+    paths = _story_paths(ctx.repo)
+    rng = random.Random(ctx.size + 1)
+
+    def stage_one(i: int) -> None:
+        chosen = rng.choice(paths)
+        edit_stories(ctx.repo, [chosen], rng, f"staged run {i}")
+        git(ctx.repo, "add", "--", chosen)
+
+    argv = [sys.executable, "-m", "storysync", "--repo", str(ctx.repo), "validate", "--staged"]
+    series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=stage_one, log=ctx.log)
+    git(ctx.repo, "reset", "-q")
+    git(ctx.repo, "checkout", "-q", "-f", "HEAD")
+    return [Row.of("validate_staged", ctx.size, series, "one staged file, whole process")]
+
+
+def status(ctx: Context) -> list[Row]:
+    """``storysync status`` on the synced database."""
+    argv = storysync_argv(ctx.repo, ctx.synced_db, "status")
+    return [Row.of("status", ctx.size, repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, log=ctx.log))]
+
+
+def export_available() -> bool:
+    """Whether this storysync has an ``export`` command yet."""
+    from storysync.cli import COMMANDS
+
+    return "export" in COMMANDS
+
+
+def export(ctx: Context) -> list[Row]:
+    """100 rows changed DB-side (as the story API does: new value, revision raised), then ``export``."""
+    if not export_available():
+        return []
+    db_file = ctx.scratch / "synced.db"
+    rng = random.Random(ctx.size + 2)
+
+    def change_hundred(i: int) -> None:
+        with sqlite3.connect(db_file) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
+            chosen = rng.sample(ids, 100)
+            conn.executemany(
+                "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
+                [(f"Retitled in export run {i} {sid}", sid) for sid in chosen],
+            )
+        conn.close()
+
+    argv = storysync_argv(ctx.repo, ctx.synced_db, "export")
+    series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change_hundred, log=ctx.log)
+    return [Row.of("export", ctx.size, series, "100 DB-changed stories")]
+
+
+def process_start(ctx: Context) -> list[Row]:
+    """What a process pays before doing anything: bare Python, and the heavy imports."""
+    heavy = "import sqlalchemy, jsonschema, git, rich"
+    rows = []
+    for name, argv in (
+        ("python_start", [sys.executable, "-c", "pass"]),
+        ("heavy_imports", [sys.executable, "-c", heavy]),
+        ("storysync_help", [sys.executable, "-m", "storysync", "--help"]),
+    ):
+        rows.append(Row.of(name, 0, repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, log=ctx.log)))
+    return rows
+
+
+SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
+    "full_sync": full_sync,
+    "status": status,
+    "incremental_sync": incremental_sync,
+    "validate_staged": validate_staged,
+    "export": export,
+}
