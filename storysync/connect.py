@@ -17,7 +17,14 @@ from typing import TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from storysync.errors import DatabaseError
 
@@ -82,7 +89,7 @@ def open_with_retry(connect: Callable[[], T], url: URL, display: str) -> T:
     attempts = connect_attempts()
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=FIRST_WAIT_S, max=MAX_WAIT_S, jitter=FIRST_WAIT_S),
+        wait=wait_exponential(multiplier=FIRST_WAIT_S, max=MAX_WAIT_S) + wait_random(0, FIRST_WAIT_S),
         retry=retry_if_exception(is_transient),
         before_sleep=_log_retry(display),
         reraise=True,

@@ -164,6 +164,8 @@ class Database:
             if self.is_sqlite:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
+                if not self.is_sqlite:  # two first runs at once: the second waits, then finds the schema done
+                    _advisory_lock(conn)
                 cfg = alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, target)

@@ -26,7 +26,7 @@ from storysync.errors import Diagnostic
 from storysync.lock import writer_lock
 from storysync.model import Story
 from storysync.sources import GitTreeSource, Source, WorkTreeSource
-from storysync.validate import check_entries, checker_for
+from storysync.validate import Checked, check_entries, checker_for
 
 if TYPE_CHECKING:
     import git
@@ -189,24 +189,31 @@ def run_full(
     checked = check_entries(source, entries, checker_for(config), progress=progress)
     result.files = checked.files
     result.diagnostics = checked.diagnostics
-    with db.read() as conn:
-        rows = load_rows(conn)
-    plan = make_plan(
-        checked.valid_stories, rows, skip_paths=checked.invalid_paths, skip_ids={s.id for s in checked.stories}
-    )
     if checked.diagnostics and not options.keep_going:
         result.outcome = "invalid"
         if not options.dry_run:
             result.run_id = record_invalid(db, options, result)
         return result
-    _describe(plan, result)
     if options.dry_run:
+        with db.read() as conn:
+            _describe(_full_plan(conn, checked), result)
         return result
-    with db.write() as conn:
+    with db.write() as conn:  # plan under the writer lock: another writer may have just committed
+        plan = _full_plan(conn, checked)
+        _describe(plan, result)
         result.run_id = apply(
             conn, plan, provenance, options, result, advance=not checked.diagnostics and provenance.sha is not None
         )
     return result
+
+
+def _full_plan(conn: Connection, checked: Checked) -> Plan:
+    return make_plan(
+        checked.valid_stories,
+        load_rows(conn),
+        skip_paths=checked.invalid_paths,
+        skip_ids={s.id for s in checked.stories},
+    )
 
 
 def load_rows(conn: Connection) -> dict[str, DbRow]:

@@ -1,0 +1,337 @@
+"""PostgreSQL as the team database, against a real PostgreSQL 15 server.
+
+The commands on both backends (``any_db``), migrations, JSONB columns and the
+API's indexes, two syncs at once, connection failures and retries, a server
+stopped in the middle of a sync, and SQLite's own lock timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from storysync import models as m
+from storysync.db import HEAD_REVISION, LAST_SYNCED, WRITE_LOCK_KEY, Database, get_state
+from tests.conftest import Repo, make_repo, run_cli_subprocess
+from tests.pg import PgServer, PgUnavailable, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def db_state(url: str) -> dict[str, object]:
+    """What a test needs to compare two moments of one database."""
+    db = Database(url)
+    try:
+        with db.read() as conn:
+            return {
+                "stories": conn.execute(select(func.count()).select_from(m.stories)).scalar_one(),
+                "backlogs": sorted(conn.execute(select(m.backlogs.c.id)).scalars()),
+                "changes": conn.execute(select(func.count()).select_from(m.changes)).scalar_one(),
+                "history": conn.execute(select(func.count()).select_from(m.status_history)).scalar_one(),
+                "runs": list(conn.execute(select(m.sync_runs.c.outcome).order_by(m.sync_runs.c.id)).scalars()),
+                "last": get_state(conn, LAST_SYNCED),
+                "synced_commits": sorted(set(conn.execute(select(m.stories.c.synced_commit)).scalars())),
+            }
+    finally:
+        db.dispose()
+
+
+def many_stories(repo: Repo, count: int, backlog: str = "bulk", start: int = 1) -> None:
+    for n in range(start, start + count):
+        repo.story("backlog", backlog, f"BULK-{n}", f"s{n}", title=f"Bulk story {n}", tags=["a", "b"], points=n % 8)
+
+
+# --- every command on both backends ---------------------------------------------------
+
+
+def test_commands_work_on_both_backends(any_db: str, backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert backlog_repo.run("init") == 0
+    assert backlog_repo.run("validate") == 0
+    assert backlog_repo.run("sync") == 0
+    capsys.readouterr()
+    assert backlog_repo.run("status", "--format", "json") == 0
+    assert '"stories": 4' in capsys.readouterr().out
+    assert backlog_repo.run("show", "API-1") == 0
+    assert "Auth API" in capsys.readouterr().out
+    state = db_state(any_db)
+    assert state["stories"] == 4
+    assert state["backlogs"] == ["api", "web"]
+    assert state["last"] == backlog_repo.git("rev-parse", "HEAD")
+
+
+def test_json_values_round_trip_on_both_backends(any_db: str, repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "x", title="Ünïcode", tags=["auth", "ø"], estimate="2d", created="2026-01-05")
+    repo.commit()
+    assert repo.run("sync") == 0
+    db = Database(any_db)
+    with db.read() as conn:
+        row = conn.execute(select(m.stories.c.tags, m.stories.c.extra, m.stories.c.title)).one()
+    db.dispose()
+    assert row.tags == ["auth", "ø"]
+    assert row.extra["estimate"] == "2d"
+    assert row.extra["created"] == "2026-01-05"
+    assert row.title == "Ünïcode"
+
+
+# --- schema on PostgreSQL ---------------------------------------------------------------
+
+
+def test_migrations_upgrade_an_older_postgres_database(pg_url: str) -> None:
+    db = Database(pg_url)
+    assert db.schema_revision() is None
+    db.upgrade("0001")
+    assert db.schema_revision() == "0001"
+    db.ensure_schema()
+    assert db.schema_revision() == HEAD_REVISION
+    db.dispose()
+
+
+def test_json_columns_are_jsonb_on_postgres(pg_url: str) -> None:
+    db = Database(pg_url)
+    db.ensure_schema()
+    with db.read() as conn:
+        types = dict(
+            conn.execute(
+                text(
+                    "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'public' AND data_type IN ('json', 'jsonb')"
+                )
+            ).all()
+        )
+    db.dispose()
+    assert types == {
+        "stories.tags": "jsonb",
+        "stories.extra": "jsonb",
+        "sync_runs.errors": "jsonb",
+        "conflicts.db_snapshot": "jsonb",
+    }
+
+
+API_QUERIES = {
+    "ix_stories_backlog_status": "SELECT id FROM stories WHERE backlog_id = 'web' AND status = 'active'",
+    "ix_dependencies_depends_on_id": "SELECT story_id FROM dependencies WHERE depends_on_id = 'API-1'",
+    "pk_changes": "SELECT seq, story_id, kind FROM changes WHERE seq > 10 ORDER BY seq LIMIT 100",
+}
+
+
+@pytest.mark.parametrize(("index", "query"), API_QUERIES.items(), ids=list(API_QUERIES))
+def test_the_apis_queries_can_use_an_index(pg_url: str, index: str, query: str) -> None:
+    db = Database(pg_url)
+    db.ensure_schema()
+    with db.read() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table: make the planner show its choice
+        plan = "\n".join(conn.execute(text(f"EXPLAIN {query}")).scalars())
+    db.dispose()
+    assert index in plan, plan
+
+
+# --- one writer at a time ------------------------------------------------------------------
+
+
+def test_two_concurrent_syncs_lose_no_update(pg_url: str, tmp_path: Path) -> None:
+    origin = make_repo(tmp_path / "origin")
+    many_stories(origin, 300)
+    origin.story("active", "web", "WEB-1", "login", title="Login", depends_on=["BULK-1"])
+    head = origin.commit("stories")
+    clones = []
+    for name in ("ci-job-a", "ci-job-b"):  # two CI jobs: two checkouts, one database
+        subprocess.run(["git", "clone", "-q", str(origin.path), str(tmp_path / name)], check=True)
+        clones.append(Repo(tmp_path / name))
+    env = {"STORYSYNC_DATABASE_URL": pg_url}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "storysync", "--repo", str(c.path), "sync", "--trigger", "ci"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for c in clones
+    ]
+    outputs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    state = db_state(pg_url)
+    assert state["stories"] == 301
+    assert state["changes"] == 301  # each story created once: the second run found nothing new
+    assert state["history"] == 301
+    assert state["runs"] == ["ok", "ok"]
+    assert state["last"] == head
+    assert state["synced_commits"] == [head]
+
+
+def test_a_held_write_lock_times_out_with_exit_3(
+    pg_url: str, backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    monkeypatch.setenv("STORYSYNC_DATABASE_URL", pg_url)
+    monkeypatch.setenv("STORYSYNC_LOCK_TIMEOUT", "0.3")
+    assert backlog_repo.run("init") == 0
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as other_writer:
+        other_writer.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
+        capsys.readouterr()
+        assert backlog_repo.run("sync") == 3
+        err = capsys.readouterr().err
+        assert "write lock" in err
+        assert err.count("\n") == 1
+        other_writer.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK_KEY,))
+    assert backlog_repo.run("sync") == 0
+    assert db_state(pg_url)["stories"] == 4
+
+
+# --- connection failures ----------------------------------------------------------------------
+
+
+def test_unreachable_server_exits_3_naming_host_never_password(repo: Repo) -> None:
+    port = free_port()  # nothing listens there
+    secret = "hunter2-Very-Secret"
+    url = f"postgresql+psycopg://storysync:{secret}@127.0.0.1:{port}/team"
+    for command in (["status"], ["sync"], ["init"]):
+        done = run_cli_subprocess(repo, "--db", url, *command, env={"STORYSYNC_DB_CONNECT_ATTEMPTS": "2"})
+        assert done.returncode == 3, done
+        assert secret not in done.stdout + done.stderr
+        assert f"127.0.0.1:{port}" in done.stderr
+        assert "after 2 attempt(s)" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_missing_database_fails_at_once_without_retrying(pg_server: PgServer, repo: Repo) -> None:
+    url = pg_server.url("no_such_database", password="pw-Not-Shown")
+    started = time.monotonic()
+    done = run_cli_subprocess(repo, "--db", url, "-v", "status", env={"STORYSYNC_DB_CONNECT_ATTEMPTS": "5"})
+    assert done.returncode == 3
+    assert "does not exist" in done.stderr
+    assert "retrying" not in done.stderr
+    assert "pw-Not-Shown" not in done.stdout + done.stderr
+    assert time.monotonic() - started < 30
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgServer]:
+    """A server of this module's own, for tests that stop and restart it."""
+    try:
+        server = PgServer.start_new()
+    except PgUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def own_url(own_pg: PgServer) -> Iterator[str]:
+    if not own_pg.is_running():
+        own_pg.start()
+    name = own_pg.create_database()
+    yield own_pg.url(name)
+    if not own_pg.is_running():
+        own_pg.start()
+    own_pg.drop_database(name)
+
+
+def test_a_server_coming_back_is_reached_by_retrying(
+    own_pg: PgServer, own_url: str, backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORYSYNC_DATABASE_URL", own_url)
+    monkeypatch.setenv("STORYSYNC_DB_CONNECT_ATTEMPTS", "10")
+    own_pg.stop()
+    restart = threading.Timer(0.5, own_pg.start)
+    restart.start()
+    try:
+        assert backlog_repo.run("sync") == 0
+    finally:
+        restart.join()
+    assert db_state(own_url)["stories"] == 4
+
+
+def _wait_for_blocked_writer(dsn: str, deadline_s: float = 60) -> None:
+    """Wait until some other session waits on a table lock (the sync's first story write)."""
+    import psycopg
+
+    end = time.monotonic() + deadline_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < end:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the sync never reached its story writes")
+
+
+def test_a_server_stopped_mid_sync_leaves_nothing_partial_and_the_next_run_catches_up(
+    own_pg: PgServer, own_url: str, repo: Repo
+) -> None:
+    import psycopg
+
+    many_stories(repo, 5)
+    first = repo.commit("first five")
+    env = {"STORYSYNC_DATABASE_URL": own_url, "STORYSYNC_DB_CONNECT_ATTEMPTS": "1"}
+    assert run_cli_subprocess(repo, "sync", env=env).returncode == 0
+    before = db_state(own_url)
+    many_stories(repo, 400, backlog="more", start=100)
+    repo.write("backlog/bulk/BULK-1-s1.md", "---\nid: BULK-1\ntitle: Changed\n---\n")
+    second = repo.commit("four hundred more, one changed")
+    dsn = own_url.replace("postgresql+psycopg://", "postgresql://")
+    blocker = psycopg.connect(dsn)
+    blocker.execute("LOCK TABLE stories IN SHARE MODE")  # reads go on; the sync's first story write waits
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "storysync", "--repo", str(repo.path), "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        _wait_for_blocked_writer(dsn)
+        own_pg.stop("immediate")  # a crash: no shutdown checkpoint, open transactions lost
+        out, err = sync.communicate(timeout=60)
+    finally:
+        sync.kill()
+        blocker.close()
+    assert sync.returncode == 3, (out, err)
+    assert "password" not in err
+    own_pg.start()
+    assert db_state(own_url) == before  # nothing of the interrupted run, not even its audit row
+    assert before["last"] == first
+    assert run_cli_subprocess(repo, "sync", env=env).returncode == 0
+    after = db_state(own_url)
+    assert after["stories"] == 405
+    assert after["last"] == second
+    assert after["backlogs"] == ["bulk", "more"]
+
+
+# --- SQLite's lock timeout --------------------------------------------------------------------
+
+
+def test_sqlite_locked_after_busy_timeout_is_exit_3(
+    backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert backlog_repo.run("init") == 0
+    monkeypatch.setenv("STORYSYNC_BUSY_TIMEOUT_MS", "200")
+    holder = sqlite3.connect(backlog_repo.db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        capsys.readouterr()
+        assert backlog_repo.run("sync") == 3
+        err = capsys.readouterr().err
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "database is locked: another writer held it for 0.2s" in err
+    assert len(err.strip().splitlines()) == 1
+    assert backlog_repo.run("sync") == 0
