@@ -79,17 +79,24 @@ def _diagnostic(story: Story, err: Any) -> Diagnostic:
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return Diagnostic(story.path, line, col, "schema", f"missing required key '{missing}'")
     line, col = story.mark(path)
+    if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
+        known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        extra = [k for k in err.instance if k not in known]
+        if extra:  # point at the first unexpected key, not at its mapping
+            line, col = story.key_marks.get((*path, extra[0]), (line, col))
     where = ".".join(str(p) for p in path) or "frontmatter"
     message = err.message
     if err.validator == "pattern" and isinstance(err.schema, dict) and err.schema.get("description"):
         message = f"{err.instance!r} is not valid here: {err.schema['description']}"
     if (
         err.validator == "type"
-        and isinstance(err.instance, (bool, int, float))
+        and (err.instance is None or isinstance(err.instance, (bool, int, float)))
         and "string" in str(err.validator_value)
     ):
         written = story.written.get(path)
-        if written is not None:
+        if written == "":
+            message = f"no value; {where} must be a string"
+        elif written is not None:
             message = (
                 f"{written!r} is read by YAML as {json.dumps(err.instance)}, not as the string that "
                 f"{where} must be; put it in quotes"
