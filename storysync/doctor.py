@@ -259,13 +259,23 @@ def check_writable(ctx: Context) -> list[Check]:
 
     if ctx.db is None or not ctx.db_ready:
         return [Check("database writable", SKIP, "database not ready")]
-    with ctx.db.errors("write"), ctx.db.connect() as conn:
-        trans = conn.begin()
-        try:
-            set_state(conn, "doctor_write_probe", utcnow().isoformat())
-        finally:
-            trans.rollback()  # a probe: nothing is kept
+    try:
+        with ctx.db.errors("write"), ctx.db.connect() as conn:
+            trans = conn.begin()
+            try:
+                set_state(conn, "doctor_write_probe", utcnow().isoformat())
+            finally:
+                trans.rollback()  # a probe: nothing is kept
+    except StorysyncError as exc:
+        return [Check("database writable", FAIL, str(exc), _write_fix(ctx.db))]
     return [Check("database writable", PASS, "a write transaction succeeds (rolled back)")]
+
+
+def _write_fix(db: Database) -> str:
+    path = db.sqlite_path
+    if path is None:
+        return "grant this database user INSERT, UPDATE and DELETE on the storysync tables"
+    return f"make the database and its directory writable by this user: chmod u+w '{path}' '{path.parent}'"
 
 
 def check_sync_state(ctx: Context) -> list[Check]:
