@@ -10,6 +10,7 @@ here, with the URL's password hidden.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -77,10 +78,16 @@ class Database:
     def _prepare_sqlite_path(self) -> None:
         database = self.url.database
         if not database or database == ":memory:":
-            return
+            raise ConfigError(
+                f"{self.display}: no database file in the URL (an in-memory database keeps nothing); "
+                "use sqlite:///path/to/stories.db"
+            )
         path = Path(database)
         if path.is_dir():
             raise DatabaseError(f"{path}: database path is a directory, not a file")
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise DatabaseError(f"{blocker}: not a directory, so the database {path} cannot be created in it")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -112,7 +119,7 @@ class Database:
             return f"{self.display}: database is locked: another writer held it for {waited:g}s; try again later"
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             return f"{self.display}: another storysync writer held the write lock too long; try again when it is done"
-        return f"{self.display}: {why}"
+        return f"{self.display}: {why}{_sqlite_hint(self.sqlite_path, why)}"
 
     def connect(self) -> Connection:
         """An open connection; a server that is down or restarting is retried with backoff
@@ -150,11 +157,27 @@ class Database:
         current = self.schema_revision()
         if current == HEAD_REVISION:
             return
+        if current is None:
+            self._refuse_foreign_tables()
         if current is not None and current not in _known_revisions():
             raise DatabaseError(
                 f"{self.display}: schema version {current} is newer than this storysync knows; upgrade storysync"
             )
         self.upgrade()
+
+    def _refuse_foreign_tables(self) -> None:
+        """An unversioned database holding tables of ours belongs to another application."""
+        from sqlalchemy import inspect
+
+        from storysync.models import Base
+
+        with self.errors("read tables"), self.connect() as conn:
+            clash = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
+        if clash:
+            raise DatabaseError(
+                f"{self.display}: not a storysync database (it has table(s) {', '.join(clash)} but no storysync "
+                "schema version); point --db at a new file or an existing storysync database"
+            )
 
     def upgrade(self, target: str = "head") -> None:
         """Run the migrations up to ``target``."""
@@ -196,6 +219,25 @@ def _advisory_lock(conn: Connection) -> None:
     conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(waited_ms)})
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
     conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+
+
+def _sqlite_hint(path: Path | None, why: str) -> str:
+    """Why SQLite could not open or write ``path``, when the file system can tell."""
+    if path is None or not any(s in why for s in ("readonly", "unable to open", "disk is full", "disk I/O")):
+        return ""
+    directory = path.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return f" ({directory} is on a read-only file system)"
+        if "disk is full" in why:
+            return f" ({shutil.disk_usage(directory).free} bytes free in {directory}; free some space and retry)"
+    except OSError:
+        return ""
+    if path.exists() and not os.access(path, os.W_OK):
+        return " (the file is not writable: check its permissions and immutable flag, lsattr)"
+    if not os.access(directory, os.W_OK):
+        return f" ({directory} is not writable, and SQLite must create its -wal and -shm files there)"
+    return ""
 
 
 def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
