@@ -6,7 +6,7 @@ Used by ``storysync validate`` (working tree, given paths, or the index with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from storysync.checks import Known, check_set, check_story, fold_id
@@ -88,12 +88,14 @@ class ListingKnown:
     stories a dependency chain actually reaches are parsed (for cycles).
     """
 
-    def __init__(self, config: Config, source: Source, checker: SchemaChecker) -> None:
+    def __init__(self, config: Config, source: Source, checker: SchemaChecker, exclude: Collection[str] = ()) -> None:
         self._source = source
         self._checker = checker
         self._by_folded: dict[str, tuple[str, Entry]] = {}
         self._deps: dict[str, list[str] | None] = {}
         for entry in source.entries():
+            if entry.location.path in exclude:  # the checked files speak for themselves
+                continue
             sid = entry.location.name[:-3].split("-", 2)
             if len(sid) >= 2:
                 story_id = f"{sid[0]}-{sid[1]}"
@@ -121,5 +123,5 @@ def validate_paths(config: Config, source: Source, paths: list[str] | None) -> C
     if paths is None:
         return check_entries(source, source.entries(), checker)
     wanted = [p for p in paths if classify(config, p) is not None]
-    known = ListingKnown(config, source, checker)
+    known = ListingKnown(config, source, checker, exclude=set(wanted))
     return check_entries(source, source.entries(wanted), checker, known)

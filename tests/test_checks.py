@@ -1,0 +1,200 @@
+"""Cross-file checks: unique ids, ids and file names, directories, dependencies and cycles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storysync.checks import KnownRows, check_set, check_story, fold_id
+from storysync.config import Config
+from storysync.layout import classify
+from storysync.model import Story
+from storysync.parse import parse_story
+from storysync.sources import WorkTreeSource
+from storysync.validate import validate_paths
+from tests.conftest import Repo, story_text
+
+CONFIG = Config(repo=Path("/nonexistent"))
+
+
+def make(path: str, story_id: str, config: Config = CONFIG, **fields: object) -> Story:
+    location = classify(config, path)
+    assert location is not None, path
+    parsed = parse_story(location, story_text(story_id, **fields).encode())  # type: ignore[arg-type]
+    assert isinstance(parsed, Story), parsed
+    return parsed
+
+
+def lines(diags: list[object]) -> list[str]:
+    return sorted(str(d) for d in diags)
+
+
+# --- one story against where it lives ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["WEB-1.md", "WEB-1-login.md", "WEB-1-a-b-c.md"])
+def test_id_matches_file_name_prefix(name: str) -> None:
+    assert check_story(make(f"backlog/web/{name}", "WEB-1")) == []
+
+
+@pytest.mark.parametrize("name", ["WEB-10-login.md", "WEB-2-login.md", "web-1-login.md", "WEB-1login.md"])
+def test_id_not_matching_file_name_refused(name: str) -> None:
+    assert lines(check_story(make(f"backlog/web/{name}", "WEB-1"))) == [
+        f"backlog/web/{name}:2:5: id 'WEB-1' does not match the file name {name!r}; name the file 'WEB-1-<slug>.md'"
+    ]
+
+
+def test_status_and_backlog_must_agree_with_directories() -> None:
+    assert check_story(make("active/web/WEB-1-x.md", "WEB-1", status="active", backlog="web")) == []
+    assert lines(check_story(make("active/web/WEB-1-x.md", "WEB-1", status="completed", backlog="api"))) == [
+        "active/web/WEB-1-x.md:4:9: status 'completed' disagrees with directory 'active' (status 'active');"
+        " move the file or fix the status",
+        "active/web/WEB-1-x.md:5:10: backlog 'api' disagrees with directory 'web'; move the file or fix the backlog",
+    ]
+
+
+def test_status_follows_the_configured_stage_mapping() -> None:
+    config = Config(repo=Path("/nonexistent"), stages={"doing": "active", "done": "completed"})
+    assert check_story(make("doing/web/WEB-1-x.md", "WEB-1", config, status="active")) == []
+    assert [d.code for d in check_story(make("doing/web/WEB-1-x.md", "WEB-1", config, status="doing"))] == [
+        "status-dir"
+    ]
+
+
+# --- ids across the repository ------------------------------------------------------------------
+
+
+def test_fold_id_folds_case_and_unicode_width() -> None:
+    assert fold_id("web-1") == fold_id("WEB-1") == fold_id("ＷＥＢ-１")
+    assert fold_id("WEB-1") != fold_id("WEB-11")
+
+
+def test_duplicate_ids_across_backlogs() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1")
+    b = make("completed/api/WEB-1-b.md", "WEB-1")
+    assert lines(check_set([a, b])) == [
+        "completed/api/WEB-1-b.md:2:5: id 'WEB-1' is already used by backlog/web/WEB-1-a.md (the same id);"
+        " ids are unique across all backlogs"
+    ]
+
+
+def test_ids_differing_only_in_case_or_width_collide() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1")
+    b = make("backlog/web/web-1-b.md", "web-1")
+    c = make("backlog/web/ＷＥＢ-1-c.md", "ＷＥＢ-1")
+    assert [d.path for d in check_set([a, b, c])] == ["backlog/web/web-1-b.md", "backlog/web/ＷＥＢ-1-c.md"]
+    assert "differs only in case or Unicode form" in str(check_set([a, b])[0])
+
+
+def test_duplicate_against_known_rows_but_not_against_itself() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1")
+    known = KnownRows({"WEB-1": ("backlog/web/WEB-1-a.md", []), "API-1": ("backlog/api/API-1-x.md", [])})
+    assert check_set([a], known) == []
+    twin = make("backlog/web/API-1-twin.md", "API-1")
+    assert [d.code for d in check_set([twin], known)] == ["duplicate-id"]
+
+
+# --- dependencies ----------------------------------------------------------------------------------
+
+
+def test_dependency_targets_must_exist_in_any_backlog() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["API-1", "GHOST-1", "API-2"])
+    b = make("active/api/API-1-b.md", "API-1")
+    known = KnownRows({"API-2": ("completed/api/API-2-c.md", [])})
+    assert lines(check_set([a, b], known)) == ["backlog/web/WEB-1-a.md:4:21: depends_on: no story has id 'GHOST-1'"]
+
+
+def test_self_dependency_is_a_cycle() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["WEB-1"])
+    assert lines(check_set([a])) == ["backlog/web/WEB-1-a.md:4:14: depends_on: dependency cycle WEB-1 -> WEB-1"]
+
+
+def test_cycle_reported_on_each_member_and_not_on_a_tail() -> None:
+    tail = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["WEB-2"])
+    b = make("backlog/web/WEB-2-b.md", "WEB-2", depends_on=["API-1", "WEB-3"])
+    c = make("active/web/WEB-3-c.md", "WEB-3", depends_on=["WEB-2"])
+    api = make("backlog/api/API-1-d.md", "API-1")
+    assert lines(check_set([tail, b, c, api])) == [
+        "active/web/WEB-3-c.md:4:14: depends_on: dependency cycle WEB-2 -> WEB-3 -> WEB-2",
+        "backlog/web/WEB-2-b.md:4:21: depends_on: dependency cycle WEB-2 -> WEB-3 -> WEB-2",
+    ]
+
+
+def test_two_separate_cycles_both_found() -> None:
+    stories = [
+        make("backlog/a/A-1-x.md", "A-1", depends_on=["A-2"]),
+        make("backlog/a/A-2-x.md", "A-2", depends_on=["A-1"]),
+        make("backlog/b/B-1-x.md", "B-1", depends_on=["B-1"]),
+    ]
+    assert sorted(d.path for d in check_set(stories) if d.code == "dependency-cycle") == [
+        "backlog/a/A-1-x.md",
+        "backlog/a/A-2-x.md",
+        "backlog/b/B-1-x.md",
+    ]
+
+
+def test_cycle_through_stories_outside_the_checked_set() -> None:
+    a = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["API-1"])
+    known = KnownRows({"API-1": ("backlog/api/API-1-x.md", ["API-2"]), "API-2": ("backlog/api/API-2-y.md", ["WEB-1"])})
+    assert lines(check_set([a], known)) == [
+        "backlog/web/WEB-1-a.md:4:14: depends_on: dependency cycle API-1 -> API-2 -> WEB-1 -> API-1"
+    ]
+
+
+def test_long_chain_has_no_recursion_limit() -> None:
+    stories = [make(f"backlog/c/C-{i}-x.md", f"C-{i}", depends_on=[f"C-{i + 1}"]) for i in range(3000)]
+    stories.append(make("backlog/c/C-3000-x.md", "C-3000", depends_on=["C-0"]))
+    found = check_set(stories)
+    assert len(found) == 3001
+    assert {d.code for d in found} == {"dependency-cycle"}
+
+
+# --- validating a few paths reads only what it needs --------------------------------------------------
+
+
+def test_validating_one_path_resolves_dependencies_from_the_rest_of_the_tree(repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "a", depends_on=["API-1"])
+    repo.story("backlog", "api", "API-1", "b", depends_on=["API-2"])
+    repo.story("completed", "api", "API-2", "c", depends_on=["WEB-1"])
+    repo.story("backlog", "web", "WEB-2", "d", depends_on=["GHOST-1"])
+    config = Config(repo=repo.path)
+    checked = validate_paths(config, WorkTreeSource(config), ["backlog/web/WEB-1-a.md"])
+    assert checked.files == 1
+    assert [str(d) for d in checked.diagnostics] == [
+        "backlog/web/WEB-1-a.md:4:14: depends_on: dependency cycle API-1 -> API-2 -> WEB-1 -> API-1"
+    ]
+    checked = validate_paths(config, WorkTreeSource(config), ["backlog/web/WEB-2-d.md"])
+    assert [d.code for d in checked.diagnostics] == ["missing-dependency"]
+    whole = validate_paths(config, WorkTreeSource(config), None)
+    assert whole.files == 4
+    assert sorted(d.path for d in whole.diagnostics) == [
+        "backlog/api/API-1-b.md",
+        "backlog/web/WEB-1-a.md",
+        "backlog/web/WEB-2-d.md",
+        "completed/api/API-2-c.md",
+    ]
+
+
+def test_validating_one_path_sees_a_duplicate_elsewhere(repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "a")
+    repo.story("active", "api", "WEB-1", "b")
+    config = Config(repo=repo.path)
+    checked = validate_paths(config, WorkTreeSource(config), ["active/api/WEB-1-b.md"])
+    assert [str(d) for d in checked.diagnostics] == [
+        "active/api/WEB-1-b.md:2:5: id 'WEB-1' is already used by backlog/web/WEB-1-a.md (the same id);"
+        " ids are unique across all backlogs"
+    ]
+
+
+def test_non_story_files_are_ignored(repo: Repo) -> None:
+    repo.write("backlog/web/README.md", "# not a story\n")
+    repo.write("backlog/README.md", "nope")
+    repo.write("backlog/web/plans/WEB-9-plan.md", "nope")
+    repo.write("drafts/web/WEB-8-x.md", "nope")
+    repo.write("backlog/web/notes.txt", "nope")
+    repo.story("backlog", "web", "WEB-1", "a")
+    config = Config(repo=repo.path)
+    checked = validate_paths(config, WorkTreeSource(config), None)
+    assert checked.files == 1
+    assert checked.diagnostics == []
