@@ -257,6 +257,18 @@ def test_a_server_coming_back_is_reached_by_retrying(
     assert db_state(own_url)["stories"] == 4
 
 
+def test_pooled_connections_survive_a_server_restart(own_pg: PgServer, own_url: str) -> None:
+    db = Database(own_url)  # one engine, as a long-running watch keeps it
+    db.ensure_schema()
+    with db.read() as conn:
+        assert get_state(conn, LAST_SYNCED) is None
+    own_pg.stop("fast")
+    own_pg.start()
+    with db.read() as conn:  # the pooled connection is dead; pre-ping replaces it
+        assert get_state(conn, LAST_SYNCED) is None
+    db.dispose()
+
+
 def _wait_for_blocked_writer(dsn: str, deadline_s: float = 60) -> None:
     """Wait until some other session waits on a table lock (the sync's first story write)."""
     import psycopg
