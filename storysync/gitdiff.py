@@ -165,10 +165,135 @@ def run(repo: git.Repo, *args: str, **kwargs: Any) -> Any:
 
 
 def commits_between(repo: git.Repo, older: str, newer: str) -> int | None:
-    """How many commits ``newer`` has that ``older`` lacks (None if unknown)."""
+    """How many commits ``newer`` is ahead of ``older``; None when unknown, or when
+    ``older`` is not an ancestor of ``newer`` (history was rewritten)."""
+    if not commit_exists(repo, older) or not is_ancestor(repo, older, newer):
+        return None
     try:
         with _git_errors("rev-list"):
             out: str = repo.git.rev_list("--count", f"{older}..{newer}")
     except GitError:
         return None
     return int(out.strip() or 0)
+
+
+# --- ranges: what changed between two commits, and the commits of a range ----------------
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed file: ``status`` is git's letter (A, M, D, T, R, C); ``old`` is set for R/C."""
+
+    status: str
+    path: str  # the path after the change (for D: the deleted path)
+    old: str | None = None
+    sha: str | None = None  # blob at the newer commit (None when deleted)
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class LogCommit:
+    """A commit of a range with the story paths it changed (merge commits list none)."""
+
+    info: CommitInfo
+    parents: tuple[str, ...]
+    changes: tuple[Change, ...]
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _pathspec(root: str) -> list[str]:
+    return ["--", root] if root else []
+
+
+def _raw_bytes(repo: git.Repo, what: str, args: list[str]) -> bytes:
+    with _git_errors(what):
+        out: bytes = repo.git.execute(
+            ["git", "--literal-pathspecs", *args], stdout_as_string=False, strip_newline_in_stdout=False
+        )
+    return out
+
+
+def is_ancestor(repo: git.Repo, older: str, newer: str) -> bool:
+    """Whether ``older`` is ``newer`` or one of its ancestors."""
+    done = repo.git.execute(
+        ["git", "merge-base", "--is-ancestor", older, newer], with_exceptions=False, with_extended_output=True
+    )
+    return bool(done[0] == 0)
+
+
+def diff(repo: git.Repo, older: str, newer: str, root: str = "") -> list[Change]:
+    """The files that differ between two commits (a two-point diff, renames detected).
+
+    Never ``A...B``: the merge base would hide deletions after a force-push.
+    """
+    raw = _raw_bytes(
+        repo,
+        "diff-tree",
+        ["diff-tree", "-r", "-z", "-M", "--no-abbrev", "--no-commit-id", older, newer, *_pathspec(root)],
+    )
+    tokens = raw.split(b"\0")
+    out: list[Change] = []
+    i = 0
+    while i < len(tokens) and tokens[i].startswith(b":"):
+        _old_mode, new_mode, _old_sha, new_sha, status = tokens[i][1:].decode().split()
+        letter = status[0]
+        if letter in "RC":
+            old, path = _decode(tokens[i + 1]), _decode(tokens[i + 2])
+            i += 3
+        else:
+            old, path = None, _decode(tokens[i + 1])
+            i += 2
+        gone = letter == "D"
+        out.append(Change(letter, path, old, None if gone else new_sha, None if gone else new_mode))
+    return out
+
+
+LOG_FORMAT = "%x01%H%x00%an <%ae>%x00%at%x00%P"
+
+
+def log(repo: git.Repo, older: str | None, newer: str, root: str = "") -> list[LogCommit]:
+    """The commits of ``older..newer`` (all of ``newer``'s history when ``older`` is None),
+    oldest first, each with the paths it changed (renames detected; merges list none)."""
+    rev = f"{older}..{newer}" if older else newer
+    args = ["log", "--reverse", "--date-order", "-z", "--name-status", "-M", "--no-show-signature"]
+    raw = _raw_bytes(repo, "log", [*args, f"--format={LOG_FORMAT}", rev, *_pathspec(root)])
+    return _parse_log(raw.split(b"\0"))
+
+
+def _parse_log(tokens: list[bytes]) -> list[LogCommit]:
+    out: list[LogCommit] = []
+    i = 0
+    while i + 3 < len(tokens) and tokens[i].startswith(b"\x01"):
+        sha, author, stamp, parents = (t.decode("utf-8", "replace") for t in tokens[i : i + 4])
+        info = CommitInfo(sha[1:], author, datetime.fromtimestamp(int(stamp), tz=timezone.utc))
+        i += 4
+        changes: list[Change] = []
+        while i < len(tokens) and tokens[i] and not tokens[i].startswith(b"\x01"):
+            status = tokens[i].lstrip(b"\n").decode()
+            if status[0] in "RC":
+                changes.append(Change(status[0], _decode(tokens[i + 2]), _decode(tokens[i + 1])))
+                i += 3
+            else:
+                changes.append(Change(status[0], _decode(tokens[i + 1])))
+                i += 2
+        while i < len(tokens) and not tokens[i]:
+            i += 1
+        out.append(LogCommit(info, tuple(parents.split()), tuple(changes)))
+    return out
+
+
+def blob_size(repo: git.Repo, sha: str) -> int:
+    """A blob's size in bytes, without reading it (``cat-file --batch-check``)."""
+    with _git_errors("cat-file"):
+        size: int = repo.odb.info(bytes.fromhex(sha)).size
+    return size
+
+
+def is_shallow(repo: git.Repo) -> bool:
+    """Whether the repository is a shallow clone."""
+    return (Path(repo.common_dir) / "shallow").exists()

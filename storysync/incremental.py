@@ -9,22 +9,28 @@ the number of changed files, not with the size of the repository.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
+from storysync import history
 from storysync import models as m
 from storysync.config import Config
 from storysync.db import Database
 from storysync.layout import classify
-from storysync.sources import Source
+from storysync.sources import Entry, Source
 from storysync.validate import Checked, check_entries, checker_for
 
 if TYPE_CHECKING:
+    import git
+
     from storysync.sync import DbRow, Plan, Provenance, SyncOptions, SyncResult
 
 CHUNK = 500
+MovesById = dict[str, list[tuple[str | None, str, "Provenance"]]]
+Planner = Callable[[Connection], "Plan"]
 
 
 class DbKnown:
@@ -105,26 +111,12 @@ def check_paths(
     *,
     exists: Callable[[str], bool] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> tuple[Checked, Plan]:
-    """Read and check the story files at ``paths``; plan their writes against the DB.
+) -> tuple[Checked, Planner]:
+    """Read and check the story files at ``paths``, and how to plan their writes.
 
     A path missing from ``source`` deletes the live row stored at that path.
     """
-    from storysync.sync import make_plan
-
-    entries = source.entries(paths)
-    with db.read() as conn:
-        known = DbKnown(conn, hidden=paths, exists=exists)
-        checked = check_entries(source, entries, checker_for(config), known=known, progress=progress)
-        rows = rows_for(conn, {s.id for s in checked.stories}, paths)
-    plan = make_plan(
-        checked.valid_stories,
-        rows,
-        skip_paths=checked.invalid_paths,
-        skip_ids={s.id for s in checked.stories},
-        deleted_paths=set(paths),
-    )
-    return checked, plan
+    return check_entries_against_db(config, db, source, source.entries(paths), paths, exists, progress)
 
 
 def run_paths(
@@ -138,23 +130,26 @@ def run_paths(
 ) -> SyncResult:
     """Sync only ``options.paths`` (repository-relative) from ``source``, in one transaction."""
     paths = story_paths(config, options.paths or ())
-    exists = (lambda rel: (config.repo / rel).exists()) if provenance.sha is None else None
-    checked, plan = check_paths(config, db, source, paths, exists=exists, progress=progress)
+    exists = (lambda rel: os.path.lexists(config.repo / rel)) if provenance.sha is None else None
+    checked, planner = check_paths(config, db, source, paths, exists=exists, progress=progress)
     result.full = False
-    return finish(db, checked, plan, provenance, options, result)
+    return finish(db, checked, planner, provenance, options, result)
 
 
 def finish(
     db: Database,
     checked: Checked,
-    plan: Plan,
+    planner: Planner,
     provenance: Provenance,
     options: SyncOptions,
     result: SyncResult,
-    history: dict[str, list[tuple[str | None, str, Provenance]]] | None = None,
-    after: Callable[[Connection], None] | None = None,
+    moves: HistoryPlan | None = None,
 ) -> SyncResult:
-    """Record an invalid run, or write the plan in one transaction (SPEC §6 rules)."""
+    """Record an invalid run, or plan and write in one transaction (SPEC §6 rules).
+
+    The plan is made inside the writer's transaction, from the rows as they are
+    once no other writer can change them.
+    """
     from storysync.sync import _describe, apply, record_invalid
 
     result.files = checked.files
@@ -164,14 +159,20 @@ def finish(
         if not options.dry_run:
             result.run_id = record_invalid(db, options, result)
         return result
-    _describe(plan, result)
     if options.dry_run:
+        with db.read() as conn:
+            _describe(planner(conn), result)
         return result
     advance = not checked.diagnostics and provenance.sha is not None
     with db.write() as conn:
-        result.run_id = apply(conn, plan, provenance, options, result, advance=advance, history=history)
-        if after is not None:
-            after(conn)
+        plan = planner(conn)
+        _describe(plan, result)
+        history_moves = moves.for_plan(conn, plan, checked) if moves is not None else None
+        if moves is not None:
+            moves.before(conn)
+        result.run_id = apply(conn, plan, provenance, options, result, advance=advance, history=history_moves)
+        if moves is not None:
+            moves.after(conn)
     if checked.diagnostics:
         result.outcome = "invalid"
     return result
@@ -180,3 +181,197 @@ def finish(
 def _chunks(items: list[str]) -> Iterable[list[str]]:
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
+
+
+# --- a git range -------------------------------------------------------------------------
+
+
+def run_git(
+    config: Config,
+    db: Database,
+    repo: git.Repo,
+    options: SyncOptions,
+    result: SyncResult,
+    progress: Callable[[int], None] | None = None,
+) -> SyncResult:
+    """Sync the commit ``--to`` (default HEAD): only the paths changed since the last
+    synced commit, or every story file when there is no usable last commit."""
+    from storysync import gitdiff
+    from storysync.sources import GitTreeSource
+    from storysync.sync import _provenance
+
+    to = gitdiff.resolve(repo, options.to_rev or "HEAD")
+    start = gitdiff.resolve(repo, options.from_rev) if options.from_rev else None
+    last = result.from_commit
+    base, notice = _base(repo, last, to, options)
+    if notice:
+        result.notices.append(notice)
+    result.from_commit, result.to_commit = start or last, to
+    provenance = _provenance(gitdiff.commit_info(repo, to))
+    source = GitTreeSource(repo, config, to)
+    if base is None:
+        checked, planner = check_tree(config, source, progress)
+        result.full = True
+    else:
+        paths, entries = changed_entries(config, repo, [base, start], to)
+        checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
+        result.full = False
+    walk_from = _walk_from(repo, start or base, to, options)
+    moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
+    return finish(db, checked, planner, provenance, options, result, moves)
+
+
+def _base(repo: git.Repo, last: str | None, to: str, options: SyncOptions) -> tuple[str | None, str | None]:
+    """The commit the database reflects, if a diff from it can be trusted; else a notice."""
+    from storysync import gitdiff
+
+    if options.full:
+        return None, None
+    if last is None:
+        return None, f"no last synced commit: a full sync of {to[:12]}"
+    if not gitdiff.commit_exists(repo, last):
+        why = "this is a shallow clone" if gitdiff.is_shallow(repo) else "it was garbage-collected"
+        return None, f"last synced commit {last[:12]} is not in the repository ({why}): a full reconcile of {to[:12]}"
+    if not gitdiff.is_ancestor(repo, last, to):
+        return None, (
+            f"last synced commit {last[:12]} is not an ancestor of {to[:12]} "
+            f"(history rewritten by a rebase, force-push or reset): a full reconcile of {to[:12]}"
+        )
+    return last, None
+
+
+def _walk_from(repo: git.Repo, start: str | None, to: str, options: SyncOptions) -> tuple[bool, str | None]:
+    """Whether to walk commits for history, and from where (None: the whole log)."""
+    from storysync import gitdiff
+
+    if options.full and options.history:
+        return True, None
+    if start is None or not gitdiff.commit_exists(repo, start) or not gitdiff.is_ancestor(repo, start, to):
+        return False, None
+    return True, start
+
+
+def changed_entries(config: Config, repo: git.Repo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:
+    """The story paths that differ between any of ``bases`` and ``to``, and the entries
+    (blob, mode, size at ``to``) of those that exist at ``to``."""
+    from storysync import gitdiff
+
+    paths: set[str] = set()
+    present: dict[str, gitdiff.Change] = {}
+    change: gitdiff.Change | None
+    for base in dict.fromkeys(b for b in bases if b is not None):
+        for change in gitdiff.diff(repo, base, to, config.root):
+            paths.update(p for p in (change.path, change.old) if p is not None)
+            if change.sha is not None and change.mode != gitdiff.SUBMODULE_MODE:
+                present[change.path] = change
+    wanted = story_paths(config, paths)
+    entries = []
+    for path in wanted:
+        change = present.get(path)
+        location = classify(config, path)
+        if change is None or change.sha is None or location is None:
+            continue
+        symlink = change.mode == gitdiff.SYMLINK_MODE
+        entries.append(Entry(location, change.sha, gitdiff.blob_size(repo, change.sha), symlink))
+    return wanted, entries
+
+
+def check_entries_against_db(
+    config: Config,
+    db: Database,
+    source: Source,
+    entries: list[Entry],
+    paths: list[str],
+    exists: Callable[[str], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Checked, Planner]:
+    """Check ``entries`` (the ones of ``paths`` that exist) with the database's other
+    rows as the rest of the repository; the planner writes them (missing paths delete)."""
+    from storysync.sync import make_plan
+
+    with db.read() as conn:
+        known = DbKnown(conn, hidden=paths, exists=exists)
+        checked = check_entries(source, entries, checker_for(config), known=known, progress=progress)
+    ids = {s.id for s in checked.stories}
+
+    def planner(conn: Connection) -> Plan:
+        rows = rows_for(conn, ids, paths)
+        return make_plan(
+            checked.valid_stories, rows, skip_paths=checked.invalid_paths, skip_ids=ids, deleted_paths=set(paths)
+        )
+
+    return checked, planner
+
+
+def check_tree(config: Config, source: Source, progress: Callable[[int], None] | None) -> tuple[Checked, Planner]:
+    """Every story file of ``source`` against every row: a full reconcile."""
+    from storysync.sync import load_rows, make_plan
+
+    checked = check_entries(source, source.entries(), checker_for(config), progress=progress)
+    ids = {s.id for s in checked.stories}
+
+    def planner(conn: Connection) -> Plan:
+        return make_plan(checked.valid_stories, load_rows(conn), skip_paths=checked.invalid_paths, skip_ids=ids)
+
+    return checked, planner
+
+
+class HistoryPlan:
+    """The stage moves a range's commits made, split between what ``apply`` records
+    (stories whose row it creates or moves) and the rest (recorded by ``after``)."""
+
+    def __init__(
+        self, config: Config, repo: git.Repo, walk: tuple[bool, str | None], to: str, *, rebuild: bool
+    ) -> None:
+        from storysync import gitdiff
+
+        self.config = config
+        self.rebuild = rebuild
+        self.commits = gitdiff.log(repo, walk[1], to, config.root) if walk[0] else []
+        self.rest: list[history.Move] = []
+
+    def for_plan(self, conn: Connection, plan: Plan, checked: Checked) -> MovesById:
+        """The moves ``apply`` should record for the stories ``plan`` creates or moves."""
+        from storysync.sync import Provenance
+
+        ids = history.touched_ids(self.config, self.commits)
+        if not ids:
+            return {}
+        skip = {history.id_of(p) for p in checked.invalid_paths}
+        found = self._moves(conn, ids)
+        consumed = {s.id for s in plan.creates} | {s.id for s, _ in plan.revives}
+        consumed |= {s.id for s, r in plan.updates if s.location.status != r.status}
+        out: MovesById = {}
+        for mv in found:
+            if mv.story_id in skip:
+                continue
+            if mv.story_id in consumed:
+                out.setdefault(mv.story_id, []).append((mv.before, mv.after, Provenance(mv.sha, mv.author, mv.when)))
+            else:
+                self.rest.append(mv)
+        return out
+
+    def _moves(self, conn: Connection, ids: set[str]) -> list[history.Move]:
+        if self.rebuild:
+            found = history.moves(self.config, self.commits, {})
+            return history.without_exported(found, history.db_side_moves(conn, ids))
+        s = m.stories.c
+        start: dict[str, str | None] = {}
+        for chunk in _chunks(sorted(ids)):
+            query = select(s.id, s.status).where(s.id.in_(chunk), s.deleted_at.is_(None))
+            start.update((r.id, r.status) for r in conn.execute(query))
+        seen = history.already_recorded(conn, ids)
+        found = history.moves(self.config, self.commits, start)
+        return [mv for mv in found if (mv.story_id, mv.sha, mv.after) not in seen]
+
+    def before(self, conn: Connection) -> None:
+        """In the run's transaction, before ``apply``: clear the history being rebuilt."""
+        if self.rebuild:
+            history.clear_file_history(conn)
+
+    def after(self, conn: Connection) -> None:
+        """In the run's transaction, after ``apply``: the moves of stories it did not move."""
+        existing = history.existing_ids(conn, {mv.story_id for mv in self.rest})
+        rows = history.history_rows(mv for mv in self.rest if mv.story_id in existing)
+        if rows:
+            conn.execute(m.status_history.insert(), rows)

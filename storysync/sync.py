@@ -25,7 +25,7 @@ from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import Diagnostic
 from storysync.lock import writer_lock
 from storysync.model import Story
-from storysync.sources import GitTreeSource, Source, WorkTreeSource
+from storysync.sources import Source, WorkTreeSource
 from storysync.validate import Checked, check_entries, checker_for
 
 if TYPE_CHECKING:
@@ -150,8 +150,6 @@ def _sync_locked(
     options: SyncOptions,
     progress: Callable[[int], None] | None,
 ) -> SyncResult:
-    from storysync import gitdiff
-
     with db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
@@ -164,10 +162,9 @@ def _sync_locked(
 
             return run_paths(config, db, source, provenance, options, result, progress)
     else:
-        to = gitdiff.resolve(repo, options.to_rev or "HEAD")
-        source = GitTreeSource(repo, config, to)
-        provenance = _provenance(gitdiff.commit_info(repo, to))
-        result.to_commit = to
+        from storysync.incremental import run_git
+
+        return run_git(config, db, repo, options, result, progress)
     return run_full(config, db, source, provenance, options, result, progress)
 
 

@@ -191,3 +191,222 @@ def test_paths_sync_odd_file_names(backlog_repo: Repo, name: str) -> None:
     assert live(repo.db_url)["WEB-7"] == rel
     Path(repo.path / rel).unlink()
     assert do_sync(repo, working_tree=True, paths=(rel,)).deleted == ["WEB-7"]
+
+
+# --- a git range ----------------------------------------------------------------------------
+
+
+def history_of(url: str, story_id: str) -> list[tuple[str | None, str, str | None]]:
+    """(from, to, commit) of a story's status history, in insertion order."""
+    rows = sorted(table(url, m.status_history), key=lambda h: h["id"])
+    return [(h["from_status"], h["to_status"], h["commit"]) for h in rows if h["story_id"] == story_id]
+
+
+def commit_as(repo: Repo, message: str, author: str = "Ada Author <ada@example.invalid>", when: str = "") -> str:
+    """Commit everything with a given author and author date."""
+    repo.git("add", "-A")
+    args = ["commit", "-q", "--allow-empty", "-m", message, f"--author={author}"]
+    if when:
+        args.append(f"--date={when}")
+    repo.git(*args)
+    return repo.git("rev-parse", "HEAD")
+
+
+def git_mv(repo: Repo, old: str, new: str) -> None:
+    (repo.path / new).parent.mkdir(parents=True, exist_ok=True)
+    repo.git("mv", old, new)
+
+
+def test_incremental_reads_only_changed_files(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    first = do_sync(repo)
+    assert first.full
+    assert first.notices == [f"no last synced commit: a full sync of {repo.git('rev-parse', 'HEAD')[:12]}"]
+    repo.story("active", "web", "WEB-2", "signup", title="Signup v2", points=5)
+    repo.write("README.md", "# not a story\n")
+    repo.write("backlog/web/README.md", "# not a story either\n")
+    repo.write("plans/q1.md", "plans are not stories\n")
+    head = repo.commit("edit one story")
+    result = do_sync(repo)
+    assert (result.full, result.files, result.updated, result.notices) == (False, 1, ["WEB-2"], [])
+    assert result.from_commit == first.to_commit
+    assert last_synced(repo.db_url) == head
+    assert stories(repo.db_url)["WEB-2"]["synced_commit"] == head
+    again = do_sync(repo)  # idempotent: nothing new
+    assert (again.files, again.upserted, again.deleted) == (0, 0, [])
+
+
+def test_incremental_cost_does_not_list_the_tree(backlog_repo: Repo, tmp_path: Path, monkeypatch: Any) -> None:
+    repo = backlog_repo
+    for i in range(10, 60):
+        repo.story("backlog", "bulk", f"BULK-{i}", title=f"Bulk {i}")
+    repo.commit("many stories")
+    do_sync(repo)
+    repo.story("backlog", "bulk", "BULK-10", title="Bulk ten, edited")
+    repo.commit("one edit")
+    trace = tmp_path / "git-trace.txt"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    result = do_sync(repo)
+    monkeypatch.delenv("GIT_TRACE")
+    assert (result.files, result.updated) == (1, ["BULK-10"])
+    commands = trace.read_text(encoding="utf-8", errors="replace")
+    assert "diff-tree" in commands
+    assert "ls-tree" not in commands  # no listing of the whole tree for an incremental run
+
+
+def test_moves_renames_and_deletes_across_commits(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    git_mv(repo, "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
+    c1 = commit_as(repo, "start WEB-1", "Bea Builder <bea@example.invalid>", "2026-03-01T10:00:00Z")
+    git_mv(repo, "active/web/WEB-1-login.md", "completed/web/WEB-1-login-page.md")  # moved and re-slugged
+    c2 = commit_as(repo, "finish WEB-1", "Cy Closer <cy@example.invalid>", "2026-03-02T10:00:00Z")
+    git_mv(repo, "active/web/WEB-2-signup.md", "active/web/WEB-2-sign-up.md")  # slug only
+    repo.git("rm", "-q", "completed/api/API-2-health.md")
+    commit_as(repo, "tidy")
+    result = do_sync(repo)
+    assert result.exit_code == 0
+    assert (result.moved, result.deleted) == (["WEB-1"], ["API-2"])
+    assert sorted(result.updated) == ["WEB-1", "WEB-2"]
+    assert live(repo.db_url)["WEB-1"] == "completed/web/WEB-1-login-page.md"
+    assert live(repo.db_url)["WEB-2"] == "active/web/WEB-2-sign-up.md"
+    assert stories(repo.db_url)["API-2"]["deleted_at"] is not None
+    rows = sorted(table(repo.db_url, m.status_history), key=lambda h: h["id"])
+    web1 = [h for h in rows if h["story_id"] == "WEB-1"][1:]
+    assert [(h["from_status"], h["to_status"], h["commit"], h["author"]) for h in web1] == [
+        ("backlog", "active", c1, "Bea Builder <bea@example.invalid>"),
+        ("active", "completed", c2, "Cy Closer <cy@example.invalid>"),
+    ]
+    assert [h["changed_at"].strftime("%Y-%m-%d %H:%M") for h in web1] == ["2026-03-01 10:00", "2026-03-02 10:00"]
+    assert history_of(repo.db_url, "WEB-2") == [(None, "active", history_of(repo.db_url, "WEB-2")[0][2])]
+
+
+def test_edited_and_moved_beyond_rename_detection(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    (repo.path / "backlog/web/WEB-1-login.md").unlink()
+    body = "".join(f"An entirely new line {i}.\n" for i in range(40))
+    repo.write("active/web/WEB-1-new-login.md", story_text("WEB-1", title="New login", body=body))
+    sha = repo.commit("rewrite and move")
+    assert repo.git("diff-tree", "-r", "-M", "--name-status", "HEAD~1", "HEAD").count("\t") == 2  # D + A, no R
+    result = do_sync(repo)
+    assert (result.moved, result.deleted, result.created) == (["WEB-1"], [], [])
+    assert history_of(repo.db_url, "WEB-1")[-1] == ("backlog", "active", sha)
+
+
+def test_move_there_and_back_records_both_moves(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    git_mv(repo, "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
+    c1 = repo.commit("start")
+    git_mv(repo, "active/web/WEB-1-login.md", "backlog/web/WEB-1-login.md")
+    c2 = repo.commit("stop again")
+    result = do_sync(repo)
+    assert (result.updated, result.unchanged) == ([], 0)
+    assert history_of(repo.db_url, "WEB-1")[1:] == [("backlog", "active", c1), ("active", "backlog", c2)]
+    changes = len(table(repo.db_url, m.status_history))
+    do_sync(repo, from_rev="HEAD~2")  # the same range again: nothing recorded twice
+    assert len(table(repo.db_url, m.status_history)) == changes
+
+
+def test_created_then_moved_in_one_range(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.story("refinements", "web", "WEB-5", "idea", title="Idea")
+    c1 = repo.commit("idea")
+    git_mv(repo, "refinements/web/WEB-5-idea.md", "backlog/web/WEB-5-idea.md")
+    c2 = repo.commit("groomed")
+    assert do_sync(repo).created == ["WEB-5"]
+    assert history_of(repo.db_url, "WEB-5") == [(None, "refinements", c1), ("refinements", "backlog", c2)]
+
+
+ODD_NAMES = [
+    "WEB-7-with space.md",
+    "WEB-7-ünïcödé ✓.md",
+    'WEB-7-"quoted" \'both\'.md',
+    "WEB-7-back\\slash*?[x].md",
+]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_odd_file_names_survive_the_range(backlog_repo: Repo, name: str) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.write(f"backlog/web/{name}", story_text("WEB-7", title="Odd"))
+    repo.commit("odd name")
+    assert do_sync(repo).created == ["WEB-7"]
+    git_mv(repo, f"backlog/web/{name}", f"active/web/{name}")
+    sha = repo.commit("move odd name")
+    result = do_sync(repo)
+    assert (result.moved, result.diagnostics) == (["WEB-7"], [])
+    assert live(repo.db_url)["WEB-7"] == f"active/web/{name}"
+    assert history_of(repo.db_url, "WEB-7")[-1] == ("backlog", "active", sha)
+    repo.git("rm", "-q", f"active/web/{name}")
+    repo.commit("delete odd name")
+    assert do_sync(repo).deleted == ["WEB-7"]
+
+
+def test_explicit_range_and_to(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    c0 = repo.git("rev-parse", "HEAD")
+    repo.story("backlog", "web", "WEB-3", title="Three")
+    c1 = repo.commit("three")
+    repo.story("backlog", "web", "WEB-4", title="Four")
+    c2 = repo.commit("four")
+    assert do_sync(repo, to_rev="HEAD~1").to_commit == c1
+    assert last_synced(repo.db_url) == c1
+    assert "WEB-4" not in stories(repo.db_url)
+    result = do_sync(repo, from_rev=c0, to_rev=c2)
+    assert (result.from_commit, result.to_commit, result.created) == (c0, c2, ["WEB-4"])
+    assert result.files == 2  # c0..c2 changed both; WEB-3 is unchanged
+    assert last_synced(repo.db_url) == c2
+    back = do_sync(repo, to_rev=c0)  # back to an older commit: the database reflects it
+    assert back.notices  # c2 is not an ancestor of c0: a full reconcile, said once
+    assert sorted(live(repo.db_url)) == ["API-1", "API-2", "WEB-1", "WEB-2"]
+    assert last_synced(repo.db_url) == c0
+
+
+def test_keep_going_retries_invalid_files_next_run(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    synced = last_synced(repo.db_url)
+    repo.write("backlog/web/WEB-8-bad.md", "---\nid: WEB-8\ntitle: [oops\n---\n")
+    repo.story("backlog", "web", "WEB-9", title="Fine")
+    repo.commit("one good, one bad")
+    strict = do_sync(repo)
+    assert strict.exit_code == 1
+    assert "WEB-9" not in stories(repo.db_url)
+    result = do_sync(repo, keep_going=True)
+    assert (result.exit_code, result.created) == (1, ["WEB-9"])
+    assert last_synced(repo.db_url) == synced  # the next run retries the bad file
+    repo.story("backlog", "web", "WEB-8", "bad", title="Fixed")
+    head = repo.commit("fix")
+    fixed = do_sync(repo)
+    assert (fixed.exit_code, fixed.created) == (0, ["WEB-8"])
+    assert last_synced(repo.db_url) == head
+    assert len(history_of(repo.db_url, "WEB-9")) == 1
+
+
+def test_duplicate_id_against_database_rows(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.story("backlog", "api", "WEB-1", "copy", title="Copy")
+    repo.commit("duplicate")
+    result = do_sync(repo)
+    assert [(d.path, d.code) for d in result.diagnostics] == [("backlog/api/WEB-1-copy.md", "duplicate-id")]
+    assert "backlog/web/WEB-1-login.md" in result.diagnostics[0].message
+
+
+@pytest.mark.parametrize("name", ["WEB-7-new\nline.md", "WEB-7-tab\there.md"])
+def test_control_characters_in_names_survive_the_diff_and_are_refused(backlog_repo: Repo, name: str) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.write(f"backlog/web/{name}", story_text("WEB-7", title="Odd"))
+    repo.commit("odd name")
+    result = do_sync(repo)
+    assert result.exit_code == 1
+    assert [d.path for d in result.diagnostics] == [f"backlog/web/{name}"]  # the exact name, from -z output
+    assert "\\n" in str(result.diagnostics[0]) or "\\t" in str(result.diagnostics[0])  # escaped: one line
+    repo.git("rm", "-q", f"backlog/web/{name}")
+    repo.commit("remove it")
+    assert do_sync(repo).exit_code == 0
