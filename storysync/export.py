@@ -1,0 +1,569 @@
+"""DB → files: write back the rows a DB-side writer changed (SPEC §7).
+
+``export()`` takes exactly the rows with ``revision > synced_revision`` and, for
+each, decides one action: update the file in place, move it (a new status or
+backlog; written at the new path, then the old one removed, as ``git mv`` would),
+create it (a row made in the database), delete it (a row deleted in the
+database), or nothing to write (the file already holds the row).  Files are
+written atomically (a temporary file in the same directory, fsync, rename), and
+only under the stories root.
+
+A file whose bytes no longer match the row's ``content_hash`` was edited since
+its last sync: the file wins.  The row's version goes into ``conflicts``, the file
+is not touched, and the export exits 1.  The row is then marked exported
+(``synced_revision = revision``, its ``content_hash`` unchanged), so it is not
+exported again and the next sync that reads the edited file takes the file's
+values; the database's version lives on in the conflict's ``db_snapshot`` until
+someone resolves it (``storysync conflicts --resolve ID``).
+
+A row that cannot be written safely (a bad id or backlog, a status without a
+stage directory, a path leading out of the stories root, a value the schema
+refuses) is named with the reason, not written, left pending, and makes the exit
+code 1.  If anything fails after files were written (git, the database), every
+file is put back as it was and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
+
+from storysync import models as m
+from storysync.checks import check_story
+from storysync.config import Config
+from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
+from storysync.errors import GitError, RepositoryStateError, StorysyncError
+from storysync.layout import classify, slugify, story_path
+from storysync.lock import writer_lock
+from storysync.model import Location
+from storysync.parse import MAX_FILE, parse_story
+from storysync.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
+from storysync.schema import SchemaChecker, load_checker
+from storysync.writer import backlog_problem, id_problem
+
+if TYPE_CHECKING:
+    import git
+
+WRITES = ("update", "move", "create", "delete")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export should do (the ``storysync export`` flags)."""
+
+    commit: bool = False
+    message: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class Action:
+    """What the export does with one pending row."""
+
+    story_id: str
+    kind: str  # update | move | create | delete | in-step | conflict | refused
+    revision: int
+    old_path: str | None = None
+    new_path: str | None = None
+    data: bytes | None = None
+    reason: str = ""
+    file_hash: str | None = None
+    snapshot: dict[str, Any] | None = None
+
+    @property
+    def content_hash(self) -> str | None:
+        if self.kind == "in-step":
+            return self.file_hash
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+    @property
+    def where(self) -> str:
+        """The path, or ``old -> new`` for a move."""
+        if self.kind == "move":
+            return f"{self.old_path} -> {self.new_path}"
+        return self.new_path or self.old_path or ""
+
+    def describe(self, dry_run: bool = False) -> str:
+        """One line for the report."""
+        verb = {"in-step": "in step", "refused": "refused", "conflict": "conflict"}.get(self.kind, self.kind + "d")
+        if dry_run and self.kind in WRITES:
+            verb = "would " + self.kind
+        text = f"{verb:<14} {self.story_id}  {self.where}".rstrip()
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+@dataclass
+class ExportResult:
+    """What an export did (or would do), for the report and the exit code."""
+
+    actions: list[Action] = field(default_factory=list)
+    dry_run: bool = False
+    commit: str | None = None
+    parent: str | None = None  # HEAD before the export's commit
+
+    def of(self, *kinds: str) -> list[Action]:
+        return [a for a in self.actions if a.kind in kinds]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.of("conflict", "refused") else 0
+
+
+def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions | None = None) -> ExportResult:
+    """Write every row a DB-side writer changed back to its story file (SPEC §7)."""
+    from storysync import gitdiff
+
+    options = options or ExportOptions()
+    if db.schema_revision() is None:
+        raise RepositoryStateError(
+            f"{db.display}: the database was never initialised; run 'storysync init' and 'storysync sync' first"
+        )
+    state = gitdiff.operation_in_progress(repo)
+    if state:
+        raise RepositoryStateError(f"{gitdiff.top_level(repo)}: a {state} is in progress; finish or abort it first")
+    db.ensure_schema()
+    if options.dry_run:
+        return ExportResult(plan(config, db), dry_run=True)
+    with writer_lock(gitdiff.git_dir(repo)):
+        result = ExportResult(plan(config, db))
+        _carry_out(config, db, repo, options, result)
+    return result
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan(config: Config, db: Database) -> list[Action]:
+    """One action for each row with ``revision > synced_revision``, in id order."""
+    checker = load_checker(str(config.schema) if config.schema else None)
+    s, d = m.stories.c, m.dependencies.c
+    with db.read() as conn:
+        pending = select(m.stories).where(s.revision > s.synced_revision).order_by(s.id)
+        rows = [dict(r._mapping) for r in conn.execute(pending)]
+        ids = [r["id"] for r in rows]
+        deps: dict[str, list[str]] = {}
+        for sid, dep in conn.execute(select(d.story_id, d.depends_on_id).where(d.story_id.in_(ids))):
+            deps.setdefault(sid, []).append(dep)
+        live_paths = dict(conn.execute(select(s.path, s.id).where(s.deleted_at.is_(None), s.path.is_not(None))).all())
+    return [_plan_row(config, checker, row, deps.get(row["id"], []), live_paths) for row in rows]
+
+
+class _Refusal(Exception):
+    pass
+
+
+def _plan_row(
+    config: Config, checker: SchemaChecker, row: Mapping[str, Any], deps: list[str], live_paths: Mapping[str, str]
+) -> Action:
+    action = Action(row["id"], "refused", row["revision"], old_path=row["path"])
+    try:
+        _decide(config, checker, row, deps, live_paths, action)
+    except (_Refusal, RenderError) as exc:
+        action.kind, action.reason, action.data = "refused", str(exc), None
+    if action.kind == "conflict":
+        action.snapshot = _snapshot(row, deps)
+    return action
+
+
+def _decide(
+    config: Config,
+    checker: SchemaChecker,
+    row: Mapping[str, Any],
+    deps: list[str],
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    for problem in (id_problem(row["id"]), backlog_problem(row["backlog_id"])):
+        if problem:
+            raise _Refusal(problem)
+    old = row["path"]
+    current = _read_story_file(config, old) if old else None
+    if row["deleted_at"] is not None:
+        _decide_delete(row, current, action)
+        return
+    want = wanted_from_row(row, deps)
+    target = _target_path(config, row, old)
+    action.new_path = target
+    location = _location(config, target)
+    if old and current is None:
+        _decide_missing(config, want, location, action)
+    elif current is not None and _sha(current) != row["content_hash"]:
+        _decide_edited(current, want, location, old == target, action)
+    elif current is None:
+        _decide_create(config, checker, want, location, live_paths, action)
+    else:
+        _decide_write(config, checker, current, want, location, live_paths, action)
+
+
+def _decide_delete(row: Mapping[str, Any], current: bytes | None, action: Action) -> None:
+    if current is None:
+        action.kind = "in-step"  # never written, or already gone
+    elif _sha(current) != row["content_hash"]:
+        action.kind, action.file_hash = "conflict", _sha(current)
+        action.reason = "deleted in the database, but the file was edited since its last sync; the file wins"
+    else:
+        action.kind = "delete"
+
+
+def _decide_missing(config: Config, want: Wanted, location: Location, action: Action) -> None:
+    """The row's file is gone: an export that stopped after a move, or a deletion on disk."""
+    found = _read_story_file(config, location.path) if location.path != action.old_path else None
+    if found is not None and reads_as(found, want, location):
+        action.kind, action.file_hash = "in-step", _sha(found)
+        return
+    action.kind, action.new_path = "conflict", None
+    action.reason = "the file was deleted since its last sync; the file (its deletion) wins"
+
+
+def _decide_edited(current: bytes, want: Wanted, location: Location, same_place: bool, action: Action) -> None:
+    """The file changed since its last sync: in step if it already says what the row says."""
+    if same_place and reads_as(current, want, location):
+        action.kind, action.file_hash = "in-step", _sha(current)
+        return
+    action.kind, action.file_hash, action.new_path = "conflict", _sha(current), None
+    action.reason = "the file was edited since its last sync; the file wins, the database version is kept"
+
+
+def _decide_create(
+    config: Config,
+    checker: SchemaChecker,
+    want: Wanted,
+    location: Location,
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    existing = _read_story_file(config, location.path)
+    if existing is not None:
+        if reads_as(existing, want, location):
+            action.kind, action.file_hash = "in-step", _sha(existing)
+            return
+        raise _Refusal(f"{location.path} already exists and is another file; move it away or change the title")
+    _free(location.path, want.id, live_paths)
+    action.kind, action.old_path = "create", None
+    action.data = _checked(checker, render_new(want), location)
+
+
+def _decide_write(
+    config: Config,
+    checker: SchemaChecker,
+    current: bytes,
+    want: Wanted,
+    location: Location,
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    data = _checked(checker, render_existing(current, want, location), location)
+    if location.path == action.old_path:
+        action.kind = "update" if data != current else "in-step"
+        action.data, action.file_hash = data, _sha(current)
+        return
+    if _read_story_file(config, location.path) is not None:
+        raise _Refusal(f"cannot move to {location.path}: a file is already there")
+    _free(location.path, want.id, live_paths)
+    action.kind, action.data = "move", data
+
+
+def _free(path: str, story_id: str, live_paths: Mapping[str, str]) -> None:
+    owner = live_paths.get(path)
+    if owner is not None and owner != story_id:
+        raise _Refusal(f"{path} is the path of story {owner}")
+
+
+def _checked(checker: SchemaChecker, data: bytes, location: Location) -> bytes:
+    story = parse_story(location, data)
+    if isinstance(story, list):
+        raise _Refusal(story[0].message)
+    problems = checker.check(story) + check_story(story)
+    if problems:
+        raise _Refusal("; ".join(p.message for p in problems))
+    if len(data) > MAX_FILE:
+        raise _Refusal(f"the file would be {len(data)} bytes; the limit is {MAX_FILE}")
+    return data
+
+
+def _target_path(config: Config, row: Mapping[str, Any], old: str | None) -> str:
+    name = PurePosixPath(old).name if old else f"{row['id']}-{slugify(row['title'] or '')}.md"
+    if old and not name.startswith(row["id"]):
+        name = f"{row['id']}-{slugify(row['title'] or '')}.md"
+    target = story_path(config, row["status"], row["backlog_id"], name)
+    if target is None:
+        known = ", ".join(sorted(set(config.stages.values())))
+        raise _Refusal(f"status {row['status']!r} has no stage directory (known: {known})")
+    _check_inside(config, target)
+    return target
+
+
+def _location(config: Config, rel: str) -> Location:
+    location = classify(config, rel)
+    if location is None:
+        raise _Refusal(f"{rel} is not a story path under the stories root")
+    return location
+
+
+# ---------------------------------------------------------------- paths and files
+
+
+def _check_inside(config: Config, rel: str) -> Path:
+    """The absolute path of ``rel``, refusing anything that leads out of the stories root."""
+    posix = PurePosixPath(rel)
+    if posix.is_absolute() or ".." in posix.parts or "\\" in rel or "\x00" in rel:
+        raise _Refusal(f"unsafe path {rel!r}")
+    if classify(config, rel) is None:
+        raise _Refusal(f"{rel} is not a story path under the stories root")
+    root = os.path.realpath(config.root_path)
+    path = config.repo / rel
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing directory decides where a new one lands
+    real = os.path.realpath(probe)
+    if real != root and not real.startswith(root + os.sep):
+        raise _Refusal(f"{rel}: a symlinked directory leads out of the stories root")
+    return path
+
+
+def _read_story_file(config: Config, rel: str) -> bytes | None:
+    """The bytes of a story file, None if it does not exist; refuses symlinks and oddities."""
+    path = _check_inside(config, rel)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise _Refusal(f"{rel} is not a regular file (a symlink or a directory); not touched")
+    if st.st_size > MAX_FILE:
+        raise _Refusal(f"{rel} is over {MAX_FILE} bytes; not touched")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Refusal(f"{rel}: cannot read: {exc.strerror}") from exc
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
+
+    A crash at any moment leaves the old file or the new one, never a mix.  An
+    existing file keeps its permission bits; a new one gets the umask's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".storysync-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- carrying out
+
+
+@dataclass
+class _Undo:
+    """How to put back every file an export touched."""
+
+    saved: list[tuple[Path, bytes | None]] = field(default_factory=list)
+
+    def remember(self, path: Path) -> None:
+        try:
+            self.saved.append((path, path.read_bytes()))
+        except FileNotFoundError:
+            self.saved.append((path, None))
+
+    def restore(self) -> None:
+        for path, data in reversed(self.saved):
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, data)
+
+
+def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOptions, result: ExportResult) -> None:
+    undo = _Undo()
+    written = result.of(*WRITES)
+    try:
+        for action in written:
+            _write(config, action, undo)
+        if options.commit and written:
+            result.commit, result.parent = _commit(repo, written, options.message)
+        _record(db, result)
+    except BaseException as exc:
+        undo.restore()
+        if isinstance(exc, StorysyncError):
+            raise type(exc)(f"{exc}; every exported file was restored and nothing was recorded") from exc
+        raise
+
+
+def _write(config: Config, action: Action, undo: _Undo) -> None:
+    if action.new_path is not None and action.data is not None:
+        target = config.repo / action.new_path
+        undo.remember(target)
+        atomic_write(target, action.data)
+    if action.old_path is not None and action.kind in ("move", "delete"):
+        old = config.repo / action.old_path
+        undo.remember(old)
+        old.unlink(missing_ok=True)
+        _fsync_dir(old.parent)
+        if action.kind == "move":
+            _remove_if_empty(old.parent)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or not ours to remove
+        directory.rmdir()
+
+
+def _record(db: Database, result: ExportResult) -> None:
+    now = utcnow()
+    with db.write() as conn:
+        for action in result.of(*WRITES, "in-step"):
+            values: dict[str, Any] = {"synced_revision": action.revision}
+            if action.kind != "delete":
+                values.update(content_hash=action.content_hash, path=action.new_path or action.old_path)
+            if result.commit:
+                values["synced_commit"] = result.commit
+            conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(**values))
+        for action in result.of("conflict"):
+            _record_conflict(conn, action, now)
+        if result.commit:
+            _advance_last_synced(conn, result.commit, result.parent)
+
+
+def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
+    c = m.conflicts.c
+    already = conn.execute(
+        select(c.id).where(c.story_id == action.story_id, c.resolved_at.is_(None), c.file_hash == action.file_hash)
+    ).first()
+    if already is None or action.file_hash is None:
+        conn.execute(
+            m.conflicts.insert().values(
+                story_id=action.story_id,
+                detected_at=now,
+                file_hash=action.file_hash,
+                db_snapshot=action.snapshot,
+                resolution="file_wins",
+                resolved_at=None,
+            )
+        )
+    conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision))
+
+
+def _advance_last_synced(conn: Connection, commit: str, parent: str | None) -> None:
+    """The export's commit is in step with the database: if the database was at its
+    parent, it is now at the commit (so no hook or sync imports it again)."""
+    if parent is not None and get_state(conn, LAST_SYNCED) == parent:
+        set_state(conn, LAST_SYNCED, commit)
+
+
+def _snapshot(row: Mapping[str, Any], deps: list[str]) -> dict[str, Any]:
+    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    snapshot["depends_on"] = sorted(deps)
+    return snapshot
+
+
+# ---------------------------------------------------------------- git
+
+
+def commit_message(actions: list[Action], subject: str | None) -> str:
+    """The export commit's message: a subject, then one line per story."""
+    n = len(actions)
+    head = subject or f"storysync export: {n} {'story' if n == 1 else 'stories'} from the database"
+    lines = [f"- {a.story_id}: {a.kind}d {a.where}" for a in actions]
+    return head + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _commit(repo: git.Repo, actions: list[Action], subject: str | None) -> tuple[str, str | None]:
+    """Commit exactly the exported paths; the user's other changes, staged or not, stay out."""
+    from storysync import gitdiff
+
+    paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
+    tracked = _tracked(repo, paths)
+    added = [p for p in paths if p not in tracked and (Path(gitdiff.top_level(repo)) / p).exists()]
+    commit_paths = sorted(tracked | set(added))
+    parent = gitdiff.head(repo)
+    try:
+        if added:
+            _git_paths(repo, ["add"], added)
+        _git_paths(repo, ["commit", "-q", "--only", "-m", commit_message(actions, subject)], commit_paths)
+    except GitError:
+        if added:
+            _unstage(repo, added)
+        raise
+    sha = gitdiff.head(repo)
+    if sha is None or sha == parent:
+        raise GitError("git commit did not create a commit")
+    return sha, parent
+
+
+def _git_paths(repo: git.Repo, args: list[str], paths: list[str]) -> str:
+    """``git --literal-pathspecs <args> --pathspec-from-file`` (NUL-separated; any name survives)."""
+    from storysync import gitdiff
+
+    with tempfile.TemporaryFile() as spec:
+        spec.write(b"\0".join(p.encode("utf-8", "surrogateescape") for p in paths))
+        spec.seek(0)
+        out: str = gitdiff.run(
+            repo,
+            "--literal-pathspecs",
+            *args,
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+            istream=spec,
+            strip_newline_in_stdout=False,
+        )
+    return out
+
+
+def _tracked(repo: git.Repo, paths: list[str]) -> set[str]:
+    """Which of ``paths`` git tracks (ls-files reads no pathspec file, so in chunks)."""
+    from storysync import gitdiff
+
+    found: set[str] = set()
+    for i in range(0, len(paths), 500):
+        out: str = gitdiff.run(repo, "--literal-pathspecs", "ls-files", "-z", "--", *paths[i : i + 500])
+        found.update(p for p in out.split("\0") if p)
+    return found
+
+
+def _unstage(repo: git.Repo, paths: list[str]) -> None:
+    with contextlib.suppress(GitError):  # the index is busy (index.lock); the files are restored anyway
+        _git_paths(repo, ["rm", "--cached", "-q", "--ignore-unmatch"], paths)
