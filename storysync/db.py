@@ -31,6 +31,7 @@ WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync wri
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)
 LOCK_TIMEOUT_S = 600  # PostgreSQL: how long a writer waits for the advisory lock (STORYSYNC_LOCK_TIMEOUT)
 LOCK_NOT_AVAILABLE = "55P03"
+LOW_SPACE = 1024 * 1024  # below this, a SQLite I/O error is most likely a full disk
 
 
 def _env_number(name: str, default: float) -> float:
@@ -229,8 +230,9 @@ def _sqlite_hint(path: Path | None, why: str) -> str:
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
             return f" ({directory} is on a read-only file system)"
-        if "disk is full" in why:
-            return f" ({shutil.disk_usage(directory).free} bytes free in {directory}; free some space and retry)"
+        free = shutil.disk_usage(directory).free
+        if "disk is full" in why or free < LOW_SPACE:
+            return f" ({free} bytes free in {directory}: the disk is full; free some space and retry)"
     except OSError:
         return ""
     if path.exists() and not os.access(path, os.W_OK):
