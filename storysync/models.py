@@ -44,8 +44,8 @@ class StoryRow(Base):
     points: Mapped[int | None] = mapped_column(Integer)
     epic: Mapped[str | None] = mapped_column(Text)
     assignee: Mapped[str | None] = mapped_column(Text)
-    tags: Mapped[Any] = mapped_column(JSONType)
-    extra: Mapped[Any] = mapped_column(JSONType)
+    tags: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    extra: Mapped[Any] = mapped_column(JSONType, nullable=True)
     body: Mapped[str] = mapped_column(Text)
     path: Mapped[str | None] = mapped_column(Text)
     content_hash: Mapped[str | None] = mapped_column(String(64))
@@ -99,7 +99,7 @@ class SyncRun(Base):
     files_changed: Mapped[int] = mapped_column(Integer, default=0)
     upserted: Mapped[int] = mapped_column(Integer, default=0)
     deleted: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[Any] = mapped_column(JSONType)
+    errors: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
 class SyncState(Base):
@@ -114,7 +114,7 @@ class Conflict(Base):
     story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
     detected_at: Mapped[datetime] = mapped_column(Stamp)
     file_hash: Mapped[str | None] = mapped_column(String(64))
-    db_snapshot: Mapped[Any] = mapped_column(JSONType)
+    db_snapshot: Mapped[Any] = mapped_column(JSONType, nullable=True)
     resolution: Mapped[str] = mapped_column(String(20))
     resolved_at: Mapped[datetime | None] = mapped_column(Stamp)
 
