@@ -54,5 +54,7 @@ def _under_root(config: Config, repo_path: str) -> str | None:
 
 
 def _ignored(config: Config, repo_path: str) -> bool:
+    if not config.ignore:  # the common case, on every path of a 100k-file listing
+        return False
     name = PurePosixPath(repo_path).name
     return any(fnmatchcase(repo_path, g) or fnmatchcase(name, g) for g in config.ignore)

@@ -8,10 +8,14 @@ report for a story that fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +23,43 @@ from storysync.errors import ConfigError, Diagnostic
 from storysync.model import Story
 
 SCHEMA_NAME = "story.schema.json"
+_ENTRY = re.compile(r"^def (\w+)\(data, custom_formats=\{\}, name_prefix=None\):", re.MULTILINE)
 
 
 def default_schema_path() -> Path:
     """The schema shipped with the package (wheel) or beside it (source tree)."""
-    packaged = resources.files("storysync").joinpath("schemas", SCHEMA_NAME)
+    packaged = Path(__file__).resolve().parent / "schemas" / SCHEMA_NAME  # the wheel force-includes it here
     if packaged.is_file():
-        return Path(str(packaged))
+        return packaged
     return Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_NAME
 
 
+def cache_dir() -> Path:
+    """Where compiled validators are kept: ``$STORYSYNC_CACHE_DIR``, else the user's cache."""
+    explicit = os.environ.get("STORYSYNC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "storysync"
+
+
 class SchemaChecker:
-    """A compiled schema; ``check(story)`` returns its diagnostics (empty when valid)."""
+    """A compiled schema; ``check(story)`` returns its diagnostics (empty when valid).
+
+    A process that checks only valid stories never imports jsonschema: the
+    compiled validator comes from the cache (written once the schema passed
+    jsonschema's own check), and the full validator is built on the first story
+    that fails the compiled check.
+    """
 
     def __init__(self, schema: dict[str, Any], source: str) -> None:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError as JSONSchemaError
-
-        try:
-            Draft202012Validator.check_schema(schema)
-        except JSONSchemaError as exc:
-            raise ConfigError(f"{source}: not a valid JSON Schema: {exc.message}") from exc
         self.source = source
-        self._validator = Draft202012Validator(schema)
-        self._fast = _compile_fast(schema)
+        self._schema = schema
+        self._full: Any = None
+        self._fast = _cached_fast(schema)
+        if self._fast is None:
+            self._full = _full_validator(schema, source)
+            self._fast = _compile_fast(schema)
 
     def check(self, story: Story) -> list[Diagnostic]:
         """Every schema error of ``story``, each at the position of its key or value."""
@@ -52,24 +69,88 @@ class SchemaChecker:
                 return []
             except Exception:  # noqa: S110 - any failure means: build the full report
                 pass
-        errors = sorted(self._validator.iter_errors(story.frontmatter), key=lambda e: list(map(str, e.absolute_path)))
+        if self._full is None:
+            self._full = _full_validator(self._schema, self.source)
+        errors = sorted(self._full.iter_errors(story.frontmatter), key=lambda e: list(map(str, e.absolute_path)))
         return [_diagnostic(story, err) for err in errors]
 
 
-def _compile_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
+def _full_validator(schema: dict[str, Any], source: str) -> Any:
+    """jsonschema's validator, after checking that ``schema`` is a valid 2020-12 schema."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError as JSONSchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except JSONSchemaError as exc:
+        raise ConfigError(f"{source}: not a valid JSON Schema: {exc.message}") from exc
+    return Draft202012Validator(schema)
+
+
+def _draft7(schema: dict[str, Any]) -> dict[str, Any]:
     """fastjsonschema speaks draft-07; our schemas use nothing newer, so compile as that."""
+    draft7 = {k: v for k, v in schema.items() if k != "$schema"}
+    draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
+    converted: dict[str, Any] = json.loads(
+        json.dumps(draft7).replace('"$defs"', '"definitions"').replace("#/$defs/", "#/definitions/")
+    )
+    return converted
+
+
+def _cache_file(schema: dict[str, Any]) -> Path:
+    from fastjsonschema.version import VERSION
+
+    key = json.dumps([schema, VERSION, sys.version_info[:2]], sort_keys=True)
+    return cache_dir() / f"validator-{hashlib.sha256(key.encode()).hexdigest()[:32]}.py"
+
+
+def _load_code(code: str) -> Callable[[Any], Any] | None:
+    entry = _ENTRY.search(code)
+    if entry is None:
+        return None
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<storysync compiled schema>", "exec"), namespace)  # noqa: S102 - code fastjsonschema generated
+    func: Callable[[Any], Any] = namespace[entry.group(1)]
+    return func
+
+
+def _cached_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """The compiled validator from the cache, or None (no cache yet, or unusable)."""
+    try:
+        path = _cache_file(schema)
+        if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
+            return None  # only code this user wrote is run
+        return _load_code(path.read_text(encoding="utf-8"))
+    except Exception:  # a missing, unreadable or broken cache is compiled afresh
+        return None
+
+
+def _compile_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """Compile ``schema`` (already checked by jsonschema) and keep the code for next time."""
     try:
         import fastjsonschema
 
-        draft7 = {k: v for k, v in schema.items() if k != "$schema"}
-        draft7["$schema"] = "http://json-schema.org/draft-07/schema#"
-        draft7 = json.loads(
-            json.dumps(draft7).replace('"$defs"', '"definitions"').replace("#/$defs/", "#/definitions/")
-        )
-        compiled: Callable[[Any], Any] = fastjsonschema.compile(draft7)
-        return compiled
+        code = fastjsonschema.compile_to_code(_draft7(schema))
+        func = _load_code(code)
     except Exception:  # an unsupported construct: the full validator alone is still correct
         return None
+    if func is not None:
+        _store(_cache_file(schema), code)
+    return func
+
+
+def _store(path: Path, code: str) -> None:
+    """Write the cache file atomically; a cache that cannot be written is simply skipped."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".validator-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(code)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _diagnostic(story: Story, err: Any) -> Diagnostic:

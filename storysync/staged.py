@@ -25,7 +25,7 @@ class IndexSource:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._entries: list[Entry] | None = None
+        self._records: dict[str, tuple[str, str]] | None = None  # path -> (mode, blob sha)
         self._unmerged: set[str] = set()
 
     def _git(self, *args: str, data: bytes | None = None) -> bytes:
@@ -37,30 +37,41 @@ class IndexSource:
             raise GitError(f"cannot run git: {exc.strerror}") from exc
         return done.stdout
 
-    def _all(self) -> list[Entry]:
-        if self._entries is None:
+    def _all(self) -> dict[str, tuple[str, str]]:
+        """Every path in the index under the stories root (not yet classified: that is per use)."""
+        if self._records is None:
             raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
-            entries: dict[str, Entry] = {}
+            records: dict[str, tuple[str, str]] = {}
             for record in raw.split(b"\0"):
                 if not record:
                     continue
                 meta, _, path_b = record.partition(b"\t")
                 mode, sha, stage = meta.decode().split()
                 path = path_b.decode("utf-8", "surrogateescape")
-                location = classify(self.config, path)
-                if location is None:
-                    continue
                 if stage != "0":
                     self._unmerged.add(path)
-                entries[path] = Entry(location, sha, 0, mode == SYMLINK_MODE)
-            self._entries = list(entries.values())
-        return self._entries
+                records[path] = (mode, sha)
+            self._records = records
+        return self._records
+
+    def listing(self) -> list[str]:
+        """Every indexed path under the root, cheaply: callers classify the few they use."""
+        return list(self._all())
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        records = self._all()
         if paths is None:
-            return self._all()
-        wanted = set(paths)
-        return [e for e in self._all() if e.location.path in wanted]
+            candidates: Iterable[str] = records
+        else:
+            wanted = set(paths)
+            candidates = [p for p in records if p in wanted]
+        out = []
+        for path in candidates:
+            location = classify(self.config, path)
+            if location is not None:
+                mode, sha = records[path]
+                out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
+        return out
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
         if entry.location.path in self._unmerged:

@@ -85,30 +85,54 @@ class ListingKnown:
 
     Checking a few files must not read the whole repository: a story's id equals
     its file name's prefix, so the listing answers "does this id exist"; only the
-    stories a dependency chain actually reaches are parsed (for cycles).
+    stories a dependency chain actually reaches are parsed (for cycles).  A source
+    with a cheap ``listing()`` of paths (the index) is classified only where a
+    lookup lands, so a 100k-file repository costs one pass over path strings.
     """
 
     def __init__(self, config: Config, source: Source, checker: SchemaChecker, exclude: Collection[str] = ()) -> None:
         self._source = source
         self._checker = checker
-        self._by_folded: dict[str, tuple[str, Entry]] = {}
-        self._deps: dict[str, list[str] | None] = {}
-        for entry in source.entries():
-            if entry.location.path in exclude:  # the checked files speak for themselves
-                continue
-            sid = entry.location.name[:-3].split("-", 2)
-            if len(sid) >= 2:
-                story_id = f"{sid[0]}-{sid[1]}"
-                self._by_folded.setdefault(fold_id(story_id), (story_id, entry))
         self._config = config
+        self._candidates: dict[str, list[str | Entry]] = {}
+        self._found: dict[str, tuple[str, Entry] | None] = {}
+        self._deps: dict[str, list[str] | None] = {}
+        listing: Callable[[], Iterable[str]] | None = getattr(source, "listing", None)
+        items: Iterable[str | Entry] = listing() if listing is not None else source.entries()
+        for item in items:
+            path = item if isinstance(item, str) else item.location.path
+            if path in exclude:  # the checked files speak for themselves
+                continue
+            name = path.rpartition("/")[2]
+            sid = name[:-3].split("-", 2)
+            if len(sid) >= 2 and name.endswith(".md"):
+                self._candidates.setdefault(fold_id(f"{sid[0]}-{sid[1]}"), []).append(item)
+
+    def _story(self, folded: str) -> tuple[str, Entry] | None:
+        """The first story file (in listing order) whose id folds to ``folded``."""
+        if folded not in self._found:
+            self._found[folded] = None
+            for item in self._candidates.get(folded, ()):
+                entry = item if isinstance(item, Entry) else self._entry(item)
+                if entry is not None:
+                    sid = entry.location.name[:-3].split("-", 2)
+                    self._found[folded] = (f"{sid[0]}-{sid[1]}", entry)
+                    break
+        return self._found[folded]
+
+    def _entry(self, path: str) -> Entry | None:
+        if classify(self._config, path) is None:
+            return None
+        found = self._source.entries([path])
+        return found[0] if found else None
 
     def lookup(self, folded: str) -> tuple[str, str] | None:
-        found = self._by_folded.get(folded)
+        found = self._story(folded)
         return None if found is None else (found[0], found[1].location.path)
 
     def deps(self, story_id: str) -> list[str] | None:
         if story_id not in self._deps:
-            found = self._by_folded.get(fold_id(story_id))
+            found = self._story(fold_id(story_id))
             if found is None or found[0] != story_id:
                 self._deps[story_id] = None
             else:

@@ -1,0 +1,122 @@
+"""The pre-commit hook's path stays cheap: cached compiled schema, lazy heavy imports.
+
+These check the mechanisms that make ``validate --staged`` fast (the timing
+itself is measured by ``python -m benchmarks.run``): the compiled validator is
+cached and reused, a broken or unwritable cache falls back cleanly with the same
+results, and a process that validates a good staged file never imports
+SQLAlchemy, GitPython, rich or jsonschema.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storysync.model import Location, Story
+from storysync.parse import parse_story
+from storysync.schema import SchemaChecker, cache_dir, default_schema_path
+from tests.conftest import Repo, story_text
+
+LOC = Location("backlog/web/WEB-1-x.md", "backlog", "backlog", "web", "WEB-1-x.md")
+HEAVY = ("sqlalchemy", "git", "rich", "jsonschema")
+
+
+def _story(text: str) -> Story:
+    parsed = parse_story(LOC, text.encode())
+    assert isinstance(parsed, Story)
+    return parsed
+
+
+def _schema() -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(default_schema_path().read_text(encoding="utf-8"))
+    return loaded
+
+
+def _reports(checker: SchemaChecker) -> tuple[list[str], list[str]]:
+    good = _story(story_text("WEB-1", points=3))
+    bad = _story(story_text("WEB-1", points=-2, priority="urgent"))
+    return [str(d) for d in checker.check(good)], [str(d) for d in checker.check(bad)]
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("STORYSYNC_CACHE_DIR", str(path))
+    return path
+
+
+def test_compiled_validator_is_written_once_and_reused(cache: Path) -> None:
+    assert cache_dir() == cache
+    first = _reports(SchemaChecker(_schema(), "schema.json"))
+    files = list(cache.glob("validator-*.py"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    second = _reports(SchemaChecker(_schema(), "schema.json"))
+    assert second == first
+    assert first[0] == []
+    assert len(first[1]) == 2  # both errors, from the full jsonschema report
+    assert files[0].stat().st_mtime_ns == stamp  # reused, not rewritten
+
+
+def test_a_different_schema_gets_its_own_cache_entry(cache: Path) -> None:
+    SchemaChecker(_schema(), "a.json")
+    strict = {**_schema(), "additionalProperties": False}
+    SchemaChecker(strict, "b.json")
+    assert len(list(cache.glob("validator-*.py"))) == 2
+
+
+def test_broken_cache_file_falls_back_to_compiling(cache: Path) -> None:
+    expected = _reports(SchemaChecker(_schema(), "schema.json"))
+    (entry,) = cache.glob("validator-*.py")
+    entry.write_text("def this is not python(", encoding="utf-8")
+    assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
+    assert "def this is not python" not in entry.read_text(encoding="utf-8")  # compiled afresh
+
+
+def test_unwritable_cache_location_still_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("STORYSYNC_CACHE_DIR", str(blocker / "cache"))
+    good, bad = _reports(SchemaChecker(_schema(), "schema.json"))
+    assert good == []
+    assert len(bad) == 2
+
+
+_PROBE = """
+import sys
+from storysync.cli import main
+code = main(["--repo", sys.argv[1], "validate", "--staged"])
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
+print(code, ",".join(heavy))
+"""
+
+
+def _hook(repo: Repo) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(repo.path), ",".join(HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, _, heavy = done.stdout.strip().splitlines()[-1].partition(" ")
+    return int(code), heavy
+
+
+def test_hook_on_a_valid_staged_file_imports_nothing_heavy(backlog_repo: Repo, cache: Path) -> None:
+    backlog_repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    backlog_repo.git("add", "-A")
+    _hook(backlog_repo)  # the first run compiles the schema into the cache
+    assert _hook(backlog_repo) == (0, "")
+
+
+def test_hook_on_an_invalid_staged_file_still_gives_the_full_report(backlog_repo: Repo, cache: Path) -> None:
+    backlog_repo.story("backlog", "web", "WEB-3", "new", title="New", points=-1)
+    backlog_repo.git("add", "-A")
+    _hook(backlog_repo)
+    code, heavy = _hook(backlog_repo)
+    assert code == 1
+    assert heavy == "jsonschema"  # loaded only because a file failed
