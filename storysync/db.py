@@ -28,6 +28,7 @@ from storysync.models import sync_state
 HEAD_REVISION = "0003"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
+RUN_LOCK_KEY = WRITE_LOCK_KEY + 1  # held by a whole sync run, from reading last_synced_commit to its commit
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)
 LOCK_TIMEOUT_S = 600  # PostgreSQL: how long a writer waits for the advisory lock (STORYSYNC_LOCK_TIMEOUT)
 LOCK_NOT_AVAILABLE = "55P03"
@@ -146,6 +147,26 @@ class Database:
                     _advisory_lock(conn)
                 yield conn
 
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Keep every other storysync sync on any machine out while this block runs.
+
+        A sync reads ``last_synced_commit``, plans from it and writes; on PostgreSQL
+        this session-level advisory lock makes that one step (released at the end,
+        or by the server when the process dies).  SQLite needs none: its writers
+        share one machine and the repository lock.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        with self.errors("run lock"), self.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            _session_lock(conn)
+            try:
+                yield
+            finally:
+                _session_unlock(conn)
+
     def schema_revision(self) -> str | None:
         """The revision the database is at (None when never initialised)."""
         from alembic.migration import MigrationContext
@@ -220,6 +241,20 @@ def _advisory_lock(conn: Connection) -> None:
     conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(waited_ms)})
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
     conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+
+
+def _session_lock(conn: Connection) -> None:
+    waited_ms = int(_env_number("STORYSYNC_LOCK_TIMEOUT", LOCK_TIMEOUT_S) * 1000)
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": str(waited_ms)})
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
+    conn.execute(text("RESET lock_timeout"))
+
+
+def _session_unlock(conn: Connection) -> None:
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
+    except SQLAlchemyError:  # the server went away: it released the lock with the session
+        conn.invalidate()
 
 
 def _sqlite_hint(path: Path | None, why: str) -> str:

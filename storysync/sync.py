@@ -133,7 +133,7 @@ def sync(
     db.ensure_schema()
     if options.dry_run:
         return _sync_locked(config, db, repo, options, progress)
-    with writer_lock(gitdiff.git_dir(repo)):
+    with writer_lock(gitdiff.git_dir(repo)), db.run_lock():
         result = _sync_locked(config, db, repo, options, progress)
     # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
     # Bounded in time and never raises: a notification never blocks or fails a sync.

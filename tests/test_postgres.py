@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 
 from storysync import models as m
-from storysync.db import HEAD_REVISION, LAST_SYNCED, WRITE_LOCK_KEY, Database, get_state
+from storysync.db import HEAD_REVISION, LAST_SYNCED, RUN_LOCK_KEY, WRITE_LOCK_KEY, Database, get_state
 from tests.conftest import Repo, make_repo, run_cli_subprocess
 from tests.pg import PgServer, PgUnavailable, free_port
 
@@ -166,6 +167,76 @@ def test_two_concurrent_syncs_lose_no_update(pg_url: str, tmp_path: Path) -> Non
     assert state["runs"] == ["ok", "ok"]
     assert state["last"] == head
     assert state["synced_commits"] == [head]
+
+
+def live_ids(url: str) -> set[str]:
+    db = Database(url)
+    with db.read() as conn:
+        ids = set(conn.execute(select(m.stories.c.id).where(m.stories.c.deleted_at.is_(None))).scalars())
+    db.dispose()
+    return ids
+
+
+def _wait_for_waiters(conn: Any, count: int, deadline_s: float = 60) -> None:
+    """Wait until ``count`` sessions wait for a writer's advisory lock (the run's or the transaction's)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid IN (%s, %s)",
+            (WRITE_LOCK_KEY, RUN_LOCK_KEY),
+        ).fetchone()
+        if row and row[0] >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} writer(s) never queued for the lock")
+
+
+def test_concurrent_syncs_of_two_commits_leave_last_synced_commit_consistent(pg_url: str, tmp_path: Path) -> None:
+    origin = make_repo(tmp_path / "origin")
+    many_stories(origin, 20)
+    base = origin.commit("base")
+    env = {**os.environ, "STORYSYNC_DATABASE_URL": pg_url}
+    assert run_cli_subprocess(origin, "sync", env=env).returncode == 0
+    many_stories(origin, 200, start=100)
+    older = origin.commit("200 more")
+    many_stories(origin, 200, backlog="later", start=1000)
+    for n in range(1, 6):
+        (origin.path / f"backlog/bulk/BULK-{n}-s{n}.md").unlink()
+    newer = origin.commit("200 more elsewhere, 5 gone")
+    trees = {}
+    for name, sha in (("job-older", older), ("job-newer", newer)):
+        subprocess.run(["git", "clone", "-q", str(origin.path), str(tmp_path / name)], check=True)
+        clone = Repo(tmp_path / name)
+        clone.git("checkout", "-q", sha)
+        trees[sha] = {p.name.split("-s")[0] for p in clone.path.rglob("BULK-*.md")}
+    import psycopg
+
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    procs = []
+    with psycopg.connect(dsn, autocommit=True) as gate:
+        # Both jobs read the database before either writes; the newer one then writes first.
+        gate.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
+        for waiting, name in enumerate(("job-newer", "job-older"), start=1):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "storysync", "--repo", str(tmp_path / name), "sync", "--trigger", "ci"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+            _wait_for_waiters(gate, waiting)
+        gate.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK_KEY,))
+    outputs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    db = Database(pg_url)
+    with db.read() as conn:
+        ranges = conn.execute(select(m.sync_runs.c.from_commit, m.sync_runs.c.to_commit).order_by(m.sync_runs.c.id))
+        assert [tuple(r) for r in ranges] == [(None, base), (base, newer), (newer, older)]  # the second saw the first
+    db.dispose()
+    assert db_state(pg_url)["last"] == older
+    assert live_ids(pg_url) == trees[older]  # the rows are exactly the tree of the last synced commit
 
 
 def test_a_held_write_lock_times_out_with_exit_3(
