@@ -1,0 +1,71 @@
+"""Helpers for the writer/export/conflicts tests: library handles on a test repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+
+from storysync import models as m
+from storysync.config import Config, load_config
+from storysync.db import Database
+from storysync.gitdiff import open_repo
+from storysync.writer import StoryWriter
+from tests.conftest import Repo
+
+
+@dataclass
+class Handles:
+    """The config, database and writer of a test repository."""
+
+    repo: Repo
+    config: Config
+    db: Database
+    writer: StoryWriter
+
+    def row(self, story_id: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            found = conn.execute(select(m.stories).where(m.stories.c.id == story_id)).first()
+        assert found is not None, story_id
+        return dict(found._mapping)
+
+    def count(self, table: str, where: str = "1=1", **params: Any) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar_one())  # noqa: S608
+
+    def rows(self, table: str, where: str = "1=1", **params: Any) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            found = conn.execute(text(f"SELECT * FROM {table} WHERE {where}"), params)  # noqa: S608
+            return [dict(r._mapping) for r in found]
+
+    def sql(self, statement: str, **params: Any) -> None:
+        with self.db.write() as conn:
+            conn.execute(text(statement), params)
+
+    def export(self, *args: str) -> int:
+        return self.repo.run("export", *args)
+
+
+@contextmanager
+def handles(repo: Repo, url: str | None = None) -> Iterator[Handles]:
+    """Open the repository's database (``url`` or its default SQLite file)."""
+    url = url or repo.db_url
+    config = load_config(repo.path, db_flag=url)
+    db = Database(url)
+    try:
+        yield Handles(repo, config, db, StoryWriter(db, config))
+    finally:
+        db.dispose()
+
+
+def synced(repo: Repo, url: str | None = None) -> None:
+    """Sync HEAD into the database (asserting success)."""
+    args = ["--db", url] if url else []
+    assert repo.run(*args, "sync") == 0
+
+
+def git_repo(repo: Repo) -> Any:
+    return open_repo(repo.path)
