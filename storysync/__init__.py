@@ -12,6 +12,8 @@ Names are imported on first use, so ``import storysync`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -31,6 +33,27 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+class _CallableSyncModule(types.ModuleType):
+    """``storysync.sync`` is both the module and, called, the ``sync()`` function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.sync(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``storysync.sync`` sets this package's ``sync`` attribute
+    to the module, shadowing the library function of that name; the module is made
+    callable instead, so ``storysync.sync(config, db, repo, options)`` always works."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "sync" and type(value) is types.ModuleType:
+            value.__class__ = _CallableSyncModule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
