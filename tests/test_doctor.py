@@ -121,6 +121,25 @@ def test_hooks_missing_foreign_and_not_executable(healthy: Repo, capsys: pytest.
     assert checks["hooks"]["fix"] == f"chmod +x '{hooks / 'post-merge'}'"
 
 
+def test_hooks_from_install_hooks_pass_and_a_chained_hook_must_be_executable(
+    healthy: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hooks = healthy.path / ".git" / "hooks"
+    for name in doctor.HOOKS:
+        (hooks / name).unlink()
+    (hooks / "post-merge").write_text("#!/bin/sh\necho team hook\n", encoding="utf-8")
+    (hooks / "post-merge").chmod(0o755)
+    assert healthy.run("install-hooks") == 0
+    code, checks = doctor_json(healthy, capsys)
+    assert checks["hooks"]["status"] == "pass"
+    assert checks["hooks"]["message"].endswith("chained first: post-merge.local")
+    assert code == 0
+    (hooks / "post-merge.local").chmod(0o644)
+    code, checks = doctor_json(healthy, capsys)
+    assert code == 1
+    assert checks["hooks"]["fix"] == f"chmod +x '{hooks / 'post-merge.local'}'"
+
+
 def test_core_hooks_path_is_honoured(healthy: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     healthy.git("config", "core.hooksPath", ".githooks")
     code, checks = doctor_json(healthy, capsys)
