@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from storysync.config import Config
     from storysync.db import Database
     from storysync.metrics import Metrics
+    from storysync.watch import Watcher
 
 Stat = tuple[int, int]  # (size, mtime_ns)
 
@@ -116,6 +117,7 @@ class LiveSync:
         self.synced: dict[str, Stat] = {}  # what the last syncs saw on disk
         self.reported: dict[str, tuple[Diagnostic, ...]] = {}
         self.batches = 0
+        self.rescans = 0
         self.written = 0
         self.last: Outcome | None = None
 
@@ -131,6 +133,7 @@ class LiveSync:
         """Sync the batch's paths (plus whatever a rescan finds); None if nothing changed."""
         paths = {p for p in batch.paths if self.keep(ChangeKind.modified, p)}
         if batch.rescan:
+            self.rescans += 1
             paths |= differing(self.synced, scan_tree(self.config, self.keep))
         if not paths:
             return None
@@ -187,3 +190,16 @@ class LiveSync:
     def open_problems(self) -> int:
         """How many files are currently skipped as invalid."""
         return len(self.reported)
+
+
+def health(db: Database, watcher: Watcher) -> dict[str, bool]:
+    """The /healthz checks: the database answers a query, the observer runs."""
+    from sqlalchemy import text
+
+    try:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        reachable = True
+    except StorysyncError:
+        reachable = False
+    return {"database": reachable, "observer": watcher.alive}

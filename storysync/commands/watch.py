@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from rich.live import Live
     from rich.text import Text
 
-    from storysync.db import Database
     from storysync.watch import Watcher
     from storysync.watchsync import LiveSync, Outcome
 
@@ -49,7 +48,7 @@ def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -
     """Sync story files to the database as they are saved, until Ctrl-C."""
     from storysync.metrics import Metrics, parse_address
     from storysync.watch import StoryFilter, Watcher
-    from storysync.watchsync import LiveSync
+    from storysync.watchsync import LiveSync, health
 
     address = parse_address(metrics_at) if metrics_at else None
     config, db, repo = app.config, app.db, app.repo
@@ -71,7 +70,7 @@ def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -
         if metrics is not None and address is not None:
             from storysync.metrics import MetricsServer
 
-            server = MetricsServer(address, metrics, lambda: _health(db, watcher)).start()
+            server = MetricsServer(address, metrics, lambda: health(db, watcher)).start()
             view.note(f"metrics at {server.url}/metrics, health at {server.url}/healthz")
         try:
             _run(watcher, live_sync, view)
@@ -90,21 +89,6 @@ def _run(watcher: Watcher, live_sync: LiveSync, view: StatusView) -> None:
         if outcome is not None:
             view.show(outcome, live_sync)
     view.note("stopped")
-
-
-def _health(db: Database, watcher: Watcher) -> dict[str, bool]:
-    """The /healthz checks: the database answers a query, the observer runs."""
-    from sqlalchemy import text
-
-    from storysync.errors import StorysyncError
-
-    try:
-        with db.read() as conn:
-            conn.execute(text("SELECT 1"))
-        reachable = True
-    except StorysyncError:
-        reachable = False
-    return {"database": reachable, "observer": watcher.alive}
 
 
 @contextmanager
