@@ -216,6 +216,7 @@ def post(url: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT) ->
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             status = int(response.status)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
         raise DeliveryFailed(f"{where}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -97,16 +97,16 @@ def free_port() -> int:
     return port
 
 
-def changes(repo: Repo) -> list[dict[str, Any]]:
-    db = Database(repo.db_url)
+def changes(repo: Repo, url: str | None = None) -> list[dict[str, Any]]:
+    db = Database(url or repo.db_url)
     with db.read() as conn:
         rows = conn.execute(select(m.changes).order_by(m.changes.c.seq)).all()
     db.dispose()
     return [{"seq": r.seq, "story_id": r.story_id, "kind": r.kind, "source": r.source, "run": r.run_id} for r in rows]
 
 
-def delivered_seq(repo: Repo, url: str) -> int | None:
-    db = Database(repo.db_url)
+def delivered_seq(repo: Repo, url: str, db_url: str | None = None) -> int | None:
+    db = Database(db_url or repo.db_url)
     state = notify.target_state(db, url)
     db.dispose()
     return state.delivered_seq if state else None
@@ -159,6 +159,31 @@ def test_server_down_never_fails_or_blocks_sync_and_notify_resumes(
     assert down.seqs() == [c["seq"] for c in feed]  # everything, once, in order
     assert [b["run"] for b in down.received] == sorted({c["run"] for c in feed})
     assert delivered_seq(backlog_repo, down.url) == feed[-1]["seq"]
+
+
+def test_resume_after_outage_on_each_backend(
+    backlog_repo: Repo, any_db: str, hook: Hook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hook.default = 503
+    assert backlog_repo.run("sync") == 0
+    backlog_repo.git("rm", "-q", "completed/api/API-2-health.md")
+    backlog_repo.commit("drop API-2")
+    assert backlog_repo.run("sync") == 0
+    feed = changes(backlog_repo, any_db)
+    assert delivered_seq(backlog_repo, hook.url, any_db) == feed[0]["seq"] - 1
+    assert hook.received == []
+    assert backlog_repo.run("notify", "--budget", "1") == 3  # still failing: exit 3, nothing lost
+    hook.default = 200
+    assert backlog_repo.run("notify") == 0
+    assert hook.seqs() == [c["seq"] for c in feed]
+    assert hook.received[-1]["changes"] == [
+        {"seq": feed[-1]["seq"], "story_id": "API-2", "kind": "deleted", "source": "file"}
+    ]
+    assert delivered_seq(backlog_repo, hook.url, any_db) == feed[-1]["seq"]
+    capsys.readouterr()
+    backlog_repo.run("doctor", "--format", "json")
+    (webhook,) = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "webhook"]
+    assert webhook["status"] == "pass"
 
 
 def test_slow_server_is_cut_off_by_the_budget(
