@@ -46,7 +46,7 @@ def _git_errors(what: str) -> Iterator[None]:
     try:
         yield
     except GitCommandError as exc:
-        detail = (exc.stderr or "").strip().replace("\n", " ") or str(exc)
+        detail = " ".join(str(exc.stderr or "").split()) or f"exit status {exc.status}"
         raise GitError(f"git {what} failed: {detail}") from exc
 
 
@@ -68,8 +68,10 @@ def top_level(repo: git.Repo) -> Path:
 
 def resolve(repo: git.Repo, rev: str) -> str:
     """The full sha of the commit ``rev`` names."""
-    with _git_errors(f"rev-parse {rev}"):
+    try:
         out: str = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    except GitCommandError as exc:
+        raise GitError(f"git: {rev!r} does not name a commit in this repository") from exc
     return out.strip()
 
 
