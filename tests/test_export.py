@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -48,13 +50,14 @@ def test_update_changes_only_that_line(backlog_repo: Repo, any_db: str) -> None:
             "---\nBody", "points: 2\n---\nBody"
         )
         assert row["synced_revision"] == row["revision"]
-        assert row["content_hash"] == __import__("hashlib").sha256(text.encode()).hexdigest()
+        assert row["content_hash"] == hashlib.sha256(text.encode()).hexdigest()
     assert backlog_repo.run("export") == 0  # nothing left to do
     assert (backlog_repo.path / WEB1).read_text() == text
 
 
 def test_crlf_bom_and_body_are_kept(repo: Repo) -> None:
-    data = "\ufeff---\r\nid: WEB-1\r\ntitle: Old\r\ntags:\r\n  - a\r\n---\r\n\r\nBody with trailing spaces  \r\nno final newline"
+    data = "\ufeff---\r\nid: WEB-1\r\ntitle: Old\r\ntags:\r\n  - a\r\n---\r\n"
+    data += "\r\nBody with trailing spaces  \r\nno final newline"
     repo.write("backlog/web/WEB-1-x.md", data.encode())
     repo.commit("crlf")
     synced(repo)
@@ -148,10 +151,10 @@ def test_a_file_edited_since_its_sync_wins_and_the_db_version_is_kept(backlog_re
         assert conflict["story_id"] == "WEB-2"
         assert conflict["resolution"] == "file_wins"
         assert conflict["resolved_at"] is None
-        assert conflict["file_hash"] == __import__("hashlib").sha256(edited.encode()).hexdigest()
+        assert conflict["file_hash"] == hashlib.sha256(edited.encode()).hexdigest()
         snapshot_ = conflict["db_snapshot"]
         if isinstance(snapshot_, str):
-            snapshot_ = __import__("json").loads(snapshot_)
+            snapshot_ = json.loads(snapshot_)
         assert snapshot_["points"] == 13
         row = h.row("WEB-2")
         assert row["synced_revision"] == row["revision"]  # not exported again
