@@ -1,0 +1,70 @@
+"""``storysync conflicts``: open conflicts with both versions; ``--resolve`` closes them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storysync.writer import update_story
+from tests.conftest import Repo, story_text
+from tests.export_helpers import handles, synced
+
+WEB2 = "active/web/WEB-2-signup.md"
+
+
+def _conflict(repo: Repo) -> None:
+    synced(repo)
+    repo.write(WEB2, story_text("WEB-2", title="Signup, edited in the file", points=3))
+    with handles(repo) as h:
+        update_story(h.db, "WEB-2", points=21, title="Signup, edited in the API")
+    assert repo.run("export") == 1
+
+
+def test_lists_both_versions_side_by_side(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    _conflict(backlog_repo)
+    capsys.readouterr()
+    assert backlog_repo.run("conflicts") == 1
+    out = capsys.readouterr().out
+    assert "WEB-2" in out
+    assert "file (kept)" in out
+    assert "database (conflict)" in out
+    assert "Signup, edited in the file" in out
+    assert "Signup, edited in the API" in out
+    assert "21" in out
+
+
+def test_json_format(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    _conflict(backlog_repo)
+    capsys.readouterr()
+    assert backlog_repo.run("conflicts", "--format", "json") == 1
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["story_id"] == "WEB-2"
+    assert item["path"] == WEB2
+    assert (item["file"]["title"], item["file"]["points"]) == ("Signup, edited in the file", 3)
+    assert (item["database"]["title"], item["database"]["points"]) == ("Signup, edited in the API", 21)
+
+
+def test_resolve_closes_the_conflict(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    _conflict(backlog_repo)
+    assert backlog_repo.run("conflicts", "--resolve", "WEB-2") == 0
+    with handles(backlog_repo) as h:
+        (row,) = h.rows("conflicts")
+        assert row["resolved_at"] is not None
+    assert backlog_repo.run("conflicts") == 0
+    assert backlog_repo.run("conflicts", "--resolve", "WEB-2") == 2  # nothing open any more
+    assert backlog_repo.run("conflicts", "--resolve", "NOPE-1") == 2
+
+
+def test_a_committed_edit_synced_before_the_export_keeps_the_db_version(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    synced(repo)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-2", points=21)
+        repo.write(WEB2, story_text("WEB-2", title="Signup", points=5))
+        repo.commit("edit in git")
+        synced(repo)  # the sync meets the pending DB change: the file wins, the DB version is kept
+        assert h.row("WEB-2")["points"] == 5
+        assert h.count("conflicts", "story_id = 'WEB-2'") == 1
+        assert repo.run("export") == 0  # nothing pending any more
+        assert "points: 5" in (repo.path / WEB2).read_text()
