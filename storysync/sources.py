@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -89,6 +89,18 @@ class GitTreeSource:
         from storysync import gitdiff
 
         return _refusal(entry) or gitdiff.read_blob(self.repo, entry.ref)
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        """Each entry's bytes (or refusal), in order, streamed through one ``git cat-file --batch``."""
+        from storysync.blobs import read_blobs
+
+        blobs = read_blobs(self.config.repo, [e.ref for e in entries if _refusal(e) is None])
+        try:
+            for entry in entries:
+                refusal = _refusal(entry)
+                yield (entry, refusal) if refusal is not None else (entry, next(blobs)[1])
+        finally:
+            blobs.close()
 
 
 class WorkTreeSource:

@@ -6,7 +6,7 @@ Used by ``storysync validate`` (working tree, given paths, or the index with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from storysync.checks import Known, check_set, check_story, fold_id
@@ -49,13 +49,28 @@ def check_one(source: Source, entry: Entry, checker: SchemaChecker) -> tuple[Sto
     The story is returned whenever it parsed, even with schema problems, so that
     the cross-file checks can still report on it.
     """
-    data = source.read(entry)
+    return check_data(entry, source.read(entry), checker)
+
+
+def check_data(entry: Entry, data: bytes | Diagnostic, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
+    """Parse and check one file's bytes (or pass on why they could not be read)."""
     if isinstance(data, Diagnostic):
         return None, [data]
     parsed = parse_story(entry.location, data)
     if isinstance(parsed, list):
         return None, parsed
     return parsed, checker.check(parsed) + check_story(parsed)
+
+
+def read_each(source: Source, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+    """Every entry's bytes in order: streamed in one batch where the source can, else one by one."""
+    many: Callable[[Sequence[Entry]], Iterator[tuple[Entry, bytes | Diagnostic]]] | None
+    many = getattr(source, "read_many", None)
+    if many is not None:
+        yield from many(entries)
+        return
+    for entry in entries:
+        yield entry, source.read(entry)
 
 
 def check_entries(
@@ -67,9 +82,9 @@ def check_entries(
 ) -> Checked:
     """Check every entry, then the cross-file rules over all of them."""
     result = Checked()
-    for entry in entries:
+    for entry, data in read_each(source, list(entries)):
         result.files += 1
-        story, problems = check_one(source, entry, checker)
+        story, problems = check_data(entry, data, checker)
         result.add(problems)
         if story is not None:
             result.stories.append(story)
