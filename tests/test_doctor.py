@@ -64,6 +64,16 @@ def test_healthy_repository_passes_every_check(healthy: Repo, capsys: pytest.Cap
     assert out.rstrip().endswith("all checks passed")
 
 
+def test_database_checks_pass_on_each_backend(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert backlog_repo.run("sync") == 0
+    _, checks = doctor_json(backlog_repo, capsys)
+    for name in ("database", "schema", "database writable", "last sync", "conflicts"):
+        assert checks[name]["status"] == "pass", checks[name]
+    assert checks["database"]["message"].startswith(Database(any_db).display)
+
+
 def test_missing_database_is_reported_not_created(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     code, checks = doctor_json(backlog_repo, capsys)
     assert code == 1
