@@ -33,7 +33,7 @@ def command(app: App, fmt: str) -> int:
     for r in results:
         line = f"{r.status.upper():4}  {r.name}: {r.message}"
         if r.fix:
-            line += f"\n      fix: {r.fix}"
+            line += f"; fix: {r.fix}"
         app.out.print(line, markup=False, highlight=False)
     failed = sum(r.status == "fail" for r in results)
     app.out.print("all checks passed" if not failed else f"{failed} check(s) failed", markup=False)
