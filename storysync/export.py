@@ -150,9 +150,13 @@ def plan(config: Config, db: Database) -> list[Action]:
     with db.read() as conn:
         pending = select(m.stories).where(s.revision > s.synced_revision).order_by(s.id)
         rows = [dict(r._mapping) for r in conn.execute(pending)]
-        ids = [r["id"] for r in rows]
         deps: dict[str, list[str]] = {}
-        for sid, dep in conn.execute(select(d.story_id, d.depends_on_id).where(d.story_id.in_(ids))):
+        pending_deps = (
+            select(d.story_id, d.depends_on_id)
+            .join(m.stories, s.id == d.story_id)
+            .where(s.revision > s.synced_revision)
+        )
+        for sid, dep in conn.execute(pending_deps):
             deps.setdefault(sid, []).append(dep)
         live_paths = dict(conn.execute(select(s.path, s.id).where(s.deleted_at.is_(None), s.path.is_not(None))).all())
     return [_plan_row(config, checker, row, deps.get(row["id"], []), live_paths) for row in rows]
@@ -418,6 +422,8 @@ class _Undo:
 
 
 def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOptions, result: ExportResult) -> None:
+    """Write, commit, record.  A failure before the commit puts every file back; after
+    the commit the files match it, and a re-run records them (they read as the rows)."""
     undo = _Undo()
     written = result.of(*WRITES)
     try:
@@ -425,12 +431,25 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
             _write(config, action, undo)
         if options.commit and written:
             result.commit, result.parent = _commit(repo, written, options.message)
-        _record(db, result)
     except BaseException as exc:
         undo.restore()
-        if isinstance(exc, StorysyncError):
-            raise type(exc)(f"{exc}; every exported file was restored and nothing was recorded") from exc
+        _say(exc, "every exported file was restored and nothing was recorded")
         raise
+    try:
+        _record(db, result)
+    except BaseException as exc:
+        if result.commit is None:
+            undo.restore()
+            _say(exc, "every exported file was restored and nothing was recorded")
+        else:
+            _say(exc, f"commit {result.commit[:12]} holds the exported files; run 'storysync export' to record it")
+        raise
+
+
+def _say(exc: BaseException, what: str) -> None:
+    """Add what became of the files to a failure's one-line message."""
+    if isinstance(exc, StorysyncError) and exc.args:
+        exc.args = (f"{exc.args[0]}; {what}", *exc.args[1:])
 
 
 def _write(config: Config, action: Action, undo: _Undo) -> None:
@@ -457,7 +476,7 @@ def _record(db: Database, result: ExportResult) -> None:
     with db.write() as conn:
         for action in result.of(*WRITES, "in-step"):
             values: dict[str, Any] = {"synced_revision": action.revision}
-            if action.kind != "delete":
+            if action.kind != "delete" and action.content_hash is not None:  # a deleted row keeps its last hash
                 values.update(content_hash=action.content_hash, path=action.new_path or action.old_path)
             if result.commit:
                 values["synced_commit"] = result.commit

@@ -73,4 +73,5 @@ def _show(value: object, gone: bool = False) -> str:
     if value is None:
         return ""
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
+    text = text.rstrip("\n")
     return text if len(text) <= 400 else text[:400] + "…"
