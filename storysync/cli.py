@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "history": "history",
     "runs": "runs",
     "install-hooks": "install_hooks",
+    "run-hook": "run_hook",
     "set": "set",
     "new": "new",
     "export": "export",

@@ -15,6 +15,7 @@ from storysync.sync import TRIGGERS, SyncOptions
 @click.option("--from", "from_rev", metavar="REV", help="Start of the range (default: the last synced commit).")
 @click.option("--to", "to_rev", metavar="REV", help="End of the range (default: HEAD).")
 @click.option("--full", is_flag=True, help="Read every story file at --to, not only the changed ones.")
+@click.option("--history", is_flag=True, help="With --full: rebuild the status history from the whole git log.")
 @click.option("--working-tree", is_flag=True, help="Read the files on disk instead of a commit.")
 @click.option("--keep-going", is_flag=True, help="Write the valid files even when some are invalid (exit 1 still).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
@@ -27,12 +28,15 @@ def command(
     from_rev: str | None,
     to_rev: str | None,
     full: bool,
+    history: bool,
     working_tree: bool,
     keep_going: bool,
     dry_run: bool,
     trigger: str,
 ) -> int:
     """Bring the database in step with the story files."""
+    if history and not full:
+        raise click.UsageError("--history rebuilds the whole history: use it with --full")
     from storysync.progress import progress_bar
     from storysync.sync import sync
 
@@ -40,6 +44,7 @@ def command(
         from_rev=from_rev,
         to_rev=to_rev,
         full=full,
+        history=history,
         working_tree=working_tree,
         keep_going=keep_going,
         dry_run=dry_run,
