@@ -17,16 +17,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from storysync.connect import open_with_retry, reason, scrub
+from storysync.connect import open_with_retry, reason, scrub, where
 from storysync.errors import ConfigError, DatabaseError
 from storysync.models import sync_state
 
 HEAD_REVISION = "0003"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which the migrations keep
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
 RUN_LOCK_KEY = WRITE_LOCK_KEY + 1  # held by a whole sync run, from reading last_synced_commit to its commit
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)
@@ -119,6 +120,11 @@ class Database:
         if self.is_sqlite and "database is locked" in why:
             waited = self.busy_timeout_ms / 1000
             return f"{self.display}: database is locked: another writer held it for {waited:g}s; try again later"
+        if not self.is_sqlite and exc.connection_invalidated:
+            return (
+                f"{self.display}: lost the connection to the database server at {where(self.url)} ({why}); "
+                "this run did not complete: run it again to catch up"
+            )
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             return f"{self.display}: another storysync writer held the write lock too long; try again when it is done"
         return f"{self.display}: {why}{_sqlite_hint(self.sqlite_path, why)}"
@@ -168,11 +174,18 @@ class Database:
                 _session_unlock(conn)
 
     def schema_revision(self) -> str | None:
-        """The revision the database is at (None when never initialised)."""
-        from alembic.migration import MigrationContext
+        """The revision the database is at (None when never initialised).
 
+        Read straight from Alembic's version table: importing Alembic costs more
+        than a small command's whole run, and it is needed only to migrate.
+        """
         with self.errors("read schema version"), self.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return None
+            heads = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        if len(heads) > 1:
+            raise DatabaseError(f"{self.display}: the schema version table holds {len(heads)} versions, not one")
+        return heads[0] if heads else None
 
     def ensure_schema(self) -> None:
         """Create or upgrade the schema to this storysync's version."""
