@@ -64,8 +64,8 @@ class Metrics:
         for kind in ("invalid_file", "sync_failed"):
             self.errors.labels(kind)
 
-    def record(self, outcome: Outcome) -> None:
-        """Count one batch."""
+    def record(self, outcome: Outcome, invalid_files: int = 0) -> None:
+        """Count one batch; ``invalid_files`` is how many files are skipped as invalid now."""
         self.syncs.labels(outcome.label).inc()
         self.batch_size.observe(outcome.paths)
         self.duration.observe(outcome.duration)
@@ -75,6 +75,7 @@ class Metrics:
             self.errors.labels("sync_failed").inc()
             return
         self.last_sync.set(time.time())
+        self.open_problems.set(invalid_files)
         self.errors.labels("invalid_file").inc(len({d.path for d in outcome.problems}))
         result = outcome.result
         if result is not None:

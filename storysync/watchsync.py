@@ -157,7 +157,7 @@ class LiveSync:
         self.batches += 1
         self.last = outcome
         if self.metrics is not None:
-            self.metrics.record(outcome)
+            self.metrics.record(outcome, invalid_files=self.open_problems)
         return outcome
 
     @staticmethod

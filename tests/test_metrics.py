@@ -76,7 +76,7 @@ def _outcome(created: int = 0, updated: int = 0, deleted: int = 0, problems: int
 def test_record_counts_batches_rows_and_problems() -> None:
     metrics = Metrics()
     metrics.record(_outcome(created=2, updated=1))
-    metrics.record(_outcome(updated=1, deleted=3, problems=2))
+    metrics.record(_outcome(updated=1, deleted=3, problems=2), invalid_files=2)
     metrics.record(Outcome(paths=4, error="database is locked", duration=0.5))
     from prometheus_client import generate_latest
 
@@ -95,6 +95,7 @@ def test_record_counts_batches_rows_and_problems() -> None:
     assert got[("storysync_sync_duration_seconds_bucket", (("le", "0.05"),))] == 2
     assert got[("storysync_lag_seconds", ())] == 0.25
     assert got[("storysync_last_sync_timestamp_seconds", ())] > 1.7e9
+    assert got[("storysync_invalid_files", ())] == 2
     assert all(name.startswith("storysync_") for name, _ in got)
 
 

@@ -4,6 +4,7 @@ a generous timeout; nothing sleeps and then asserts."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -372,3 +373,26 @@ def _metrics_after(base: str, syncs: int) -> str:
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response:  # noqa: S310 - a loopback test server
         return response.status, response.read().decode()
+
+
+SMOKE_ARGS = ("--stories", "20", "--edits", "5", "--rss-edits", "60", "--idle", "0.5", "--json")
+
+
+def test_watch_benchmark_smoke() -> None:
+    """The on-demand benchmark, tiny: it runs, measures and the watcher exits 0."""
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_watch", *SMOKE_ARGS],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["edits"] == 5
+    assert 0 < results["latency_ms"]["p50"] <= results["latency_ms"]["p95"] < 5000
+    assert len(results["rss_mb"]) == 2
+    assert results["exit_code"] == 0
+    assert results["machine"]["nproc"] == str(os.cpu_count())
