@@ -387,7 +387,8 @@ def test_a_server_stopped_mid_sync_leaves_nothing_partial_and_the_next_run_catch
         sync.kill()
         blocker.close()
     assert sync.returncode == 3, (out, err)
-    assert "password" not in err
+    assert f"lost the connection to the database server at 127.0.0.1:{own_pg.port}" in err
+    assert len(err.strip().splitlines()) == 1, err
     own_pg.start()
     assert db_state(own_url) == before  # nothing of the interrupted run, not even its audit row
     assert before["last"] == first
@@ -418,3 +419,62 @@ def test_sqlite_locked_after_busy_timeout_is_exit_3(
     assert "database is locked: another writer held it for 0.2s" in err
     assert len(err.strip().splitlines()) == 1
     assert backlog_repo.run("sync") == 0
+
+
+def _wait_for_write_transaction(dsn: str, deadline_s: float = 120) -> bool:
+    """Wait until a sync holds the write lock (its transaction is writing); False if none came."""
+    import psycopg
+
+    end = time.monotonic() + deadline_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < end:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                (WRITE_LOCK_KEY,),
+            ).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.01)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.5])
+def test_a_crash_at_any_moment_of_a_large_write_is_all_or_nothing(
+    own_pg: PgServer, own_url: str, repo: Repo, delay: float
+) -> None:
+    many_stories(repo, 10)
+    first = repo.commit("ten")
+    env = {"STORYSYNC_DATABASE_URL": own_url, "STORYSYNC_DB_CONNECT_ATTEMPTS": "1"}
+    assert run_cli_subprocess(repo, "sync", env=env).returncode == 0
+    before = db_state(own_url)
+    many_stories(repo, 3000, backlog="big", start=100)
+    second = repo.commit("three thousand more")
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "storysync", "--repo", str(repo.path), "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        assert _wait_for_write_transaction(own_url.replace("postgresql+psycopg://", "postgresql://"))
+        time.sleep(delay)
+        own_pg.stop("immediate")
+        out, err = sync.communicate(timeout=120)
+    finally:
+        sync.kill()
+    own_pg.start()
+    state = db_state(own_url)
+    if sync.returncode == 0:  # the commit won the race with the crash
+        assert state["last"] == second
+        assert state["stories"] == 3010
+    else:
+        assert sync.returncode == 3, (out, err)
+        assert "lost the connection" in err
+        assert state == before
+        assert before["last"] == first
+    assert run_cli_subprocess(repo, "sync", env=env).returncode == 0
+    after = db_state(own_url)
+    assert after["last"] == second
+    assert after["stories"] == 3010
