@@ -44,6 +44,15 @@ def test_cli_reference_is_the_current_help_text() -> None:
         assert f"## storysync {name}\n" in current
 
 
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_cli_reference_matches_what_help_prints(name: str) -> None:
+    """Word for word (line wrapping aside) what ``storysync NAME --help`` prints."""
+    section = (DOCS / "cli.md").read_text(encoding="utf-8").split(f"## storysync {name}\n", 1)[1]
+    documented = section.split("```text\n", 1)[1].split("```", 1)[0]
+    printed = CliRunner().invoke(cli, [name, "--help"], prog_name="storysync").output
+    assert documented.split() == printed.split()
+
+
 def test_docgen_check_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docgen, "DOCS", tmp_path)
     assert docgen.main(["--check"]) == 1

@@ -15,9 +15,13 @@ from storysync.app import App
 )
 @click.pass_obj
 def command(app: App, fmt: str) -> int:
-    """Check git, permissions, the database and its schema, drift, hooks, watch limits and conflicts.
+    """Check the setup; print the fix for each problem found.
 
-    Exits 0 when every check passes and 1 when any fails.
+    Checks git, the repository's state, the config, the stories root and each
+    story file's permissions, the database (reachable, initialised, schema
+    current, writable), how far it is behind HEAD, the hooks, the inotify watch
+    limit, open conflicts and webhook delivery.  Exits 0 when every check passes
+    and 1 when any fails.
     """
     from pathlib import Path
 
