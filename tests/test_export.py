@@ -366,3 +366,23 @@ def test_export_as_a_subprocess(backlog_repo: Repo) -> None:
     assert done.returncode == 0, done.stderr
     assert "exported 1 story in commit" in done.stderr
     assert "points: 2" in (backlog_repo.path / WEB1).read_text()
+
+
+def test_odd_and_non_ascii_paths_under_a_configured_root(repo: Repo) -> None:
+    repo.write("storysync.toml", 'root = "docs/stories"\n\n[stages]\nbacklog = "backlog"\ndoing = "active"\n')
+    old = "docs/stories/backlog/équipe [β]*/WEB-1-café.md"
+    repo.write(old, story_text("WEB-1", title="Café"))
+    repo.write("docs/stories/backlog/équipe [β]*/WEB-2-other.md", story_text("WEB-2", title="Other"))
+    repo.commit("odd names")
+    synced(repo)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-1", status="active", title="Café au lait")
+        assert repo.run("export", "--commit") == 0
+        new = "docs/stories/doing/équipe [β]*/WEB-1-café.md"
+        assert h.row("WEB-1")["path"] == new
+    assert (repo.path / new).read_text().startswith("---\nid: WEB-1\ntitle: Café au lait\n")
+    names = repo.git(
+        "-c", "core.quotePath=false", "show", "--no-renames", "--name-only", "--format=", "HEAD"
+    ).splitlines()
+    assert sorted(names) == sorted([old, new])  # the glob-like backlog matched nothing else
+    assert repo.git("status", "--porcelain") == ""
