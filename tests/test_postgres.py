@@ -69,6 +69,31 @@ def test_commands_work_on_both_backends(any_db: str, backlog_repo: Repo, capsys:
     assert state["last"] == backlog_repo.git("rev-parse", "HEAD")
 
 
+def test_db_side_changes_round_trip_on_both_backends(
+    any_db: str, backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert backlog_repo.run("sync") == 0
+    assert backlog_repo.run("set", "WEB-2", "status=completed", "points=5", "tags=[ui, forms]") == 0
+    assert backlog_repo.run("new", "WEB-9", "--backlog", "web", "--title", "Profile page") == 0
+    assert backlog_repo.run("export", "--commit", "--message", "export from the database") == 0
+    moved = backlog_repo.path / "completed/web/WEB-2-signup.md"
+    assert "points: 5" in moved.read_text(encoding="utf-8")
+    assert not (backlog_repo.path / "active/web/WEB-2-signup.md").exists()
+    assert list((backlog_repo.path / "backlog/web").glob("WEB-9-*.md"))
+    assert backlog_repo.git("status", "--porcelain") == ""
+    changes_before = db_state(any_db)["changes"]
+    assert backlog_repo.run("sync") == 0  # the export's commit is already in the database
+    assert db_state(any_db)["changes"] == changes_before
+    capsys.readouterr()
+    assert backlog_repo.run("history", "WEB-2", "--format", "json") == 0
+    assert "completed" in capsys.readouterr().out
+    assert backlog_repo.run("runs", "--format", "json") == 0
+    assert backlog_repo.run("conflicts") == 0
+    state = db_state(any_db)
+    assert state["stories"] == 5
+    assert state["last"] == backlog_repo.git("rev-parse", "HEAD")
+
+
 def test_json_values_round_trip_on_both_backends(any_db: str, repo: Repo) -> None:
     repo.story("backlog", "web", "WEB-1", "x", title="Ünïcode", tags=["auth", "ø"], estimate="2d", created="2026-01-05")
     repo.commit()
