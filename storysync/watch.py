@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from storysync.errors import StorysyncError
+from storysync.errors import ConfigError, StorysyncError
 
 if TYPE_CHECKING:
     from storysync.config import Config
@@ -346,6 +346,10 @@ class Watcher:
         """Start the observer; an inotify limit becomes a ``WatchLimitError`` naming the sysctl."""
         from watchdog.observers import Observer
 
+        if not self.root.is_dir():
+            raise ConfigError(
+                f"{self.root}: the stories root is not a directory; create it or fix 'root' in the config"
+            )
         observer = Observer()
         handler = _Handler(self.base, self._queue, self.watch_filter)
         try:

@@ -19,6 +19,7 @@ from watchdog.events import (
 )
 
 from storysync.config import load_config
+from storysync.errors import ConfigError
 from storysync.watch import (
     Batch,
     Change,
@@ -270,3 +271,8 @@ def test_differing_finds_new_gone_and_changed_files() -> None:
     old = {"a.md": (1, 10), "b.md": (2, 20), "c.md": (3, 30)}
     new = {"a.md": (1, 10), "b.md": (2, 21), "d.md": (4, 40)}
     assert differing(old, new) == {"b.md", "c.md", "d.md"}
+
+
+def test_a_missing_stories_root_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="stories root is not a directory"), Watcher(tmp_path / "missing"):
+        pass

@@ -156,11 +156,14 @@ class StatusView:
     def _status(self, outcome: Outcome, live_sync: LiveSync) -> Text:
         from rich.text import Text
 
-        status = Text(f"watching {self.root} · last sync {_timestamp()}: {_summary(outcome)}")
-        status.append(f" · {live_sync.batches} syncs, {live_sync.written} stories written")
+        from storysync.report import plural
+
+        status = Text(f"watching · last sync {_timestamp()} ({plural(outcome.paths, 'file')}, ")
+        status.append(f"{outcome.duration * 1000:.0f} ms) · {plural(live_sync.batches, 'sync')}")
+        status.append(f" · {live_sync.written} written")
         errors = live_sync.open_problems
         if errors or self.failed:
-            status.append(f" · {errors} invalid file(s), {self.failed} failed sync(s)", style="red")
+            status.append(f" · {errors} invalid · {self.failed} failed", style="red")
         return status
 
     def _problem(self, text: str) -> None:
