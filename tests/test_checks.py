@@ -8,6 +8,7 @@ import pytest
 
 from storysync.checks import KnownRows, check_set, check_story, fold_id
 from storysync.config import Config
+from storysync.errors import Diagnostic
 from storysync.layout import classify
 from storysync.model import Story
 from storysync.parse import parse_story
@@ -26,7 +27,7 @@ def make(path: str, story_id: str, config: Config = CONFIG, **fields: object) ->
     return parsed
 
 
-def lines(diags: list[object]) -> list[str]:
+def lines(diags: list[Diagnostic]) -> list[str]:
     return sorted(str(d) for d in diags)
 
 

@@ -329,7 +329,8 @@ def test_library_call_matches_the_cli(backlog_repo: Repo, db: Database) -> None:
     import storysync
 
     config = storysync.load_config(backlog_repo.path)
-    result = storysync.sync(config, db, storysync.open_repo(backlog_repo.path), storysync.SyncOptions(full=True))
+    repo = storysync.open_repo(backlog_repo.path)
+    result = storysync.sync(config, db, repo, storysync.SyncOptions(full=True))  # type: ignore[operator]
     assert isinstance(result, storysync.SyncResult)
     assert result.exit_code == 0
     assert result.created == ["API-1", "API-2", "WEB-1", "WEB-2"]
