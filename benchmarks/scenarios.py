@@ -167,7 +167,7 @@ def export(ctx: Context) -> list[Row]:
     def change_hundred(i: int) -> None:
         with sqlite3.connect(db_file) as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
-            chosen = rng.sample(ids, 100)
+            chosen = rng.sample(ids, min(100, len(ids)))
             conn.executemany(
                 "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
                 [(f"Retitled in export run {i} {sid}", sid) for sid in chosen],

@@ -1,0 +1,80 @@
+"""A tiny run of the benchmark suite: the generator's repositories are valid and
+reproducible, and the runner measures real processes and writes its report.
+
+The real runs (1k, 10k, 100k stories) are on demand: ``python -m benchmarks.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from benchmarks import floor, generate, report, run
+from storysync.cli import main
+
+SIZE = 50
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def test_generator_is_seeded_and_realistic() -> None:
+    files = generate.story_files(SIZE, seed=3)
+    assert files == generate.story_files(SIZE, seed=3)
+    assert files != generate.story_files(SIZE, seed=4)
+    assert len(files) == SIZE
+    stages = {path.split("/")[0] for path in files}
+    backlogs = {path.split("/")[1] for path in files}
+    assert stages == {"refinements", "backlog", "active", "completed"}
+    assert len(backlogs) >= 3
+    bodies = [text.split("\n---\n", 1)[1] for text in files.values()]
+    assert all(1000 <= len(b.encode()) <= 3100 for b in bodies)
+    assert sum("depends_on:" in text for text in files.values()) >= SIZE // 5
+
+
+def test_generated_repository_is_committed_and_valid(cache: Path) -> None:
+    repo = generate.cached_repo(SIZE, seed=3, cache=cache)
+    assert generate.git(repo, "status", "--porcelain") == ""
+    assert len(generate.git(repo, "ls-files", "*.md").split()) == SIZE + 1  # and a README.md
+    assert main(["--repo", str(repo), "validate"]) == 0  # ids, dependencies (no cycles), layout
+    again = generate.cached_repo(SIZE, seed=3, cache=cache)
+    assert again == repo
+    assert generate.git(repo, "rev-parse", "HEAD").strip() == (repo / ".git" / generate.COMPLETE_MARK).read_text()
+
+
+def test_floor_loads_every_story(cache: Path, tmp_path: Path) -> None:
+    repo = generate.cached_repo(SIZE, seed=3, cache=cache)
+    assert floor.main([str(repo), str(tmp_path / "floor.db")]) == 0
+    with sqlite3.connect(tmp_path / "floor.db") as conn:
+        assert conn.execute("SELECT count(*) FROM stories").fetchone() == (SIZE,)
+    conn.close()
+
+
+def test_runner_measures_processes_and_writes_the_report(cache: Path, tmp_path: Path) -> None:
+    results, doc = tmp_path / "results.json", tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nProse stays.\n\n" + report.START + "\nold\n" + report.END + "\n\nAfter.\n")
+    only = "full_sync,status,incremental_sync,validate_staged,export"
+    args = ["--sizes", str(SIZE), "--repeat", "1", "--seed", "3", "--only", only]
+    code = run.main([*args, "--cache", str(cache), "--results", str(results), "--doc", str(doc)])
+    assert code == 0
+    stored = json.loads(results.read_text())
+    benches = {row["bench"] for row in stored["rows"].values()}
+    assert {"floor", "full_sync", "status", "incremental_sync", "validate_staged"} <= benches
+    for row in stored["rows"].values():
+        assert row["size"] == SIZE
+        assert 0 < row["median_s"] < 60
+        assert row["peak_rss_mb"] > 1
+    assert stored["machine"]["nproc"]
+    text = doc.read_text()
+    assert text.startswith("# Performance\n\nProse stays.")
+    assert text.rstrip().endswith("After.")
+    assert "old" not in text
+    assert re.search(r"\| full_sync \| 50 \| \d+ ms \|", text)
+    assert "Machine: " in text
+    assert generate.git(generate.cached_repo(SIZE, seed=3, cache=cache), "status", "--porcelain") == ""
