@@ -81,7 +81,7 @@ class Hook:
 
 @pytest.fixture
 def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
-    monkeypatch.setenv("STORYSYNC_WEBHOOK_BUDGET", "2")
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_BUDGET", "1.5")
     monkeypatch.setenv("STORYSYNC_WEBHOOK_TIMEOUT", "0.5")
     server = Hook()
     server.start()
@@ -184,6 +184,29 @@ def test_resume_after_outage_on_each_backend(
     backlog_repo.run("doctor", "--format", "json")
     (webhook,) = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "webhook"]
     assert webhook["status"] == "pass"
+
+
+def test_failing_target_backs_off_between_runs(backlog_repo: Repo, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_BUDGET", "0.3")
+    hook.default = 500
+    assert backlog_repo.run("sync") == 0
+    for _ in range(3):  # notify ignores the backoff, and counts each failed pass
+        assert backlog_repo.run("notify", "--budget", "0.1") == 3
+    db = Database(backlog_repo.db_url)
+    state = notify.target_state(db, hook.url)
+    db.dispose()
+    assert state is not None
+    assert state.failures == 4
+    assert state.last_error is not None
+    assert "HTTP 500" in state.last_error
+    attempts = hook.attempts
+    backlog_repo.story("active", "web", "WEB-3", "three", title="Three")
+    backlog_repo.commit("another story")
+    assert backlog_repo.run("sync") == 0  # within the 8 s backoff: no attempt at all
+    assert hook.attempts == attempts
+    hook.default = 200
+    assert backlog_repo.run("notify") == 0
+    assert hook.seqs() == [c["seq"] for c in changes(backlog_repo)]
 
 
 def test_slow_server_is_cut_off_by_the_budget(
