@@ -17,7 +17,7 @@ column order, then the other keys.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,8 +335,12 @@ def render_existing(data: bytes, want: Wanted, location: Location) -> bytes:
     body = parts.body if parts.body == want.body else want.body
     if not edits and body == parts.body:
         return data
-    spliced = splice(parts.frontmatter, edits, parts.eol) if edits else parts.frontmatter
-    for fm_text in (spliced, clean_frontmatter(_reordered(story.frontmatter, edits), parts.eol)):
+    attempts: tuple[Callable[[], str | None], ...] = (
+        lambda: splice(parts.frontmatter, edits, parts.eol) if edits else parts.frontmatter,
+        lambda: clean_frontmatter(_reordered(story.frontmatter, edits), parts.eol),  # the fallback
+    )
+    for attempt in attempts:
+        fm_text = attempt()
         if fm_text is None:
             continue
         out = Parts(parts.bom, parts.head, fm_text, parts.closing, body).join()
