@@ -206,3 +206,15 @@ def test_update_then_export_changes_only_that_key(data: st.DataObject) -> None:
             assert export(config, db, git_repo).actions == []
         finally:
             db.dispose()
+
+
+def test_quoting_style_of_a_replaced_value_is_kept() -> None:
+    old = b'---\nid: WEB-1\ntitle: "Old"\nepic: \'e1\'\ntags: ["a"]\n---\n'
+    want = Wanted("WEB-1", "New", "backlog", "web", "", {"epic": "e2"}, ["a", "b"], [], {})
+    assert render_existing(old, want, LOCATION) == b"---\nid: WEB-1\ntitle: \"New\"\nepic: 'e2'\ntags: [a, b]\n---\n"
+
+
+def test_a_frontmatter_that_cannot_be_spliced_is_rewritten_cleanly() -> None:
+    old = b"---\n{id: WEB-1, title: Old, custom: 1}\n---\nBody\n"
+    want = Wanted("WEB-1", "New", "backlog", "web", "Body\n", {"points": 2}, [], [], {"custom": 1})
+    assert render_existing(old, want, LOCATION) == b"---\nid: WEB-1\ntitle: New\ncustom: 1\npoints: 2\n---\nBody\n"
