@@ -345,6 +345,43 @@ def test_watch_subprocess_syncs_and_exits_0_on_signal(backlog_repo: Repo, sig: s
     assert any("batch of 1 file(s): 0 created, 1 updated" in line for line in watch.lines), watch.lines
 
 
+def test_a_signal_finishes_the_batch_in_flight(backlog_repo: Repo) -> None:
+    # Hold the repository's writer lock so that the watcher's sync blocks inside
+    # the batch; its lock polling (it opens .git/storysync.lock) says it is in flight.
+    from filelock import FileLock
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    polling = threading.Event()
+
+    class LockOpened(FileSystemEventHandler):
+        def on_opened(self, event: FileSystemEvent) -> None:
+            if str(event.src_path).endswith("storysync.lock"):
+                polling.set()
+
+    with watch_process(backlog_repo) as watch:
+        lock = FileLock(str(backlog_repo.path / ".git" / "storysync.lock"))
+        lock.acquire()
+        observer = Observer()
+        observer.schedule(LockOpened(), str(backlog_repo.path / ".git"))
+        observer.start()
+        try:
+            backlog_repo.write(WEB1, story_text("WEB-1", title="In flight", depends_on=["API-1"]))
+            assert polling.wait(TIMEOUT), "the batch never reached the writer lock"
+            watch.proc.send_signal(signal.SIGTERM)
+        finally:
+            lock.release()
+            observer.stop()
+            observer.join(TIMEOUT)
+        assert watch.proc.wait(TIMEOUT) == 0, watch.lines
+    assert title(backlog_repo, "WEB-1") == "In flight"
+
+
+def test_a_bad_metrics_address_is_a_usage_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert backlog_repo.run("watch", "--metrics", "nowhere") == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+
+
 def test_watch_subprocess_serves_metrics_and_health(backlog_repo: Repo) -> None:
     with watch_process(backlog_repo, "--metrics", "127.0.0.1:0") as watch:
         announced = [m for line in watch.lines for m in re.findall(r"(http://\S+)/healthz", line)]
