@@ -228,6 +228,12 @@ def is_ancestor(repo: git.Repo, older: str, newer: str) -> bool:
     return bool(done[0] == 0)
 
 
+def merge_base(repo: git.Repo, one: str, two: str) -> str | None:
+    """The best common ancestor of two commits, None when they share no history."""
+    done = repo.git.execute(["git", "merge-base", one, two], with_exceptions=False, with_extended_output=True)
+    return str(done[1]).strip() or None if done[0] == 0 else None
+
+
 def diff(repo: git.Repo, older: str, newer: str, root: str = "") -> list[Change]:
     """The files that differ between two commits (a two-point diff, renames detected).
 

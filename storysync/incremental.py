@@ -246,9 +246,12 @@ def _walk_from(repo: git.Repo, start: str | None, to: str, options: SyncOptions)
 
     if options.full and options.history:
         return True, None
-    if start is None or not gitdiff.commit_exists(repo, start) or not gitdiff.is_ancestor(repo, start, to):
+    if start is None or not gitdiff.commit_exists(repo, start):
         return False, None
-    return True, start
+    if gitdiff.is_ancestor(repo, start, to):
+        return True, start
+    fork = gitdiff.merge_base(repo, start, to)  # rewritten history: the moves since the fork point;
+    return (True, fork) if fork else (False, None)  # ones already recorded are not recorded again
 
 
 def changed_entries(config: Config, repo: git.Repo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from storysync.config import load_config
 from storysync.db import LAST_SYNCED, Database, get_state
 from storysync.gitdiff import open_repo
 from storysync.sync import SyncOptions, SyncResult, sync
-from tests.conftest import Repo, story_text
+from tests.conftest import Repo, make_repo, story_text
 
 
 def do_sync(repo: Repo, url: str | None = None, **options: Any) -> SyncResult:
@@ -323,7 +325,7 @@ def test_created_then_moved_in_one_range(backlog_repo: Repo) -> None:
 ODD_NAMES = [
     "WEB-7-with space.md",
     "WEB-7-ünïcödé ✓.md",
-    'WEB-7-"quoted" \'both\'.md',
+    "WEB-7-\"quoted\" 'both'.md",
     "WEB-7-back\\slash*?[x].md",
 ]
 
@@ -410,3 +412,127 @@ def test_control_characters_in_names_survive_the_diff_and_are_refused(backlog_re
     repo.git("rm", "-q", f"backlog/web/{name}")
     repo.commit("remove it")
     assert do_sync(repo).exit_code == 0
+
+
+# --- rewritten, shallow and shared histories ---------------------------------------------------
+
+
+def clone_of(upstream: Repo, path: Path, *args: str) -> Repo:
+    subprocess.run(["git", "clone", "-q", *args, f"file://{upstream.path}", str(path)], check=True)
+    clone = Repo(path)
+    clone.git("config", "user.name", "Ada Author")
+    clone.git("config", "user.email", "ada@example.invalid")
+    return clone
+
+
+def test_amend_of_the_synced_commit_is_a_full_reconcile(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    repo.story("backlog", "web", "WEB-3", title="Draft")
+    old = repo.commit("draft")
+    do_sync(repo)
+    (repo.path / "backlog/web/WEB-3-story.md").unlink()
+    repo.story("active", "web", "WEB-4", title="Instead")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--amend", "-m", "instead")
+    result = do_sync(repo)
+    new = repo.git("rev-parse", "HEAD")[:12]
+    assert result.notices == [
+        f"last synced commit {old[:12]} is not an ancestor of {new} "
+        f"(history rewritten by a rebase, force-push or reset): a full reconcile of {new}"
+    ]
+    assert (result.full, result.created, result.deleted) == (True, ["WEB-4"], ["WEB-3"])
+
+
+def test_force_push_upstream_loses_nothing(tmp_path: Path) -> None:
+    upstream = make_repo(tmp_path / "upstream")
+    upstream.story("backlog", "web", "WEB-1", title="One")
+    upstream.story("backlog", "web", "WEB-2", title="Two")
+    upstream.commit("base")
+    upstream.story("backlog", "web", "WEB-3", title="Three, to be force-pushed away")
+    upstream.git("rm", "-q", "backlog/web/WEB-2-story.md")
+    upstream.commit("three")
+    clone = clone_of(upstream, tmp_path / "clone")
+    do_sync(clone)
+    assert sorted(live(clone.db_url)) == ["WEB-1", "WEB-3"]
+    upstream.git("reset", "-q", "--hard", "HEAD~1")  # the server's branch is rewritten
+    upstream.story("active", "web", "WEB-1", title="One, started")
+    (upstream.path / "backlog/web/WEB-1-story.md").unlink()
+    upstream.commit("start one")
+    clone.git("fetch", "-q")
+    clone.git("reset", "-q", "--hard", "origin/main")  # no hook fires; the next sync heals
+    result = do_sync(clone)
+    assert len(result.notices) == 1
+    assert sorted(live(clone.db_url)) == ["WEB-1", "WEB-2"]
+    assert live(clone.db_url)["WEB-1"] == "active/web/WEB-1-story.md"
+    assert stories(clone.db_url)["WEB-3"]["deleted_at"] is not None
+
+
+def test_shallow_clone_reconciles_against_the_team_database(tmp_path: Path) -> None:
+    upstream = make_repo(tmp_path / "upstream")
+    upstream.story("backlog", "web", "WEB-1", title="One")
+    upstream.story("backlog", "web", "WEB-2", title="Two")
+    upstream.commit("base")
+    team_db = f"sqlite:///{tmp_path / 'team.db'}"
+    assert do_sync(upstream, team_db).exit_code == 0
+    upstream.git("rm", "-q", "backlog/web/WEB-2-story.md")
+    upstream.story("backlog", "web", "WEB-3", title="Three")
+    upstream.commit("second")
+    upstream.story("active", "web", "WEB-1", title="One")
+    (upstream.path / "backlog/web/WEB-1-story.md").unlink()
+    upstream.commit("third")
+    shallow = clone_of(upstream, tmp_path / "ci checkout", "--depth", "1")
+    assert shallow.git("rev-parse", "--is-shallow-repository") == "true"
+    result = do_sync(shallow, team_db)
+    assert result.exit_code == 0
+    assert result.notices == [
+        f"last synced commit {result.from_commit[:12] if result.from_commit else ''} is not in the repository "
+        f"(this is a shallow clone): a full reconcile of {shallow.git('rev-parse', 'HEAD')[:12]}"
+    ]
+    assert live(team_db) == {"WEB-1": "active/web/WEB-1-story.md", "WEB-3": "backlog/web/WEB-3-story.md"}
+    assert last_synced(team_db) == upstream.git("rev-parse", "HEAD")
+    upstream.story("completed", "web", "WEB-3", title="Three")
+    (upstream.path / "backlog/web/WEB-3-story.md").unlink()
+    upstream.commit("fourth")
+    shallow.git("fetch", "-q", "--depth", "1")
+    shallow.git("reset", "-q", "--hard", "origin/main")
+    again = do_sync(shallow, team_db)  # the previous shallow tip is gone from the new shallow clone
+    assert live(team_db)["WEB-3"] == "completed/web/WEB-3-story.md"
+    assert last_synced(team_db) == upstream.git("rev-parse", "HEAD")
+    assert again.exit_code == 0
+
+
+def test_worktree_syncs_with_the_shared_lock(backlog_repo: Repo, tmp_path: Path) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    tree = tmp_path / "second worktree"
+    repo.git("worktree", "add", "-q", "-b", "side", str(tree))
+    side = Repo(tree)
+    git_mv(side, "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
+    moved = side.commit("start on the side")
+    result = do_sync(side, repo.db_url)  # the main worktree's database, from the second worktree
+    assert (result.full, result.moved) == (False, ["WEB-1"])
+    assert history_of(repo.db_url, "WEB-1")[-1] == ("backlog", "active", moved)
+    assert (repo.path / ".git" / "storysync.lock").exists()
+
+
+def test_status_shows_drift_after_reset_and_rewrite(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    repo.story("backlog", "web", "WEB-3", title="Three")
+    repo.commit("three")
+    repo.story("backlog", "web", "WEB-4", title="Four")
+    repo.commit("four")
+    capsys.readouterr()
+    assert repo.run("status") == 0
+    assert "2 commit(s) behind HEAD" in capsys.readouterr().out
+    assert repo.run("sync") == 0
+    repo.git("reset", "-q", "--hard", "HEAD~2")  # no hook fires on reset --hard
+    repo.story("backlog", "web", "WEB-5", title="Five")
+    repo.commit("five")
+    capsys.readouterr()
+    assert repo.run("status", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["commits_behind"] is None
+    assert repo.run("status") == 0
+    assert "which HEAD no longer contains" in capsys.readouterr().out
+    assert repo.run("sync") == 0
+    assert sorted(live(repo.db_url)) == ["API-1", "API-2", "WEB-1", "WEB-2", "WEB-5"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from storysync.app import App
+
+ERRORS_SHOWN = 3
 
 
 @click.command("runs")
@@ -18,7 +21,6 @@ from storysync.app import App
 def command(app: App, limit: int, fmt: str) -> int:
     """Show recent sync runs: trigger, range, outcome, counts and errors."""
     from rich.markup import escape
-    from rich.table import Table
 
     from storysync import queries
 
@@ -27,23 +29,21 @@ def command(app: App, limit: int, fmt: str) -> int:
     if fmt == "json":
         app.out.print_json(json.dumps(rows, default=str))
         return 0
-    table = Table(title=f"last {len(rows)} sync run(s)")
-    for column in ("id", "started", "trigger", "range", "outcome", "files", "upserted", "deleted", "errors"):
-        table.add_column(column)
     for row in rows:
-        span = f"{(row['from_commit'] or '')[:8]}..{(row['to_commit'] or 'working tree')[:12]}"
-        errors = row["errors"] or []
-        first = f"{len(errors)}: {errors[0].get('path', '')}: {errors[0].get('message', '')}" if errors else ""
-        table.add_row(
-            str(row["id"]),
-            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            row["trigger"],
-            span,
-            row["outcome"],
-            str(row["files_changed"]),
-            str(row["upserted"]),
-            str(row["deleted"]),
-            escape(first),
-        )
-    app.out.print(table)
+        app.out.print(escape(_line(row)))
+        for error in (row["errors"] or [])[:ERRORS_SHOWN]:
+            where = f"{error.get('path', '')}:{error.get('line', 1)}:{error.get('col', 1)}"
+            app.out.print(escape(f"    {where}: {error.get('message', '')}"))
+        hidden = len(row["errors"] or []) - ERRORS_SHOWN
+        if hidden > 0:
+            app.out.print(f"    ... and {hidden} more (--format json shows all)")
     return 0
+
+
+def _line(row: dict[str, Any]) -> str:
+    span = f"{(row['from_commit'] or 'none')[:12]}..{(row['to_commit'] or 'working-tree')[:12]}"
+    return (
+        f"#{row['id']} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['trigger']} {span} {row['outcome']}: "
+        f"{row['files_changed']} file(s) read, {row['upserted']} upserted, {row['deleted']} deleted, "
+        f"{len(row['errors'] or [])} error(s)"
+    )
