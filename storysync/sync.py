@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 TRIGGERS = ("manual", "hook", "ci", "watch")
 MAX_RECORDED_ERRORS = 1000
+WRITE_BATCH = 2000  # rows per executemany, all in the one transaction
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def run_full(
 ) -> SyncResult:
     """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
     entries = source.entries()
-    checked = check_entries(source, entries, checker_for(config), progress=progress)
+    checked = check_entries(source, entries, checker_for(config), progress=progress, compact=True)
     result.files = checked.files
     result.diagnostics = checked.diagnostics
     if checked.diagnostics and not options.keep_going:
@@ -441,6 +442,9 @@ def _apply_updates(
         values.pop("id")
         values.update(b_id=row.id, revision=row.revision + 1, synced_revision=row.revision + 1)
         params.append(values)
+        if len(params) >= WRITE_BATCH:  # bounded memory: SQLAlchemy copies every parameter set it is given
+            conn.execute(stmt, params)
+            params = []
         revived = row.deleted
         moved = not revived and _moved(story, row)
         changes.append({"story_id": row.id, "kind": "created" if revived else "moved" if moved else "updated"})
@@ -448,7 +452,8 @@ def _apply_updates(
             hist.extend(_history_rows(story, None, provenance, history))
         elif story.location.status != row.status:
             hist.extend(_history_rows(story, row.status, provenance, history))
-    conn.execute(stmt, params)
+    if params:
+        conn.execute(stmt, params)
 
 
 def _apply_creates(
@@ -469,7 +474,11 @@ def _apply_creates(
         rows.append(values)
         changes.append({"story_id": story.id, "kind": "created"})
         hist.extend(_history_rows(story, None, provenance, history))
-    conn.execute(m.stories.insert(), rows)
+        if len(rows) >= WRITE_BATCH:
+            conn.execute(m.stories.insert(), rows)
+            rows = []
+    if rows:
+        conn.execute(m.stories.insert(), rows)
 
 
 def _history_rows(

@@ -79,20 +79,39 @@ def check_entries(
     checker: SchemaChecker,
     known: Known | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    compact: bool = False,
 ) -> Checked:
-    """Check every entry, then the cross-file rules over all of them."""
+    """Check every entry, then the cross-file rules over all of them.
+
+    ``compact`` drops, once a file's own checks are done, the positions that only
+    those checks use, keeping what the cross-file checks point at: a full sync of
+    100k stories holds every story at once, and positions are most of a story.
+    """
     result = Checked()
     for entry, data in read_each(source, list(entries)):
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)
         if story is not None:
+            if compact:
+                compact_positions(story)
             result.stories.append(story)
         if progress:
             progress(1)
     result.add(check_set(result.stories, known))
     result.diagnostics.sort()
     return result
+
+
+CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
+
+
+def compact_positions(story: Story) -> None:
+    """Keep only the positions the cross-file checks can ask for (the id, depends_on, the mapping)."""
+    story.value_marks = {p: m for p, m in story.value_marks.items() if not p or p[0] in CROSS_FILE_KEYS}
+    story.key_marks = {p: m for p, m in story.key_marks.items() if p and p[0] in CROSS_FILE_KEYS}
+    story.written = {}
 
 
 class ListingKnown:

@@ -1,0 +1,63 @@
+"""A full sync's memory savings change nothing that is reported or written.
+
+Positions are compacted once a file's own checks are done (the cross-file checks
+still point at the same line and column), and rows are written in batches inside
+the one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from storysync import sync as sync_module
+from storysync.config import load_config
+from storysync.gitdiff import open_repo
+from storysync.sources import GitTreeSource
+from storysync.validate import check_entries, checker_for
+from tests.conftest import Repo
+
+
+def _problem_repo(repo: Repo) -> str:
+    repo.story("backlog", "web", "WEB-1", "a", title="A", depends_on=["WEB-2"], points=3, tags=["x", "y"])
+    repo.story("backlog", "web", "WEB-2", "b", title="B", depends_on=["WEB-1", "NOPE-9"])
+    repo.story("active", "api", "WEB-1", "again", title="Duplicate id")
+    repo.story("completed", "api", "API-1", "c", title="C", status="active")
+    return repo.commit("stories with cross-file problems")
+
+
+def test_compacting_positions_keeps_every_diagnostic(repo: Repo) -> None:
+    sha = _problem_repo(repo)
+    config = load_config(repo.path)
+    source = GitTreeSource(open_repo(repo.path), config, sha)
+    full = check_entries(source, source.entries(), checker_for(config))
+    compact = check_entries(source, source.entries(), checker_for(config), compact=True)
+    assert [str(d) for d in compact.diagnostics] == [str(d) for d in full.diagnostics]
+    codes = {d.code for d in full.diagnostics}
+    assert {"duplicate-id", "missing-dependency", "dependency-cycle", "status-dir"} <= codes
+    story = next(s for s in compact.stories if s.id == "WEB-1" and s.location.backlog == "web")
+    assert set(story.value_marks) == {(), ("id",), ("depends_on",), ("depends_on", 0)}
+    assert story.frontmatter["points"] == 3  # values are untouched
+
+
+def test_rows_are_written_in_batches_within_one_run(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_module, "WRITE_BATCH", 3)
+    for i in range(1, 11):
+        repo.story("backlog", "web", f"WEB-{i}", "s", title=f"Story {i}")
+    repo.commit("ten stories")
+    assert repo.run("sync") == 0
+    for i in range(1, 8):
+        repo.story("active", "web", f"WEB-{i}", "s", title=f"Story {i} started")
+        (repo.path / "backlog" / "web" / f"WEB-{i}-s.md").unlink()
+    repo.commit("seven stories start")
+    assert repo.run("sync", "--full") == 0
+    with sqlite3.connect(repo.db_path) as conn:
+        rows = conn.execute("SELECT id, status, title, revision FROM stories ORDER BY id").fetchall()
+        runs = conn.execute("SELECT outcome, upserted FROM sync_runs ORDER BY id").fetchall()
+    conn.close()
+    assert len(rows) == 10
+    started = {r[0] for r in rows if r[1] == "active"}
+    assert started == {f"WEB-{i}" for i in range(1, 8)}
+    assert all(r[3] == 2 for r in rows if r[0] in started)
+    assert runs == [("ok", 10), ("ok", 7)]
