@@ -426,6 +426,7 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
     the commit the files match it, and a re-run records them (they read as the rows)."""
     undo = _Undo()
     written = result.of(*WRITES)
+    _sweep_temporary(config, result.actions)
     try:
         for action in written:
             _write(config, action, undo)
@@ -450,6 +451,16 @@ def _say(exc: BaseException, what: str) -> None:
     """Add what became of the files to a failure's one-line message."""
     if isinstance(exc, StorysyncError) and exc.args:
         exc.args = (f"{exc.args[0]}; {what}", *exc.args[1:])
+
+
+def _sweep_temporary(config: Config, actions: list[Action]) -> None:
+    """Remove the temporary files an export killed mid-write left beside these stories
+    (safe: we hold the writer lock, so no other export is writing)."""
+    directories = {(config.repo / p).parent for a in actions for p in (a.old_path, a.new_path) if p}
+    for directory in directories:
+        for leftover in directory.glob(".storysync-*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _write(config: Config, action: Action, undo: _Undo) -> None:

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,6 +304,70 @@ def kill_after(argv: list[str], delay: float, *, env: dict[str, str] | None = No
     return Killed(delay, finished, proc.returncode, err.decode("utf-8", "replace"))
 
 
+def kill_when(argv: list[str], condition: Callable[[], bool], *, after: float = 0.0, limit: float = 300.0) -> Killed:
+    """Start ``argv`` in its own process group; SIGKILL the group ``after`` seconds once
+    ``condition()`` holds (polled every 2 ms), unless the process ends first."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ), start_new_session=True
+    )
+    start = time.monotonic()
+    finished = True
+    while proc.poll() is None:
+        if condition():
+            time.sleep(after)
+            if proc.poll() is None:
+                finished = False
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() - start < limit, f"{argv} ran over {limit}s"
+        time.sleep(0.002)
+    _, err = proc.communicate(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return Killed(time.monotonic() - start, finished, proc.returncode, err.decode("utf-8", "replace"))
+
+
+def grown(path: Path, beyond: int = 0) -> Callable[[], bool]:
+    """A condition: ``path`` exists and is larger than ``beyond`` bytes (e.g. a -wal file
+    that a write transaction has started to fill)."""
+
+    def check() -> bool:
+        try:
+            return path.stat().st_size > beyond
+        except FileNotFoundError:
+            return False
+
+    return check
+
+
+class ChangedFiles:
+    """A condition: at least ``count`` files under ``root`` differ (added, removed or
+    rewritten) from when this was made.  ``.git`` and ``.storysync`` are not looked at."""
+
+    def __init__(self, root: Path, count: int) -> None:
+        self.root = root
+        self.count = count
+        self.before = self._scan()
+
+    def _scan(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for top, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if d not in (".git", ".storysync")]
+            for name in files:
+                path = os.path.join(top, name)
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.lstat(path)
+                    out[path] = (st.st_ino, st.st_mtime_ns)
+        return out
+
+    def __call__(self) -> bool:
+        now = self._scan()
+        changed = sum(1 for k, v in now.items() if self.before.get(k) != v)
+        changed += sum(1 for k in self.before if k not in now)
+        return changed >= self.count
+
+
 def timed(argv: list[str], *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Run ``argv`` to the end; (seconds taken, the result)."""
     start = time.monotonic()
@@ -381,3 +445,52 @@ def immutable(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+
+
+# --------------------------------------------------------------------------- working trees
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` outside ``.git`` and ``.storysync``: relative path → bytes."""
+    out: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in (".git", ".storysync") or not path.is_file():
+            continue
+        out[rel.as_posix()] = path.read_bytes()
+    return out
+
+
+def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int) -> int:
+    """Change ``fraction`` of the live stories in the database, as the story API does:
+    new titles and points, new statuses (moves), deletions, and a few new stories.
+    Returns how many rows are now pending export."""
+    from storysync.config import load_config
+    from storysync.db import Database
+    from storysync.errors import ValidationFailed
+    from storysync.writer import StoryWriter
+
+    rng = random.Random(seed)
+    db = Database(db_url)
+    try:
+        writer = StoryWriter(db, load_config(repo))
+        ids = sorted(live_rows(Path(str(db.sqlite_path))))
+        changed = 0
+        for n, story_id in enumerate(rng.sample(ids, int(len(ids) * fraction))):
+            kind = n % 5
+            try:
+                if kind == 4:
+                    writer.delete(story_id)
+                elif kind == 3:
+                    writer.update(story_id, {"status": rng.choice(STAGES), "title": f"Moved {story_id}"})
+                else:
+                    writer.update(story_id, {"title": f"Edited in the database {n}", "points": rng.randint(0, 20)})
+            except ValidationFailed:  # another story depends on it: leave it
+                continue
+            changed += 1
+        for i in range(1, max(2, len(ids) // 20)):
+            writer.create(f"NEW-{seed}{i}", rng.choice(BACKLOGS), f"Created in the database {i}", body="New.\n")
+            changed += 1
+        return changed
+    finally:
+        db.dispose()

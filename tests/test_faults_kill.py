@@ -11,7 +11,10 @@ sync completes and leaves exactly the new state.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +22,26 @@ import pytest
 
 from tests.conftest import Repo
 from tests.faults import (
+    ChangedFiles,
     DbState,
+    Killed,
     StorySet,
     copy_database,
+    db_side_changes,
     db_state,
     expected_rows,
     generate,
+    grown,
     integrity,
     kill_after,
     kill_delays,
+    kill_when,
     live_rows,
     mutate,
     run,
     storysync_argv,
     timed,
+    tree_files,
 )
 
 
@@ -97,26 +106,45 @@ def restore(scenario: Scenario) -> None:
         copy_database(scenario.pristine, db)
 
 
+Killer = Callable[[], Killed]
+
+
+def sync_killers(scenario: Scenario, points: int, seed: int) -> list[tuple[str, Killer]]:
+    """``points`` ways to kill a sync: half after seeded delays over the whole run, half
+    within 0-30 ms of its first write to the database's WAL (inside the transaction)."""
+    rng = random.Random(seed)
+    argv = storysync_argv(scenario.repo.path, "sync")
+    wal = Path(f"{scenario.repo.db_path}-wal")
+    at_write = points // 2
+    killers: list[tuple[str, Killer]] = [
+        (f"after {d:.3f}s", functools.partial(kill_after, argv, d))
+        for d in kill_delays(scenario.duration * 1.1, points - at_write, seed)
+    ]
+    for _ in range(at_write):
+        extra = rng.uniform(0, 0.03)
+        killers.append((f"{extra:.3f}s into the write", functools.partial(kill_when, argv, grown(wal), after=extra)))
+    return killers
+
+
 def kill_loop(scenario: Scenario, points: int, seed: int) -> Counter[str]:
     """Kill a sync at ``points`` moments; check each aftermath; count what was found."""
     seen: Counter[str] = Counter()
-    argv = storysync_argv(scenario.repo.path, "sync")
-    for delay in kill_delays(scenario.duration * 1.1, points, seed):
+    db = scenario.repo.db_path
+    for moment, kill in sync_killers(scenario, points, seed):
         restore(scenario)
-        killed = kill_after(argv, delay)
-        db = scenario.repo.db_path
+        killed = kill()
         if db.exists():
-            assert integrity(db) == "ok", f"kill at {delay:.3f}s"
+            assert integrity(db) == "ok", f"kill {moment}"
         after = db_state(db)
         if killed.finished:
             assert killed.returncode == 0, killed.stderr
-            assert _same_content(after, scenario.new), f"finished at {delay:.3f}s"
+            assert _same_content(after, scenario.new), f"finished ({moment})"
             seen["finished"] += 1
         elif _same_content(after, scenario.new):
             seen["killed, new state"] += 1
         else:
             is_old = _is_empty(after) if scenario.old is None else after == scenario.old
-            assert is_old, f"kill at {delay:.3f}s left a state that is neither old nor new: {after}"
+            assert is_old, f"kill {moment} left a state that is neither old nor new: {after}"
             seen["killed, old state"] += 1
         _sync(scenario.repo)  # the next sync completes...
         assert _same_content(db_state(db), scenario.new)  # ...and leaves exactly the new state
@@ -125,7 +153,8 @@ def kill_loop(scenario: Scenario, points: int, seed: int) -> Counter[str]:
 
 
 def _report(label: str, seen: Counter[str]) -> None:
-    print(f"\n{label}: {sum(seen.values())} kill points: {dict(seen)}")
+    points = sum(n for kind, n in seen.items() if not kind.startswith("temporary"))
+    print(f"\n{label}: {points} kill points: {dict(seen)}")
 
 
 def test_kill_first_sync_of_500_stories(repo: Repo) -> None:
@@ -152,3 +181,120 @@ def test_kill_sync_of_10k_stories_at_many_moments(repo: Repo) -> None:
     seen = kill_loop(scenario, points=40, seed=32)
     _report("A → B sync, 10k stories", seen)
     assert seen["killed, old state"] > 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportScenario:
+    """A synced repository with DB-side changes pending export (database and files kept)."""
+
+    repo: Repo
+    pristine: Path
+    old_files: dict[str, bytes]
+    new_files: dict[str, bytes]
+    new: DbState
+    duration: float
+
+
+def prepare_export(repo: Repo, count: int, seed: int) -> ExportScenario:
+    """``count`` stories synced, then about half changed DB-side; time an uninterrupted export."""
+    generate(repo.path, count, seed)
+    repo.commit("stories")
+    _sync(repo)
+    pending = db_side_changes(repo.path, repo.db_url, fraction=0.5, seed=seed + 1)
+    assert pending > count // 3
+    pristine = repo.path.parent / "pristine-export.db"
+    copy_database(repo.db_path, pristine)
+    old_files = tree_files(repo.path)
+    duration, done = timed(storysync_argv(repo.path, "export"))
+    assert done.returncode == 0, done.stderr
+    new_files = tree_files(repo.path)
+    assert new_files != old_files
+    new = db_state(repo.db_path)
+    assert new is not None
+    restore_export(repo, pristine, old_files)
+    return ExportScenario(repo, pristine, old_files, new_files, new, duration)
+
+
+def restore_export(repo: Repo, pristine: Path, old_files: dict[str, bytes]) -> None:
+    """Database and working tree back to before the export."""
+    copy_database(pristine, repo.db_path)
+    for rel in set(tree_files(repo.path)) - set(old_files):
+        (repo.path / rel).unlink()
+    for rel, data in old_files.items():
+        target = repo.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def check_files(scenario: ExportScenario, moment: str) -> tuple[int, int]:
+    """Every path holds its old bytes or its new bytes (or is absent where one of them is);
+    returns (paths in the new state, leftover temporary files)."""
+    now = tree_files(scenario.repo.path)
+    temporary = {rel for rel in now if Path(rel).name.startswith(".storysync-") and rel.endswith(".tmp")}
+    stray = set(now) - set(scenario.old_files) - set(scenario.new_files) - temporary
+    assert not stray, f"kill {moment} left files that are neither old nor new: {sorted(stray)[:5]}"
+    changed = 0
+    for rel in set(scenario.old_files) | set(scenario.new_files):
+        old, new, current = scenario.old_files.get(rel), scenario.new_files.get(rel), now.get(rel)
+        assert current in (old, new), f"kill {moment}: {rel} is neither old nor new (truncated or mixed)"
+        changed += current != old
+    return changed, len(temporary)
+
+
+def export_killers(scenario: ExportScenario, points: int, seed: int) -> list[tuple[str, Killer]]:
+    """``points`` ways to kill an export: two after seeded delays over its start-up, the
+    rest once a seeded number of files (1 up to all of them) has been written."""
+    argv = storysync_argv(scenario.repo.path, "export")
+    paths = set(scenario.old_files) | set(scenario.new_files)
+    total = sum(1 for p in paths if scenario.old_files.get(p) != scenario.new_files.get(p))
+    early: list[tuple[str, Killer]] = [
+        (f"after {d:.3f}s", functools.partial(kill_after, argv, d)) for d in kill_delays(0.8, 2, seed)
+    ]
+    rng = random.Random(seed)
+    counts = [1 + int((total - 1) * (i + rng.random()) / (points - 3)) for i in range(points - 3)] + [total]
+
+    def after_files(n: int) -> Killed:  # the files are counted from when the kill starts
+        return kill_when(argv, ChangedFiles(scenario.repo.path, n))
+
+    late: list[tuple[str, Killer]] = [
+        (f"after {n} of {total} files", functools.partial(after_files, n)) for n in counts
+    ]
+    return early + late
+
+
+def export_kill_loop(scenario: ExportScenario, points: int, seed: int) -> Counter[str]:
+    """Kill an export at ``points`` moments; each time files are old or new and the next
+    export completes with exactly the new files and database."""
+    seen: Counter[str] = Counter()
+    for moment, kill in export_killers(scenario, points, seed):
+        restore_export(scenario.repo, scenario.pristine, scenario.old_files)
+        killed = kill()
+        assert integrity(scenario.repo.db_path) == "ok"
+        changed, temporary = check_files(scenario, moment)
+        seen["finished" if killed.finished else "killed, some files new" if changed else "killed, all files old"] += 1
+        seen["temporary files left"] += temporary
+        done = run(storysync_argv(scenario.repo.path, "export"))  # the next export completes...
+        assert done.returncode == 0, f"after a kill {moment}: {done.stderr}"
+        assert tree_files(scenario.repo.path) == scenario.new_files  # no temporary file left either
+        assert _same_content(db_state(scenario.repo.db_path), scenario.new)
+    return seen
+
+
+def test_kill_export_of_about_200_changed_stories(repo: Repo) -> None:
+    """400 stories, about 200 changed DB-side (edits, moves, deletes, creates)."""
+    scenario = prepare_export(repo, 400, seed=51)
+    seen = export_kill_loop(scenario, points=6, seed=52)
+    _report("export, ~200 changed rows", seen)
+    assert seen["finished"] < 6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_kill_export_of_5000_changed_stories_at_many_moments(repo: Repo) -> None:
+    scenario = prepare_export(repo, 10_000, seed=61)
+    seen = export_kill_loop(scenario, points=30, seed=62)
+    _report("export, ~5000 changed rows", seen)
+    assert seen["killed, some files new"] > 0
