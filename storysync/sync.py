@@ -258,6 +258,8 @@ def make_plan(
         row = rows.get(story.id)
         if row is None:
             plan.creates.append(story)
+        elif row.deleted and _unchanged_since_db_delete(story, row):
+            plan.unchanged += 1  # deleted DB-side, file untouched: export removes it
         elif row.deleted:
             plan.revives.append((story, row))
         elif row.content_hash != story.content_hash or row.path != story.path:
@@ -267,9 +269,17 @@ def make_plan(
     for row in rows.values():
         if row.deleted or row.id in seen or row.id in skip_ids or row.path in skip_paths:
             continue
+        if row.path is None:  # created DB-side and not exported yet: there is no file to miss
+            continue
         if deleted_paths is None or row.path in deleted_paths:
             plan.deletes.append(row)
     return plan
+
+
+def _unchanged_since_db_delete(story: Story, row: DbRow) -> bool:
+    """A row deleted DB-side (not exported yet) whose file is as last synced."""
+    pending = row.revision > row.synced_revision
+    return pending and row.content_hash == story.content_hash and row.path == story.path
 
 
 def _describe(plan: Plan, result: SyncResult) -> None:

@@ -386,3 +386,16 @@ def test_odd_and_non_ascii_paths_under_a_configured_root(repo: Repo) -> None:
     ).splitlines()
     assert sorted(names) == sorted([old, new])  # the glob-like backlog matched nothing else
     assert repo.git("status", "--porcelain") == ""
+
+
+def test_a_full_sync_before_the_export_keeps_db_creations_and_deletions(backlog_repo: Repo) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo) as h:
+        create_story(h.db, "WEB-9", backlog="web", title="Not exported yet")
+        delete_story(h.db, "WEB-2")
+        assert backlog_repo.run("sync", "--full") == 0
+        assert h.row("WEB-9")["deleted_at"] is None  # no file yet is not a deleted file
+        assert h.row("WEB-2")["deleted_at"] is not None  # an unchanged file does not bring it back
+        assert backlog_repo.run("export") == 0
+    assert (backlog_repo.path / "backlog/web/WEB-9-not-exported-yet.md").exists()
+    assert not (backlog_repo.path / WEB2).exists()
