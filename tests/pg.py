@@ -153,24 +153,26 @@ class PgServer:
         auth = f"postgres:{password}" if password else "postgres"
         return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{database}"
 
-    def _admin(self, sql: str) -> None:
+    def _admin(self, statement: str, database: str) -> None:
+        """Run ``statement`` with ``{}`` replaced by the quoted identifier ``database``."""
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.SQL(statement).format(sql.Identifier(database)))
 
     def create_database(self) -> str:
         """A new, empty database; its name (a fresh identifier, never from test data)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        self._admin(f'CREATE DATABASE "{name}" TEMPLATE template0 STRATEGY file_copy')
+        self._admin("CREATE DATABASE {} TEMPLATE template0 STRATEGY file_copy", name)
         return name
 
     def drop_database(self, name: str) -> None:
         """Drop a test database, closing any connection still open on it."""
         if self.is_running():
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
 
     def destroy(self) -> None:
         """Stop the server if it runs and remove its directory."""

@@ -125,7 +125,7 @@ def test_json_columns_are_jsonb_on_postgres(pg_url: str) -> None:
     db = Database(pg_url)
     db.ensure_schema()
     with db.read() as conn:
-        types = dict(
+        types: dict[str, str] = dict(
             conn.execute(
                 text(
                     "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
