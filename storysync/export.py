@@ -426,7 +426,7 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
     the commit the files match it, and a re-run records them (they read as the rows)."""
     undo = _Undo()
     written = result.of(*WRITES)
-    _sweep_temporary(config, result.actions)
+    _sweep_temporary(config, [a for a in result.actions if a.kind != "refused"])  # refused paths may lead out
     try:
         for action in written:
             _write(config, action, undo)
