@@ -322,6 +322,8 @@ def test_unsafe_rows_are_refused_by_id(backlog_repo: Repo, tmp_path: Path, capsy
     outside = tmp_path / "outside"
     outside.mkdir()
     (repo.path / "backlog" / "evil").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "escape").mkdir()
+    (tmp_path / "escape" / ".storysync-not-ours.tmp").write_text("someone else's\n")
     with handles(repo) as h:
         create_story(h.db, "WEB-9", backlog="evil", title="Lands outside")
         h.sql("INSERT INTO backlogs (id, created_at) VALUES ('../../x', CURRENT_TIMESTAMP)")
@@ -340,7 +342,7 @@ def test_unsafe_rows_are_refused_by_id(backlog_repo: Repo, tmp_path: Path, capsy
         assert "unsafe path" in out
         assert "no stage directory" in out
         assert list(outside.iterdir()) == []
-        assert not (tmp_path / "escape").exists()
+        assert [p.name for p in (tmp_path / "escape").iterdir()] == [".storysync-not-ours.tmp"]
         assert h.row("WEB-9")["synced_revision"] == 0  # left pending
 
 
