@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from storysync.cli import main
-from tests.pg import PgServer, PgUnavailable
+from tests.pg import PgServer, start_or_skip
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ada Author",
@@ -160,12 +160,7 @@ def any_db(request: pytest.FixtureRequest, repo: Repo, monkeypatch: pytest.Monke
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A real PostgreSQL 15 server for the whole run; skipped when unavailable, but a failure in CI."""
-    try:
-        server = PgServer.start_new()
-    except PgUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL not available: {exc}")
+    server = start_or_skip()
     try:
         yield server
     finally:

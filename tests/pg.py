@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 SERVER_USER = "postgres"
 FAST_SETTINGS = {
@@ -181,3 +183,14 @@ class PgServer:
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+def start_or_skip() -> PgServer:
+    """A started server.  When PostgreSQL or its driver is missing the test is
+    skipped with the reason, except under CI (``CI`` set), where it fails."""
+    try:
+        return PgServer.start_new()
+    except PgUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required when CI is set: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL not available: {exc}")

@@ -22,8 +22,9 @@ from sqlalchemy import func, select, text
 
 from storysync import models as m
 from storysync.db import HEAD_REVISION, LAST_SYNCED, RUN_LOCK_KEY, WRITE_LOCK_KEY, Database, get_state
+from tests import pg
 from tests.conftest import Repo, make_repo, run_cli_subprocess
-from tests.pg import PgServer, PgUnavailable, free_port
+from tests.pg import PgServer, free_port, start_or_skip
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -315,12 +316,7 @@ def test_a_missing_database_fails_at_once_without_retrying(pg_server: PgServer, 
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PgServer]:
     """A server of this module's own, for tests that stop and restart it."""
-    try:
-        server = PgServer.start_new()
-    except PgUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL not available: {exc}")
+    server = start_or_skip()
     try:
         yield server
     finally:
@@ -503,3 +499,27 @@ def test_a_crash_at_any_moment_of_a_large_write_is_all_or_nothing(
     after = db_state(own_url)
     assert after["last"] == second
     assert after["stories"] == 3010
+
+
+# --- a machine without PostgreSQL ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No initdb on PATH nor in the Debian location."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(pg, "PG_BIN_DIRS", (tmp_path / "no-postgresql" / "bin",))
+
+
+@pytest.mark.usefixtures("no_postgres")
+def test_missing_postgres_skips_with_the_reason_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="initdb, pg_ctl"):
+        start_or_skip()
+
+
+@pytest.mark.usefixtures("no_postgres")
+def test_missing_postgres_fails_loudly_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is required when CI is set"):
+        start_or_skip()
