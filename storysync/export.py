@@ -499,21 +499,18 @@ def _record(db: Database, result: ExportResult) -> None:
 
 
 def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
-    c = m.conflicts.c
-    already = conn.execute(
-        select(c.id).where(c.story_id == action.story_id, c.resolved_at.is_(None), c.file_hash == action.file_hash)
-    ).first()
-    if already is None or action.file_hash is None:
-        conn.execute(
-            m.conflicts.insert().values(
-                story_id=action.story_id,
-                detected_at=now,
-                file_hash=action.file_hash,
-                db_snapshot=action.snapshot,
-                resolution="file_wins",
-                resolved_at=None,
-            )
+    """Keep the row's version (every DB-side version that met an edited file gets its
+    own record), and mark the row exported so the next sync takes the file."""
+    conn.execute(
+        m.conflicts.insert().values(
+            story_id=action.story_id,
+            detected_at=now,
+            file_hash=action.file_hash,
+            db_snapshot=action.snapshot,
+            resolution="file_wins",
+            resolved_at=None,
         )
+    )
     conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision))
 
 

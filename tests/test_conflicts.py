@@ -68,3 +68,15 @@ def test_a_committed_edit_synced_before_the_export_keeps_the_db_version(backlog_
         assert h.count("conflicts", "story_id = 'WEB-2'") == 1
         assert repo.run("export") == 0  # nothing pending any more
         assert "points: 5" in (repo.path / WEB2).read_text()
+
+
+def test_every_db_version_that_meets_the_edited_file_is_kept(backlog_repo: Repo) -> None:
+    _conflict(backlog_repo)
+    with handles(backlog_repo) as h:
+        update_story(h.db, "WEB-2", points=34)
+        assert backlog_repo.run("export") == 1
+        snapshots = [r["db_snapshot"] for r in h.rows("conflicts", "story_id = 'WEB-2'")]
+        points = sorted((json.loads(s) if isinstance(s, str) else s)["points"] for s in snapshots)
+        assert points == [21, 34]
+        assert backlog_repo.run("export") == 0  # each version is recorded once
+        assert h.count("conflicts") == 2
