@@ -151,8 +151,17 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 @pytest.fixture(params=BACKENDS)
 def any_db(request: pytest.FixtureRequest, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A database URL for each backend under test, set as STORYSYNC_DATABASE_URL."""
-    url = repo.db_url if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+    """A database URL for each backend under test, set as STORYSYNC_DATABASE_URL.
+
+    On PostgreSQL, ``Repo.db_url`` returns the same URL for the test's duration, so
+    a module written against ``repo.db_url`` runs on both backends with
+    ``pytestmark = pytest.mark.usefixtures("any_db")``.
+    """
+    if request.param == "sqlite":
+        url = repo.db_url
+    else:
+        url = str(request.getfixturevalue("pg_url"))
+        monkeypatch.setattr(Repo, "db_url", property(lambda _self: url))
     monkeypatch.setenv("STORYSYNC_DATABASE_URL", url)
     return url
 

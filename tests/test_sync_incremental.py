@@ -17,6 +17,8 @@ from storysync.gitdiff import open_repo
 from storysync.sync import SyncOptions, SyncResult, sync
 from tests.conftest import Repo, make_repo, story_text
 
+pytestmark = pytest.mark.usefixtures("any_db")
+
 
 def do_sync(repo: Repo, url: str | None = None, **options: Any) -> SyncResult:
     """Run the library sync on ``repo`` with ``options``."""
