@@ -264,7 +264,7 @@ def test_commit_when_the_database_is_behind_head(backlog_repo: Repo) -> None:
         assert (h.count("changes", "story_id = 'WEB-2'"), h.count("status_history", "story_id = 'WEB-2'")) == counts
 
 
-def test_held_index_lock_fails_and_restores_every_file(backlog_repo: Repo) -> None:
+def test_held_index_lock_refuses_commit_before_writing(backlog_repo: Repo) -> None:
     repo = backlog_repo
     synced(repo)
     with handles(repo) as h:
@@ -274,16 +274,18 @@ def test_held_index_lock_fails_and_restores_every_file(backlog_repo: Repo) -> No
         before = snapshot(repo)
         lock = repo.path / ".git" / "index.lock"
         lock.write_bytes(b"")
-        assert repo.run("export", "--commit") == 3
+        assert repo.run("export", "--commit") == 4  # SPEC §5: a held index.lock refuses the operation
         assert snapshot(repo) == before
         assert lock.exists()
         assert all(h.row(s)["revision"] > h.row(s)["synced_revision"] for s in ("WEB-2", "API-1", "WEB-9"))
+        assert repo.run("export", "--dry-run") == 0  # no index needed to show or write files
         lock.unlink()
         assert repo.run("export", "--commit") == 0
         assert repo.git("status", "--porcelain") == ""
 
 
 def test_a_rejecting_pre_commit_hook_restores_files_and_index(backlog_repo: Repo) -> None:
+    """git failing after the files were written (here a hook; also an index.lock taken meanwhile)."""
     repo = backlog_repo
     synced(repo)
     hook = repo.path / ".git" / "hooks" / "pre-commit"
