@@ -271,7 +271,8 @@ def _decide_write(
         action.kind = "update" if data != current else "in-step"
         action.data, action.file_hash = data, _sha(current)
         return
-    if _read_story_file(config, location.path) is not None:
+    there = _read_story_file(config, location.path)
+    if there is not None and there != data:  # the same bytes: a move that stopped before removing the old file
         raise _Refusal(f"cannot move to {location.path}: a file is already there")
     _free(location.path, want.id, live_paths)
     action.kind, action.data = "move", data

@@ -403,3 +403,22 @@ def test_a_full_sync_before_the_export_keeps_db_creations_and_deletions(backlog_
         assert backlog_repo.run("export") == 0
     assert (backlog_repo.path / "backlog/web/WEB-9-not-exported-yet.md").exists()
     assert not (backlog_repo.path / WEB2).exists()
+
+
+def test_a_move_that_stopped_before_removing_the_old_file_is_finished(backlog_repo: Repo) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo) as h:
+        update_story(h.db, "WEB-2", status="completed")
+        assert backlog_repo.run("export", "--dry-run") == 0
+        old = (backlog_repo.path / WEB2).read_bytes()
+        assert backlog_repo.run("export") == 0
+        new = backlog_repo.path / "completed/web/WEB-2-signup.md"
+        # as if killed after writing the new file, before removing the old one and recording
+        backlog_repo.write(WEB2, old)
+        h.sql("UPDATE stories SET path = :p, synced_revision = synced_revision - 1 WHERE id = 'WEB-2'", p=WEB2)
+        h.sql("UPDATE stories SET content_hash = :c WHERE id = 'WEB-2'", c=hashlib.sha256(old).hexdigest())
+        assert backlog_repo.run("export") == 0
+        assert not (backlog_repo.path / WEB2).exists()
+        assert new.exists()
+        assert h.row("WEB-2")["path"] == "completed/web/WEB-2-signup.md"
+        assert h.count("conflicts") == 0
