@@ -38,6 +38,9 @@ _TAG = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map"))
 _CONFLICT = re.compile(r"^(<{7}|>{7})(?: |$)|^={7}$|^\|{7}(?: |$)", re.MULTILINE)
 _INDENT = re.compile(r"^[ \t]*", re.MULTILINE)
+# block indicators after a line's indentation ("- - - a", "? - a", ": - b"): each one
+# after the first opens a collection at a column no line's indentation shows
+_COMPACT = re.compile(r"^[ \t]*((?:[-?:](?:[ \t]+|$))+)", re.MULTILINE)
 _constructor = yaml.constructor.SafeConstructor()
 
 
@@ -191,6 +194,8 @@ def load_frontmatter(path: str, fm_text: str) -> Loaded | list[Diagnostic]:
             return [_diag(path, p.mark, p.code, p.message) for p in problems]
     except _Refused as exc:
         return [_diag(path, exc.mark, exc.code, exc.message)]
+    except RecursionError:  # defence in depth: _precheck bounds the depth before composing
+        return [_diag(path, (2, 1), "too-deep", f"frontmatter nests deeper than {MAX_DEPTH} levels")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = (mark.line + 2, mark.column + 1) if mark else (2, 1)
@@ -211,9 +216,7 @@ def _precheck(fm_text: str) -> None:
     brackets and indentation levels, and an exact event scan only when the bound
     is over the limit or an anchor/alias character appears at all.
     """
-    brackets = fm_text.count("[") + fm_text.count("{")
-    indents = len(set(_INDENT.findall(fm_text)))
-    if "&" not in fm_text and "*" not in fm_text and brackets + 2 * indents + 2 <= MAX_DEPTH:
+    if "&" not in fm_text and "*" not in fm_text and depth_bound(fm_text) <= MAX_DEPTH:
         return
     depth = 0
     for event in yaml.parse(fm_text, Loader=_Loader):
@@ -227,6 +230,19 @@ def _precheck(fm_text: str) -> None:
                 raise _Refused(_mark(event), "too-deep", f"frontmatter nests deeper than {MAX_DEPTH} levels")
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
+
+
+def depth_bound(fm_text: str) -> int:
+    """An upper bound of the nesting depth of ``fm_text``'s YAML, without parsing it.
+
+    Along any path a collection opens with a flow bracket, or at a line's
+    indentation (at most two per indentation: a mapping and the block sequence
+    that is its value), or after a block indicator on its line ("- - a").
+    """
+    brackets = fm_text.count("[") + fm_text.count("{")
+    indents = len(set(_INDENT.findall(fm_text)))
+    compact = sum(m.count("-") + m.count("?") + m.count(":") - 1 for m in _COMPACT.findall(fm_text))
+    return brackets + 2 * indents + compact + 2
 
 
 def _mark(node: yaml.Node | yaml.Event) -> Mark:

@@ -197,6 +197,32 @@ def test_block_nesting_limit() -> None:
     assert ok(f"---\nid: WEB-1\ntitle: T\n{shallow}---\n").frontmatter["k0"]
 
 
+def test_compact_nesting_on_one_line_counts() -> None:
+    """``- - - a`` nests without brackets or new indentation."""
+    assert ok("---\nid: WEB-1\ntitle: T\nx:\n" + "- " * (MAX_DEPTH - 2) + "a\n---\n").frontmatter["x"]
+    assert bad("---\nid: WEB-1\ntitle: T\nx:\n" + "- " * MAX_DEPTH + "a\n---\n") == [
+        f"5:{2 * MAX_DEPTH - 1}: frontmatter nests deeper than 32 levels"
+    ]
+    assert codes("---\nid: WEB-1\ntitle: T\n? " + "- " * 40 + "a\n: b\n---\n") == ["too-deep"]
+
+
+def test_huge_compact_nesting_neither_recurses_nor_crashes() -> None:
+    """In a child process: a C stack overflow would kill it, not the test run."""
+    import subprocess
+    import sys
+
+    code = (
+        "from storysync.parse import parse_story\n"
+        "from storysync.model import Location\n"
+        "loc = Location('backlog/web/WEB-1-x.md', 'backlog', 'backlog', 'web', 'WEB-1-x.md')\n"
+        "text = '---\\nid: WEB-1\\ntitle: T\\nx:\\n' + '- ' * 30000 + 'a\\n---\\n'\n"
+        "print([d.code for d in parse_story(loc, text.encode())])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['too-deep']"
+
+
 def test_very_deep_nesting_is_refused_without_recursion_error() -> None:
     assert codes("---\nx: " + "[" * 60_000 + "\n---\n") == ["too-deep"]
     assert codes("---\nx: " + "{a: " * 15_000 + "\n---\n") == ["too-deep"]

@@ -191,3 +191,56 @@ def test_arbitrary_bytes_many(data: bytes) -> None:
 @given(framed)
 def test_arbitrary_yamlish_text_many(text: str) -> None:
     assert_answers(text.encode("utf-8", "surrogatepass"))
+
+
+def _exact_depth(text: str) -> int | None:
+    """The deepest collection nesting of ``text`` by libyaml's events (None if not YAML)."""
+    import yaml
+
+    depth = deepest = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                deepest = max(deepest, depth)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return deepest
+
+
+nested_values = st.recursive(
+    st.integers() | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, min_size=1, max_size=3)
+        | st.dictionaries(st.text(min_size=1, max_size=3), children, min_size=1, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+@FAST
+@given(nested_values, st.sampled_from([False, None]), st.sampled_from([2, 4]), st.booleans())
+def test_cheap_depth_bound_is_an_upper_bound(value: Any, flow: bool | None, indent: int, compact: bool) -> None:
+    """The bound that lets most files skip the event scan never underestimates the depth."""
+    import yaml
+
+    from storysync.parse import depth_bound
+
+    text = yaml.safe_dump({"x": value}, default_flow_style=flow, indent=indent)
+    if compact:  # PyYAML never writes "- - a"; people can
+        text = text.replace("-\n" + " " * indent + "- ", "- - ")
+    exact = _exact_depth(text)
+    if exact is not None:
+        assert depth_bound(text) >= exact, text
+
+
+@FAST
+@given(yamlish)
+def test_cheap_depth_bound_holds_for_yamlish_text(text: str) -> None:
+    from storysync.parse import depth_bound
+
+    exact = _exact_depth(text)
+    if exact is not None:
+        assert depth_bound(text) >= exact, text
