@@ -241,7 +241,8 @@ def depth_bound(fm_text: str) -> int:
     """
     brackets = fm_text.count("[") + fm_text.count("{")
     indents = len(set(_INDENT.findall(fm_text)))
-    compact = sum(m.count("-") + m.count("?") + m.count(":") - 1 for m in _COMPACT.findall(fm_text))
+    leads: list[str] = _COMPACT.findall(fm_text)
+    compact = sum(m.count("-") + m.count("?") + m.count(":") - 1 for m in leads)
     return brackets + 2 * indents + compact + 2
 
 
