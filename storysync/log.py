@@ -95,11 +95,12 @@ def log_crash(exc: BaseException) -> Path:
     return path
 
 
-def sync_run_fields(result: SyncResult, seconds: float) -> dict[str, Any]:
+def sync_run_fields(result: SyncResult, seconds: float, trigger: str | None = None) -> dict[str, Any]:
     """The structured fields of one sync run: what it read, wrote and how long it took."""
     return {
         "event_type": "sync_run",
         "run_id": result.run_id,
+        "trigger": trigger,
         "outcome": result.outcome,
         "from_commit": result.from_commit,
         "to_commit": result.to_commit,
@@ -117,9 +118,9 @@ def sync_run_fields(result: SyncResult, seconds: float) -> dict[str, Any]:
     }
 
 
-def log_sync_run(result: SyncResult, seconds: float) -> None:
+def log_sync_run(result: SyncResult, seconds: float, trigger: str | None = None) -> None:
     """Emit the one ``sync run`` event of a run (INFO: the terminal shows it with ``-v``)."""
-    fields = sync_run_fields(result, seconds)
+    fields = sync_run_fields(result, seconds, trigger)
     get_logger().info(
         "sync run %s %s: %d files, %d created, %d updated, %d moved, %d deleted, %d errors in %.0f ms",
         result.run_id,

@@ -127,13 +127,21 @@ def check_url(url: str) -> None:
 def after_sync(config: Config, db: Database, result: SyncResult, seconds: float) -> None:
     """Log the run and push its batch to the webhook; never raises, never waits long."""
     try:
-        log_sync_run(result, seconds)
+        log_sync_run(result, seconds, trigger=_trigger(db, result))
         if config.webhook_url and result.run_id is not None and not result.dry_run:
             start = _before_run(db, result)
             report = deliver(db, config.webhook_url, budget=after_sync_budget(), start_after=start)
             _log_report(config.webhook_url, report)
     except Exception as exc:  # a notification problem must never fail the sync
         get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
+
+
+def _trigger(db: Database, result: SyncResult) -> str | None:
+    if result.run_id is None:
+        return None
+    with db.read() as conn:
+        found = conn.execute(select(m.sync_runs.c.trigger).where(m.sync_runs.c.id == result.run_id)).scalar()
+    return str(found) if found is not None else None
 
 
 def deliver(

@@ -35,7 +35,7 @@ def test_json_log_file_has_one_event_per_sync_run_with_counts_and_duration(
     assert "{" not in out.err
     backlog_repo.git("mv", "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
     backlog_repo.commit("start WEB-1")
-    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "sync") == 0
+    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "sync", "--trigger", "ci") == 0
     runs = [e for e in json_lines(log) if e.get("event_type") == "sync_run"]
     assert len(runs) == 2
     first, second = runs
@@ -43,6 +43,7 @@ def test_json_log_file_has_one_event_per_sync_run_with_counts_and_duration(
     assert (second["moved"], second["updated"], second["created"]) == (1, 1, 0)
     assert second["run_id"] == int(str(first["run_id"])) + 1
     assert second["to_commit"] == backlog_repo.git("rev-parse", "HEAD")
+    assert (first["trigger"], second["trigger"]) == ("manual", "ci")
     for event in runs:
         assert isinstance(event["duration_ms"], float)
         assert event["duration_ms"] > 0
