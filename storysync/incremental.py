@@ -310,7 +310,7 @@ def check_tree(config: Config, source: Source, progress: Callable[[int], None] |
     """Every story file of ``source`` against every row: a full reconcile."""
     from storysync.sync import load_rows, make_plan
 
-    checked = check_entries(source, source.entries(), checker_for(config), progress=progress)
+    checked = check_entries(source, source.entries(), checker_for(config), progress=progress, compact=True)
     ids = {s.id for s in checked.stories}
 
     def planner(conn: Connection) -> Plan:
