@@ -10,6 +10,8 @@ from storysync.writer import update_story
 from tests.conftest import Repo, story_text
 from tests.export_helpers import handles, synced
 
+pytestmark = pytest.mark.usefixtures("any_db")
+
 WEB2 = "active/web/WEB-2-signup.md"
 
 

@@ -12,6 +12,8 @@ from storysync import models as m
 from tests.conftest import Repo, make_repo
 from tests.test_sync_incremental import commit_as, do_sync, git_mv, history_of, table
 
+pytestmark = pytest.mark.usefixtures("any_db")
+
 
 def test_fast_forward_merge_records_the_branch_commit(backlog_repo: Repo) -> None:
     repo = backlog_repo
