@@ -131,6 +131,8 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
     state = gitdiff.operation_in_progress(repo)
     if state:
         raise RepositoryStateError(f"{gitdiff.top_level(repo)}: a {state} is in progress; finish or abort it first")
+    if options.commit and not options.dry_run:
+        gitdiff.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
     db.ensure_schema()
     if options.dry_run:
         return ExportResult(plan(config, db), dry_run=True)
