@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from storysync import models as m
-from storysync.checks import ID_PATTERN, fold_id
+from storysync.checks import ID_PATTERN
 from storysync.config import Config
 from storysync.db import Database, utcnow
 from storysync.errors import Diagnostic, UsageError, ValidationFailed
@@ -117,8 +117,8 @@ class StoryWriter:
         base = {"id": story_id, "title": title, "status": status or self._default_status(), "backlog": backlog}
         fm = _apply(base, fields or {}, story_id)
         with self.db.write() as conn:
-            existing = _row_by_folded_id(conn, story_id)
-            if existing is not None and (existing["deleted_at"] is None or existing["id"] != story_id):
+            existing = _row_by_id(conn, story_id)
+            if existing is not None and existing["deleted_at"] is None:
                 raise UsageError(f"{story_id}: a story with id {existing['id']!r} already exists")
             self._validate(conn, fm, body)
             now = utcnow()
@@ -314,15 +314,10 @@ def _live_row(conn: Connection, story_id: str) -> Mapping[str, Any]:
     return dict(row._mapping)
 
 
-def _row_by_folded_id(conn: Connection, story_id: str) -> Mapping[str, Any] | None:
-    exact = conn.execute(select(m.stories).where(m.stories.c.id == story_id)).first()
-    if exact is not None:
-        return dict(exact._mapping)
-    folded = fold_id(story_id)
-    for row in conn.execute(select(m.stories).where(m.stories.c.deleted_at.is_(None))):
-        if fold_id(row.id) == folded:
-            return dict(row._mapping)
-    return None
+def _row_by_id(conn: Connection, story_id: str) -> Mapping[str, Any] | None:
+    """The row with this id, live or deleted (valid ids are upper case, so no two fold together)."""
+    found = conn.execute(select(m.stories).where(m.stories.c.id == story_id)).first()
+    return None if found is None else dict(found._mapping)
 
 
 def _deps(conn: Connection, story_id: str) -> list[str]:
