@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 MAX_FILE = 1024 * 1024
 MAX_FRONTMATTER = 64 * 1024
 MAX_DEPTH = 32
+INT_LIMIT = 2**63
 
 BOM = "\ufeff"
 _TAG = "tag:yaml.org,2002:"
@@ -325,12 +326,24 @@ def _json_key(value: Any) -> str:
     return str(value)
 
 
+def _integer(node: yaml.ScalarNode) -> int:
+    """A YAML integer that fits 64 bits (what JSON readers and SQL columns can hold)."""
+    try:
+        value: int | None = _constructor.construct_yaml_int(node)
+    except ValueError:  # over Python's digit limit for decimal conversion
+        value = None
+    if value is None or not -INT_LIMIT <= value < INT_LIMIT:
+        shown = node.value if len(node.value) <= 24 else node.value[:20] + "…"
+        raise _Refused(_mark(node), "int-range", f"integer {shown} does not fit in 64 bits; quote it if you mean text")
+    return value
+
+
 def _scalar(node: yaml.ScalarNode) -> Any:
     tag = node.tag
     if tag == _TAG + "str" or tag == _TAG + "timestamp":
         return node.value  # timestamps stay exactly as written
     if tag == _TAG + "int":
-        return _constructor.construct_yaml_int(node)
+        return _integer(node)
     if tag == _TAG + "float":
         value = _constructor.construct_yaml_float(node)
         if math.isnan(value) or math.isinf(value):

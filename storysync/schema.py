@@ -23,6 +23,7 @@ from storysync.errors import ConfigError, Diagnostic
 from storysync.model import Story
 
 SCHEMA_NAME = "story.schema.json"
+MAX_MESSAGE = 240
 _ENTRY = re.compile(r"^def (\w+)\(data, custom_formats=\{\}, name_prefix=None\):", re.MULTILINE)
 
 
@@ -184,6 +185,8 @@ def _diagnostic(story: Story, err: Any) -> Diagnostic:
             )
         else:
             message += " (YAML read this unquoted value as a non-string; put it in quotes)"
+    if len(message) > MAX_MESSAGE:  # jsonschema quotes the whole value; a report line stays readable
+        message = message[: MAX_MESSAGE - 1] + "…"
     return Diagnostic(story.path, line, col, "schema", f"{where}: {message}")
 
 

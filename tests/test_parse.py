@@ -124,6 +124,22 @@ def test_scalars_map_to_json_types_and_written_text_is_kept_for_non_strings() ->
     assert ("q",) not in story.written
 
 
+@pytest.mark.parametrize(
+    "value", ["9223372036854775808", "-9223372036854775809", "0x" + "f" * 5000, "9" * 5000, ":".join(["59"] * 40)]
+)
+def test_integers_beyond_64_bits_refused(value: str) -> None:
+    shown = value if len(value) <= 24 else value[:20] + "…"
+    assert bad(f"---\nid: WEB-1\ntitle: T\nx: {value}\n---\n") == [
+        f"4:4: integer {shown} does not fit in 64 bits; quote it if you mean text"
+    ]
+
+
+def test_64_bit_integers_accepted() -> None:
+    story = ok("---\nid: WEB-1\ntitle: T\nbig: 9223372036854775807\nsmall: -9223372036854775808\n---\n")
+    assert story.frontmatter["big"] == 2**63 - 1
+    assert story.frontmatter["small"] == -(2**63)
+
+
 @pytest.mark.parametrize("value", [".nan", ".NaN", ".inf", "-.inf", "+.INF"])
 def test_nan_and_infinity_refused(value: str) -> None:
     assert bad(f"---\nid: WEB-1\ntitle: T\nx: {value}\n---\n") == [

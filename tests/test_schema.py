@@ -155,3 +155,17 @@ def test_fast_path_agrees_with_the_full_validator() -> None:
 
 def test_empty_value_where_a_string_is_wanted() -> None:
     assert report("---\nid: WEB-1\ntitle:\n---\n") == [f"{PATH}:3:7: title: no value; title must be a string"]
+
+
+def test_points_fit_the_database_column() -> None:
+    assert report("---\nid: WEB-1\ntitle: T\npoints: 2147483647\n---\n") == []
+    assert report("---\nid: WEB-1\ntitle: T\npoints: 2147483648\n---\n") == [
+        f"{PATH}:4:9: points: 2147483648 is greater than the maximum of 2147483647"
+    ]
+
+
+def test_long_values_are_cut_in_messages() -> None:
+    [line] = report("---\nid: WEB-1\ntitle: " + "x" * 5000 + "\n---\n")
+    assert line.startswith(f"{PATH}:3:8: title: 'xxxx")
+    assert line.endswith("…")
+    assert len(line) < 300
