@@ -153,12 +153,17 @@ def _candidates(value: Any, style: str | None, in_flow: bool) -> Iterator[str]:
             + "}"
         )
     elif isinstance(value, str):
+        if style == "'":
+            yield "'" + value.replace("'", "''") + "'"
         if style in ("'", '"'):
             yield _dump(value, style)
         yield value
+        yield "'" + value.replace("'", "''") + "'"
         yield _dump(value, None)
         yield _dump(value, '"')
     else:
+        if value is None or isinstance(value, (bool, int)):
+            yield json.dumps(value)  # null, true, 5: plain YAML that reads back as itself
         yield _dump(value, None)
     yield json.dumps(value, ensure_ascii=False)
     yield json.dumps(value, ensure_ascii=True)
@@ -176,9 +181,15 @@ def render_value(value: Any, style: str | None = None, *, in_flow: bool = False)
     raise RenderError(f"cannot write {value!r} as a YAML value")
 
 
+def _key_candidates(key: str) -> Iterator[str]:
+    yield key
+    yield _dump(key, None)
+    yield json.dumps(key, ensure_ascii=False)
+
+
 def render_key(key: str) -> str:
     """A mapping key that reads back as ``key``."""
-    for text in (key, _dump(key, None), json.dumps(key, ensure_ascii=False)):
+    for text in _key_candidates(key):
         loaded = load_frontmatter("", f"{text}: 0\n")
         if "\n" not in text and not isinstance(loaded, list) and list(loaded[0]) == [key]:
             return text
