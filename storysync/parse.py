@@ -37,6 +37,7 @@ INT_LIMIT = 2**63
 BOM = "\ufeff"
 _TAG = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map"))
+_NODE_KIND: dict[str, type[yaml.Node]] = {_TAG + "seq": yaml.SequenceNode, _TAG + "map": yaml.MappingNode}
 _CONFLICT = re.compile(r"^(<{7}|>{7})(?: |$)|^={7}$|^\|{7}(?: |$)", re.MULTILINE)
 _INDENT = re.compile(r"^[ \t]*", re.MULTILINE)
 # block indicators after a line's indentation ("- - - a", "? - a", ": - b"): each one
@@ -269,6 +270,9 @@ def _build(node: yaml.Node, path: KeyPath, marks: _Marks, depth: int) -> Any:
             _Refused(_mark(node), "tag", f"YAML tag {node.tag!r} is not allowed; write a plain value")
         )
         return None
+    if _NODE_KIND.get(node.tag, yaml.ScalarNode) is not type(node):  # e.g. !!str on a list
+        marks.problems.append(_Refused(_mark(node), "tag", f"YAML tag {node.tag!r} does not fit this value"))
+        return None
     if isinstance(node, yaml.MappingNode):
         return _build_mapping(node, path, marks, depth)
     if isinstance(node, yaml.SequenceNode):
@@ -329,13 +333,21 @@ def _json_key(value: Any) -> str:
 def _integer(node: yaml.ScalarNode) -> int:
     """A YAML integer that fits 64 bits (what JSON readers and SQL columns can hold)."""
     try:
-        value: int | None = _constructor.construct_yaml_int(node)
-    except ValueError:  # over Python's digit limit for decimal conversion
-        value = None
-    if value is None or not -INT_LIMIT <= value < INT_LIMIT:
-        shown = node.value if len(node.value) <= 24 else node.value[:20] + "…"
+        value = _constructor.construct_yaml_int(node)
+    except ValueError:  # not digits (an explicit !!int), or over Python's decimal digit limit
+        if not node.value.lstrip("+-").replace("_", "").isdigit():
+            raise _Refused(_mark(node), "tag", f"{_shown(node)!r} is not an integer; drop the !!int tag") from None
+        value = INT_LIMIT
+    if not -INT_LIMIT <= value < INT_LIMIT:
+        shown = _shown(node)
         raise _Refused(_mark(node), "int-range", f"integer {shown} does not fit in 64 bits; quote it if you mean text")
-    return value
+    return int(value)
+
+
+def _shown(node: yaml.ScalarNode) -> str:
+    """A scalar's text, cut short for a message."""
+    text: str = node.value
+    return text if len(text) <= 24 else text[:20] + "…"
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -345,12 +357,18 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if tag == _TAG + "int":
         return _integer(node)
     if tag == _TAG + "float":
-        value = _constructor.construct_yaml_float(node)
+        try:
+            value = _constructor.construct_yaml_float(node)
+        except ValueError:  # an explicit !!float on text that is not a number
+            raise _Refused(_mark(node), "tag", f"{_shown(node)!r} is not a number; drop the !!float tag") from None
         if math.isnan(value) or math.isinf(value):
             raise _Refused(_mark(node), "not-json", f"{node.value!r} has no JSON equivalent; quote it if you mean text")
         return value
     if tag == _TAG + "bool":
-        return _constructor.construct_yaml_bool(node)
+        try:
+            return _constructor.construct_yaml_bool(node)
+        except KeyError:  # an explicit !!bool on text that is not a boolean
+            raise _Refused(_mark(node), "tag", f"{_shown(node)!r} is not a boolean; drop the !!bool tag") from None
     if tag == _TAG + "null":
         return None
     raise _Refused(_mark(node), "tag", f"YAML tag {tag!r} is not allowed")  # pragma: no cover

@@ -196,6 +196,26 @@ def test_tags_and_merge_keys_refused() -> None:
     assert codes("---\nid: WEB-1\ntitle: T\n? [a, b]\n: c\n---\n") == ["complex-key"]
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("!!int abc", "'abc' is not an integer; drop the !!int tag"),
+        ("!!float abc", "'abc' is not a number; drop the !!float tag"),
+        ("!!bool maybe", "'maybe' is not a boolean; drop the !!bool tag"),
+        ("!!str [1]", "YAML tag 'tag:yaml.org,2002:str' does not fit this value"),
+        ("!!map [1]", "YAML tag 'tag:yaml.org,2002:map' does not fit this value"),
+        ("!!seq {a: 1}", "YAML tag 'tag:yaml.org,2002:seq' does not fit this value"),
+    ],
+)
+def test_explicit_tags_that_do_not_fit_are_refused(value: str, expected: str) -> None:
+    assert bad(f"---\nid: WEB-1\ntitle: T\nx: {value}\n---\n") == [f"4:4: {expected}"]
+
+
+def test_explicit_tags_that_fit_are_fine() -> None:
+    story = ok("---\nid: WEB-1\ntitle: !!str 5\nn: !!int '7'\nf: !!float 1\nm: !!map {a: 1}\ns: !!seq [1]\n---\n")
+    assert story.frontmatter == {"id": "WEB-1", "title": "5", "n": 7, "f": 1.0, "m": {"a": 1}, "s": [1]}
+
+
 def nested(depth: int) -> str:
     """Frontmatter whose deepest collection is at ``depth`` (the top mapping is 1)."""
     return "---\nid: WEB-1\ntitle: T\nx: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n---\n"
