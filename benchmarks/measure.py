@@ -25,6 +25,7 @@ class Sample:
     seconds: float
     peak_rss_kb: int
     returncode: int
+    cpu_seconds: float = 0.0  # user + system time of the process itself
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Series:
     @property
     def median(self) -> float:
         return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(s.cpu_seconds for s in self.samples)
 
     @property
     def low(self) -> float:
@@ -74,7 +79,7 @@ def run_once(
         raise CommandFailed(f"{' '.join(map(str, argv))} exited {code}{where}")
     # ru_maxrss is in KiB on Linux (bytes on macOS)
     rss = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-    return Sample(elapsed, rss, code)
+    return Sample(elapsed, rss, code, usage.ru_utime + usage.ru_stime)
 
 
 def repeat(

@@ -104,7 +104,10 @@ def _ratio(
     if ra is None or rb is None:
         return "not measured", None
     value = ra["median_s"] / rb["median_s"]
-    return fmt.format(value=value, a=ra["median_s"], b=rb["median_s"]), test(value)
+    text = fmt.format(value=value, a=ra["median_s"], b=rb["median_s"])
+    if ra.get("cpu_median_s") and rb.get("cpu_median_s"):
+        text += f"; CPU time {ra['cpu_median_s'] / rb['cpu_median_s']:.2f}×"
+    return text, test(value)
 
 
 def _limit(rows: dict[str, Any], bench: str, size: int, seconds: float) -> tuple[str, bool | None]:
@@ -181,15 +184,16 @@ def render(store: dict[str, Any]) -> str:
         "",
         "### Medians (whole processes)",
         "",
-        "| benchmark | stories | median | min | max | runs | peak RSS | measured |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| benchmark | stories | median | min | max | CPU (median) | runs | peak RSS | load | measured |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for key in sorted(store["rows"], key=lambda k: (store["rows"][k]["bench"], store["rows"][k]["size"])):
         r = store["rows"][key]
         note = f" ({r['note']})" if r.get("note") else ""
         lines.append(
             f"| {r['bench']}{note} | {size_label(r['size']) if r['size'] else '—'} | {_fmt(r['median_s'])} "
-            f"| {_fmt(r['low_s'])} | {_fmt(r['high_s'])} | {r['repeats']} | {r['peak_rss_mb']:.0f} MB | {r['run']} |"
+            f"| {_fmt(r['low_s'])} | {_fmt(r['high_s'])} | {_fmt(r.get('cpu_median_s', 0.0))} | {r['repeats']} "
+            f"| {r['peak_rss_mb']:.0f} MB | {r.get('load', 0.0):.1f} | {r['run']} |"
         )
     lines += ["", "### Targets", "", "| target | limit | measured | verdict |", "| --- | --- | --- | --- |"]
     lines += [f"| {t.name} | {t.limit} | {t.measured} | {_verdict(t.ok)} |" for t in targets(store["rows"])]
