@@ -359,11 +359,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
 
     A crash at any moment leaves the old file or the new one, never a mix.  An
-    existing file keeps its permission bits; a new one gets the umask's.
+    existing file keeps its permission bits; a new one gets the umask's.  With
+    ``sync_dir`` False the caller fsyncs the directory (once for many files).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -381,7 +382,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _umask() -> int:
@@ -416,6 +418,10 @@ class _Undo:
         except FileNotFoundError:
             self.saved.append((path, None))
 
+    def directories(self) -> set[Path]:
+        """The directories whose entries changed."""
+        return {path.parent for path, _ in self.saved if path.parent.is_dir()}
+
     def restore(self) -> None:
         for path, data in reversed(self.saved):
             if data is None:
@@ -433,6 +439,8 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
     try:
         for action in written:
             _write(config, action, undo)
+        for directory in undo.directories():  # the renames are durable before anything is recorded
+            _fsync_dir(directory)
         if options.commit and written:
             result.commit, result.parent = _commit(repo, written, options.message)
     except BaseException as exc:
@@ -470,12 +478,11 @@ def _write(config: Config, action: Action, undo: _Undo) -> None:
     if action.new_path is not None and action.data is not None:
         target = config.repo / action.new_path
         undo.remember(target)
-        atomic_write(target, action.data)
+        atomic_write(target, action.data, sync_dir=False)
     if action.old_path is not None and action.kind in ("move", "delete"):
         old = config.repo / action.old_path
         undo.remember(old)
         old.unlink(missing_ok=True)
-        _fsync_dir(old.parent)
         if action.kind == "move":
             _remove_if_empty(old.parent)
 
