@@ -465,16 +465,20 @@ def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int) -> int:
     """Change ``fraction`` of the live stories in the database, as the story API does:
     new titles and points, new statuses (moves), deletions, and a few new stories.
     Returns how many rows are now pending export."""
+    from sqlalchemy import select
+
     from storysync.config import load_config
     from storysync.db import Database
     from storysync.errors import ValidationFailed
+    from storysync.models import stories
     from storysync.writer import StoryWriter
 
     rng = random.Random(seed)
     db = Database(db_url)
     try:
         writer = StoryWriter(db, load_config(repo))
-        ids = sorted(live_rows(Path(str(db.sqlite_path))))
+        with db.read() as conn:
+            ids = sorted(conn.execute(select(stories.c.id).where(stories.c.deleted_at.is_(None))).scalars())
         changed = 0
         for n, story_id in enumerate(rng.sample(ids, int(len(ids) * fraction))):
             kind = n % 5
