@@ -422,3 +422,14 @@ def test_a_move_that_stopped_before_removing_the_old_file_is_finished(backlog_re
         assert new.exists()
         assert h.row("WEB-2")["path"] == "completed/web/WEB-2-signup.md"
         assert h.count("conflicts") == 0
+
+
+def test_a_body_change_keeps_the_frontmatter_bytes(repo: Repo) -> None:
+    head = "---\r\nid: WEB-1  # the id\r\ntitle: 'T'\r\n---\r\n"
+    repo.write("backlog/web/WEB-1-x.md", (head + "old body\r\n").encode())
+    repo.commit("crlf story")
+    synced(repo)
+    with handles(repo) as h:
+        assert h.writer.update("WEB-1", {}, body="new body\r\nsecond line").changed == ("body",)
+    assert repo.run("export") == 0
+    assert (repo.path / "backlog/web/WEB-1-x.md").read_bytes() == (head + "new body\r\nsecond line").encode()
