@@ -207,8 +207,9 @@ class Database:
         from storysync.models import Base
 
         with self.errors("read tables"), self.connect() as conn:
-            clash = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
-        if clash:
+            tables = set(inspect(conn).get_table_names())
+        clash = sorted(tables & set(Base.metadata.tables))
+        if clash and VERSION_TABLE not in tables:  # with it: another first run has just created the schema
             raise DatabaseError(
                 f"{self.display}: not a storysync database (it has table(s) {', '.join(clash)} but no storysync "
                 "schema version); point --db at a new file or an existing storysync database"
