@@ -19,7 +19,9 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -279,6 +281,29 @@ def limit_error(exc: OSError, root: Path) -> StorysyncError | None:
     return None
 
 
+def probe_inotify(path: Path) -> OSError | None:
+    """Try to add one inotify watch on ``path`` (Linux); the error if the kernel refuses."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        code = ctypes.get_errno()
+        return OSError(code, os.strerror(code))
+    try:
+        if libc.inotify_add_watch(fd, os.fsencode(path), _IN_DELETE_SELF) < 0:
+            code = ctypes.get_errno()
+            return OSError(code, os.strerror(code))
+        return None
+    finally:
+        os.close(fd)
+
+
+_IN_DELETE_SELF = 0x400
+
+
 def _sysctl(name: str) -> str:
     try:
         return Path("/proc/sys", *name.split(".")).read_text(encoding="ascii").strip()
@@ -332,6 +357,7 @@ class Watcher:
         self._observer: Any = None
         self._hook = _OverflowHook(self._queue)
         self.lock_waits = 0  # how many times a due batch waited for git's index.lock
+        self._warned = False
 
     def __enter__(self) -> Watcher:
         self.start()
@@ -363,6 +389,15 @@ class Watcher:
             raise error from exc
         self._observer = observer
         logging.getLogger("watchdog").addHandler(self._hook)
+        self._check_watch_limit()
+
+    def _check_watch_limit(self) -> None:
+        """watchdog skips subdirectories it cannot watch without a word; if the kernel
+        refuses one more watch now, some were surely skipped: fail clearly instead."""
+        refused = probe_inotify(self.root)
+        if refused is not None:
+            self.close()
+            raise limit_error(refused, self.root) or refused
 
     def close(self) -> None:
         """Stop the observer and wait for its threads."""
@@ -397,8 +432,18 @@ class Watcher:
                 yield self.debouncer.take(now, self._exists)
                 next_rescan = self._next_rescan(time.monotonic())
             elif not self.debouncer.pending and next_rescan is not None and now >= next_rescan:
+                self._warn_at_limit()
                 yield Batch(frozenset(), rescan=True)
                 next_rescan = self._next_rescan(time.monotonic())
+
+    def _warn_at_limit(self) -> None:
+        """New directories past the inotify limit go unwatched (the reconcile still
+        covers them); say so once."""
+        refused = None if self._warned else probe_inotify(self.root)
+        error = limit_error(refused, self.root) if refused is not None else None
+        if error is not None:
+            self._warned = True
+            logging.getLogger("storysync").warning("%s (until then, changes arrive by reconcile)", error)
 
     def _timeout(self, now: float, next_rescan: float | None) -> float:
         wake = [now + IDLE_TICK]

@@ -377,6 +377,32 @@ def test_a_signal_finishes_the_batch_in_flight(backlog_repo: Repo) -> None:
     assert title(backlog_repo, "WEB-1") == "In flight"
 
 
+def _lowered_watch_limit(limit: int) -> list[str]:
+    """A command prefix running in a new user namespace whose inotify watch limit is
+    ``limit`` (per-namespace since Linux 5.11; nothing outside it is affected)."""
+    setup = f'echo {limit} > /proc/sys/user/max_inotify_watches && exec "$@"'
+    probe = subprocess.run(
+        ["unshare", "-Ur", "sh", "-c", setup, "sh", "true"], capture_output=True, text=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"no unprivileged user namespace with its own inotify limit here: {probe.stderr.strip()}")
+    return ["unshare", "-Ur", "sh", "-c", setup, "sh"]
+
+
+def test_the_inotify_watch_limit_is_a_clear_error(backlog_repo: Repo) -> None:
+    prefix = _lowered_watch_limit(8)  # the repository has more directories than that (.git/ included)
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "storysync", "--repo", str(backlog_repo.path), "watch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "the inotify watch limit is reached" in done.stderr
+    assert "sudo sysctl fs.inotify.max_user_watches=" in done.stderr
+
+
 def test_a_bad_metrics_address_is_a_usage_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert backlog_repo.run("watch", "--metrics", "nowhere") == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
