@@ -153,22 +153,24 @@ def _split(path: str, text: str) -> tuple[str, str] | Diagnostic:
     first = text if first_end < 0 else text[:first_end]
     if first.rstrip("\r") != "---":
         return _diag(path, (1, 1), "no-frontmatter", "first line must be '---' to open the YAML frontmatter")
-    pos = first_end + 1
-    while first_end >= 0 and pos <= len(text):
+    too_large = _diag(path, (1, 1), "frontmatter-too-large", f"frontmatter is over {MAX_FRONTMATTER // 1024} KiB")
+    newline = first_end
+    while newline >= 0:  # jump from one line starting with '---' to the next, not line by line
+        newline = text.find("\n---", newline)
+        if newline < 0:
+            break
+        pos = newline + 1
+        if pos - first_end > MAX_FRONTMATTER + 8:
+            return too_large
         end = text.find("\n", pos)
-        line = text[pos:] if end < 0 else text[pos:end]
-        if line.rstrip("\r") == "---":
+        if (text[pos:] if end < 0 else text[pos:end]).rstrip("\r") == "---":
             fm = text[first_end + 1 : pos]
             if len(fm.encode("utf-8")) > MAX_FRONTMATTER:
-                return _diag(
-                    path, (1, 1), "frontmatter-too-large", f"frontmatter is over {MAX_FRONTMATTER // 1024} KiB"
-                )
+                return too_large
             return fm, ("" if end < 0 else text[end + 1 :])
-        if end < 0:
-            break
-        pos = end + 1
-        if pos - first_end > MAX_FRONTMATTER + 8:
-            return _diag(path, (1, 1), "frontmatter-too-large", f"frontmatter is over {MAX_FRONTMATTER // 1024} KiB")
+        newline = pos
+    if first_end >= 0 and text.rfind("\n") + 1 - first_end > MAX_FRONTMATTER + 8:
+        return too_large
     return _diag(path, (1, 1), "no-closing-delimiter", "frontmatter has no closing '---' line")
 
 
