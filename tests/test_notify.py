@@ -209,6 +209,33 @@ def test_failing_target_backs_off_between_runs(backlog_repo: Repo, hook: Hook, m
     assert hook.seqs() == [c["seq"] for c in changes(backlog_repo)]
 
 
+def test_git_merge_with_a_dead_webhook_still_syncs_through_the_real_hook(
+    backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert backlog_repo.run("sync") == 0
+    assert backlog_repo.run("install-hooks") == 0
+    down = Hook(port=free_port())
+    backlog_repo.env = {"STORYSYNC_WEBHOOK_URL": down.url, "STORYSYNC_WEBHOOK_BUDGET": "0.5"}
+    no_hooks = ("-c", "core.hooksPath=/nonexistent")  # only the merge below runs the real hooks
+    backlog_repo.git(*no_hooks, "switch", "-q", "-c", "feature")
+    backlog_repo.story("backlog", "web", "WEB-5", "five", title="Five")
+    backlog_repo.git("add", "-A")
+    backlog_repo.git(*no_hooks, "commit", "-q", "-m", "WEB-5")
+    backlog_repo.git(*no_hooks, "switch", "-q", "main")
+    started = time.monotonic()
+    backlog_repo.git("merge", "-q", "--no-ff", "-m", "merge feature", "feature")  # fails the test if git fails
+    assert time.monotonic() - started < 15
+    feed = changes(backlog_repo)
+    assert ("WEB-5", "created") in [(c["story_id"], c["kind"]) for c in feed]
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_URL", down.url)
+    down.start()
+    try:
+        assert backlog_repo.run("notify") == 0
+    finally:
+        down.stop()
+    assert [c["story_id"] for c in down.received[-1]["changes"]] == ["WEB-5"]
+
+
 def test_slow_server_is_cut_off_by_the_budget(
     backlog_repo: Repo, hook: Hook, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
