@@ -368,3 +368,41 @@ def test_with_the_pre_commit_framework(backlog_repo: Repo, tmp_path: Path) -> No
     runs = run_count(repo)
     assert git_run(repo, "checkout", "-q", "--", "backlog/web/WEB-3-bad.md", env=env).returncode == 0
     assert run_count(repo) == runs  # a file checkout does not sync
+
+
+# --- an installed wheel can install the hooks ---------------------------------------------------
+
+
+def test_installed_wheel_carries_and_installs_the_shims(tmp_path: Path, backlog_repo: Repo) -> None:
+    out = tmp_path / "wheel"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = out.glob("storysync-*.whl")
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    code = "import sys, storysync.hooks as h; from pathlib import Path; print(h.__file__); h.install(Path(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(backlog_repo.path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(site)
+    for name in HOOK_NAMES:
+        installed = backlog_repo.path / ".git" / "hooks" / name
+        assert installed.read_bytes() == (ROOT / "hooks" / name).read_bytes()

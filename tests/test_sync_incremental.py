@@ -538,3 +538,21 @@ def test_status_shows_drift_after_reset_and_rewrite(backlog_repo: Repo, capsys: 
     assert "which HEAD no longer contains" in capsys.readouterr().out
     assert repo.run("sync") == 0
     assert sorted(live(repo.db_url)) == ["API-1", "API-2", "WEB-1", "WEB-2", "WEB-5"]
+
+
+def test_sync_during_a_conflicted_merge_reads_head_not_the_markers(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.git("checkout", "-q", "-b", "left")
+    repo.story("active", "web", "WEB-2", "signup", title="Left title", points=3)
+    repo.commit("left")
+    repo.git("checkout", "-q", "main")
+    repo.story("active", "web", "WEB-2", "signup", title="Right title", points=3)
+    head = repo.commit("right")
+    repo.git("merge", "-q", "left", check=False)  # stops on the conflict
+    assert (repo.path / ".git" / "MERGE_HEAD").exists()
+    assert "<<<<<<<" in (repo.path / "active/web/WEB-2-signup.md").read_text(encoding="utf-8")
+    result = do_sync(repo)
+    assert (result.exit_code, result.updated) == (0, ["WEB-2"])
+    assert stories(repo.db_url)["WEB-2"]["title"] == "Right title"
+    assert last_synced(repo.db_url) == head
