@@ -221,10 +221,10 @@ def check_database(ctx: Context) -> list[Check]:
 
     if ctx.config is None:
         return [Check("database", SKIP, "no configuration")]
+    missing = _missing_sqlite_file(ctx.config.database)
+    if missing is not None:  # checked before Database(), which would create the directory
+        return [Check("database", FAIL, f"{missing}: not created yet", "storysync init")]
     ctx.db = Database(ctx.config.database)
-    path = ctx.db.sqlite_path
-    if path is not None and not path.exists():
-        return [Check("database", FAIL, f"{ctx.db.display}: not created yet", "storysync init")]
     from sqlalchemy import text
 
     try:
@@ -235,6 +235,20 @@ def check_database(ctx: Context) -> list[Check]:
         return [Check("database", FAIL, str(exc), fix)]
     ctx.db_reachable = True
     return [Check("database", PASS, f"{ctx.db.display} is reachable")]
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The URL (password hidden) of a file-backed SQLite database whose file does not exist."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # Database() reports it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if Path(str(parsed.database)).exists() else parsed.render_as_string(hide_password=True)
 
 
 def check_schema(ctx: Context) -> list[Check]:

@@ -80,7 +80,7 @@ def test_missing_database_is_reported_not_created(backlog_repo: Repo, capsys: py
     assert checks["database"]["status"] == "fail"
     assert checks["database"]["fix"] == "storysync init"
     assert checks["schema"]["status"] == "skip"
-    assert not backlog_repo.db_path.exists()
+    assert not backlog_repo.db_path.parent.exists()  # doctor creates nothing, not even .storysync/
 
 
 def test_old_schema_offers_the_upgrade_command(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
