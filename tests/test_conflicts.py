@@ -15,10 +15,10 @@ pytestmark = pytest.mark.usefixtures("any_db")
 WEB2 = "active/web/WEB-2-signup.md"
 
 
-def _conflict(repo: Repo) -> None:
+def _conflict(repo: Repo, url: str | None = None) -> None:
     synced(repo)
     repo.write(WEB2, story_text("WEB-2", title="Signup, edited in the file", points=3))
-    with handles(repo) as h:
+    with handles(repo, url) as h:
         update_story(h.db, "WEB-2", points=21, title="Signup, edited in the API")
     assert repo.run("export") == 1
 
@@ -36,8 +36,8 @@ def test_lists_both_versions_side_by_side(backlog_repo: Repo, capsys: pytest.Cap
     assert "21" in out
 
 
-def test_json_format(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
-    _conflict(backlog_repo)
+def test_json_format(backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _conflict(backlog_repo, any_db)
     capsys.readouterr()
     assert backlog_repo.run("conflicts", "--format", "json") == 1
     (item,) = json.loads(capsys.readouterr().out)
