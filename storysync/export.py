@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 
 from storysync import models as m
+from storysync.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.checks import check_story
 from storysync.config import Config
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
-from storysync.errors import GitError, RepositoryStateError, StorysyncError
+from storysync.errors import RepositoryStateError, StorysyncError
+from storysync.exportgit import commit_paths
 from storysync.layout import classify, slugify, story_path
 from storysync.lock import writer_lock
 from storysync.model import Location
@@ -359,50 +360,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
-    """Replace ``path`` with ``data``: a temporary file in the same directory, fsync, rename.
-
-    A crash at any moment leaves the old file or the new one, never a mix.  An
-    existing file keeps its permission bits; a new one gets the umask's.  With
-    ``sync_dir`` False the caller fsyncs the directory (once for many files).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".storysync-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if sync_dir:
-        _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- carrying out
 
 
@@ -440,9 +397,9 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
         for action in written:
             _write(config, action, undo)
         for directory in undo.directories():  # the renames are durable before anything is recorded
-            _fsync_dir(directory)
+            fsync_dir(directory)
         if options.commit and written:
-            result.commit, result.parent = _commit(repo, written, options.message)
+            result.commit, result.parent = commit_paths(repo, written, options.message)
     except BaseException as exc:
         undo.restore()
         _say(exc, "every exported file was restored and nothing was recorded")
@@ -469,7 +426,7 @@ def _sweep_temporary(config: Config, actions: list[Action]) -> None:
     (safe: we hold the writer lock, so no other export is writing)."""
     directories = {(config.repo / p).parent for a in actions for p in (a.old_path, a.new_path) if p}
     for directory in directories:
-        for leftover in directory.glob(".storysync-*.tmp"):
+        for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
@@ -535,72 +492,3 @@ def _snapshot(row: Mapping[str, Any], deps: list[str]) -> dict[str, Any]:
     snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
     snapshot["depends_on"] = sorted(deps)
     return snapshot
-
-
-# ---------------------------------------------------------------- git
-
-
-def commit_message(actions: list[Action], subject: str | None) -> str:
-    """The export commit's message: a subject, then one line per story."""
-    n = len(actions)
-    head = subject or f"storysync export: {n} {'story' if n == 1 else 'stories'} from the database"
-    lines = [f"- {a.story_id}: {a.kind}d {a.where}" for a in actions]
-    return head + "\n\n" + "\n".join(lines) + "\n"
-
-
-def _commit(repo: git.Repo, actions: list[Action], subject: str | None) -> tuple[str, str | None]:
-    """Commit exactly the exported paths; the user's other changes, staged or not, stay out."""
-    from storysync import gitdiff
-
-    paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
-    tracked = _tracked(repo, paths)
-    added = [p for p in paths if p not in tracked and (Path(gitdiff.top_level(repo)) / p).exists()]
-    commit_paths = sorted(tracked | set(added))
-    parent = gitdiff.head(repo)
-    try:
-        if added:
-            _git_paths(repo, ["add"], added)
-        _git_paths(repo, ["commit", "-q", "--only", "-m", commit_message(actions, subject)], commit_paths)
-    except GitError:
-        if added:
-            _unstage(repo, added)
-        raise
-    sha = gitdiff.head(repo)
-    if sha is None or sha == parent:
-        raise GitError("git commit did not create a commit")
-    return sha, parent
-
-
-def _git_paths(repo: git.Repo, args: list[str], paths: list[str]) -> str:
-    """``git --literal-pathspecs <args> --pathspec-from-file`` (NUL-separated; any name survives)."""
-    from storysync import gitdiff
-
-    with tempfile.TemporaryFile() as spec:
-        spec.write(b"\0".join(p.encode("utf-8", "surrogateescape") for p in paths))
-        spec.seek(0)
-        out: str = gitdiff.run(
-            repo,
-            "--literal-pathspecs",
-            *args,
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            istream=spec,
-            strip_newline_in_stdout=False,
-        )
-    return out
-
-
-def _tracked(repo: git.Repo, paths: list[str]) -> set[str]:
-    """Which of ``paths`` git tracks (ls-files reads no pathspec file, so in chunks)."""
-    from storysync import gitdiff
-
-    found: set[str] = set()
-    for i in range(0, len(paths), 500):
-        out: str = gitdiff.run(repo, "--literal-pathspecs", "ls-files", "-z", "--", *paths[i : i + 500])
-        found.update(p for p in out.split("\0") if p)
-    return found
-
-
-def _unstage(repo: git.Repo, paths: list[str]) -> None:
-    with contextlib.suppress(GitError):  # the index is busy (index.lock); the files are restored anyway
-        _git_paths(repo, ["rm", "--cached", "-q", "--ignore-unmatch"], paths)
