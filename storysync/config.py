@@ -8,6 +8,7 @@ default SQLite file under ``.storysync/`` at the repository root.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,9 +86,10 @@ def load_config(
     stages = _stages(source, raw.get("stages"))
     schema = _schema(repo, source, raw.get("schema"))
     ignore = _string_list(source, "ignore", raw.get("ignore", []))
-    database = db_flag or env.get("STORYSYNC_DATABASE_URL") or raw.get("database") or ""
-    if not isinstance(database, str):
+    configured = raw.get("database") or ""
+    if not isinstance(configured, str):
         raise ConfigError(f"{source}: 'database' must be a string URL")
+    database = db_flag or env.get("STORYSYNC_DATABASE_URL") or _repo_relative_sqlite(repo, configured)
     webhook = env.get("STORYSYNC_WEBHOOK_URL") or raw.get("webhook_url")
     if webhook is not None and not isinstance(webhook, str):
         raise ConfigError(f"{source}: 'webhook_url' must be a string")
@@ -101,6 +103,19 @@ def load_config(
         webhook_url=webhook or None,
         source=source,
     )
+
+
+_RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/|file:)([^?:][^?]*)(\?.*)?$")
+
+
+def _repo_relative_sqlite(repo: Path, url: str) -> str:
+    """A relative SQLite path in the config file means: under the repository root,
+    wherever storysync runs from (a flag or variable stays relative to the cwd)."""
+    match = _RELATIVE_SQLITE.match(url)
+    if match is None:
+        return url
+    prefix, path, query = match.groups()
+    return f"{prefix}{(repo / path).as_posix()}{query or ''}"
 
 
 def _read_raw(repo: Path, config_file: Path | None) -> tuple[Path | None, dict[str, Any]]:

@@ -39,7 +39,7 @@ def test_storysync_toml_read(repo: Repo) -> None:
     assert config.source == repo.path / "storysync.toml"
     assert config.root == "stories"
     assert config.schema == repo.path / "schemas/mine.json"
-    assert config.database == "sqlite:///x.db"
+    assert config.database == f"sqlite:///{repo.path.as_posix()}/x.db"
     assert config.ignore == ("*/drafts/*",)
     assert config.webhook_url == "http://127.0.0.1:9/hook"
     assert dict(config.stages) == {"todo": "backlog", "done": "completed"}
@@ -131,7 +131,7 @@ def test_database_url_precedence(repo: Repo) -> None:
     env = {"STORYSYNC_DATABASE_URL": "sqlite:///env.db"}
     assert load_config(repo.path, db_flag="sqlite:///flag.db", environ=env).database == "sqlite:///flag.db"
     assert load_config(repo.path, environ=env).database == "sqlite:///env.db"
-    assert load_config(repo.path, environ={}).database == "sqlite:///config.db"
+    assert load_config(repo.path, environ={}).database == f"sqlite:///{repo.path.as_posix()}/config.db"
     (repo.path / "storysync.toml").unlink()
     assert load_config(repo.path, environ={}).database == default_database_url(repo.path)
 
@@ -190,3 +190,30 @@ def test_config_is_frozen(repo: Repo) -> None:
     assert isinstance(config, Config)
     with pytest.raises(AttributeError):
         config.root = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        ("sqlite:///.storysync/team.db", "sqlite:///{repo}/.storysync/team.db"),
+        ("sqlite+pysqlite:///db/x.db?timeout=5", "sqlite+pysqlite:///{repo}/db/x.db?timeout=5"),
+        ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
+        ("sqlite:///file:x.db?mode=ro&uri=true", "sqlite:///file:x.db?mode=ro&uri=true"),
+        ("postgresql+psycopg://db.example.invalid/stories", "postgresql+psycopg://db.example.invalid/stories"),
+    ],
+)
+def test_relative_sqlite_path_in_the_config_is_under_the_repo_root(repo: Repo, configured: str, expected: str) -> None:
+    repo.write("storysync.toml", f'database = "{configured}"\n')
+    assert load_config(repo.path, environ={}).database == expected.format(repo=repo.path.as_posix())
+
+
+def test_relative_config_database_is_the_same_from_a_subdirectory(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.write("storysync.toml", 'database = "sqlite:///.storysync/team.db"\n')
+    repo.story("backlog", "web", "WEB-1")
+    repo.commit()
+    from storysync.cli import main
+
+    monkeypatch.chdir(repo.path / "backlog")
+    assert main(["-q", "sync"]) == 0
+    assert (repo.path / ".storysync/team.db").is_file()
+    assert not (repo.path / "backlog/.storysync").exists()
