@@ -92,6 +92,9 @@ class Database:
         if blocker is not None and not blocker.is_dir():
             raise DatabaseError(f"{blocker}: not a directory, so the database {path} cannot be created in it")
         try:
+            if not path.parent.exists() and path.parent.name == ".storysync":
+                path.parent.mkdir(parents=True)  # the default state directory ignores itself in git
+                (path.parent / ".gitignore").write_text("# created by storysync\n*\n", encoding="utf-8")
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"{path.parent}: cannot create database directory: {exc.strerror}") from exc

@@ -217,3 +217,13 @@ def test_relative_config_database_is_the_same_from_a_subdirectory(repo: Repo, mo
     assert main(["-q", "sync"]) == 0
     assert (repo.path / ".storysync/team.db").is_file()
     assert not (repo.path / "backlog/.storysync").exists()
+
+
+def test_default_state_directory_is_ignored_by_git_without_init(repo: Repo) -> None:
+    """No `init`, no .gitignore entry: the database directory still never shows in git status."""
+    (repo.path / ".gitignore").unlink()
+    repo.story("backlog", "web", "WEB-1")
+    repo.commit()
+    assert repo.run("-q", "sync") == 0
+    assert repo.db_path.is_file()
+    assert repo.git("status", "--porcelain", "--untracked-files=all") == ""
