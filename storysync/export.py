@@ -33,7 +33,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection, select
 
@@ -257,7 +257,7 @@ def _decide_create(
         raise _Refusal(f"{location.path} already exists and is another file; move it away or change the title")
     _free(location.path, want.id, live_paths)
     action.kind, action.old_path = "create", None
-    action.data = _checked(checker, render_new(want), location)
+    action.data = _checked(checker, render_new(want, location), location)
 
 
 def _decide_write(
@@ -301,7 +301,7 @@ def _checked(checker: SchemaChecker, data: bytes, location: Location) -> bytes:
 
 def _target_path(config: Config, row: Mapping[str, Any], old: str | None) -> str:
     name = PurePosixPath(old).name if old else f"{row['id']}-{slugify(row['title'] or '')}.md"
-    if old and not name.startswith(row["id"]):
+    if old and not (name == f"{row['id']}.md" or name.startswith(f"{row['id']}-")):
         name = f"{row['id']}-{slugify(row['title'] or '')}.md"
     target = story_path(config, row["status"], row["backlog_id"], name)
     if target is None:
@@ -365,26 +365,41 @@ def _sha(data: bytes) -> str:
 
 @dataclass
 class _Undo:
-    """How to put back every file an export touched."""
+    """How to put back every file an export touched.  Each old file is kept as a hard
+    link beside it, so putting it back is a rename: it needs no free space (a full
+    disk is a reason to undo) and keeps the file's inode and mode."""
 
-    saved: list[tuple[Path, bytes | None]] = field(default_factory=list)
+    saved: list[tuple[Path, Path | None]] = field(default_factory=list)
 
     def remember(self, path: Path) -> None:
-        try:
-            self.saved.append((path, path.read_bytes()))
-        except FileNotFoundError:
+        if not path.exists():
             self.saved.append((path, None))
+            return
+        keep = path.with_name(f"{TEMP_PREFIX}undo-{os.getpid()}-{len(self.saved)}{TEMP_SUFFIX}")
+        keep.unlink(missing_ok=True)
+        os.link(path, keep)
+        self.saved.append((path, keep))
 
     def directories(self) -> set[Path]:
         """The directories whose entries changed."""
         return {path.parent for path, _ in self.saved if path.parent.is_dir()}
 
     def restore(self) -> None:
-        for path, data in reversed(self.saved):
-            if data is None:
+        for path, keep in reversed(self.saved):
+            if keep is None:
                 path.unlink(missing_ok=True)
             else:
-                atomic_write(path, data)
+                os.replace(keep, path)
+        self.saved.clear()
+
+    def discard(self) -> None:
+        """Drop the kept old files (the export stands)."""
+        for path, keep in self.saved:
+            if keep is not None:
+                keep.unlink(missing_ok=True)
+                if not path.exists():
+                    _remove_if_empty(path.parent)
+        self.saved.clear()
 
 
 def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOptions, result: ExportResult) -> None:
@@ -402,23 +417,27 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
             result.commit, result.parent = commit_paths(repo, written, options.message)
     except BaseException as exc:
         undo.restore()
-        _say(exc, "every exported file was restored and nothing was recorded")
-        raise
+        _fail(exc, "every exported file was restored and nothing was recorded")
     try:
         _record(db, result)
     except BaseException as exc:
         if result.commit is None:
             undo.restore()
-            _say(exc, "every exported file was restored and nothing was recorded")
-        else:
-            _say(exc, f"commit {result.commit[:12]} holds the exported files; run 'storysync export' to record it")
-        raise
+            _fail(exc, "every exported file was restored and nothing was recorded")
+        _fail(exc, f"commit {result.commit[:12]} holds the exported files; run 'storysync export' to record it")
+    finally:
+        undo.discard()
 
 
-def _say(exc: BaseException, what: str) -> None:
-    """Add what became of the files to a failure's one-line message."""
+def _fail(exc: BaseException, what: str) -> NoReturn:
+    """Raise the failure with what became of the files added to its one-line message; a
+    file system error (a full disk, permissions) becomes a ``StorysyncError`` naming the path."""
+    if isinstance(exc, OSError):
+        where = exc.filename or "a story file"
+        raise StorysyncError(f"{where}: cannot write: {exc.strerror or exc}; {what}") from exc
     if isinstance(exc, StorysyncError) and exc.args:
         exc.args = (f"{exc.args[0]}; {what}", *exc.args[1:])
+    raise exc
 
 
 def _sweep_temporary(config: Config, actions: list[Action]) -> None:

@@ -278,6 +278,8 @@ def _replacement(text: str, key: yaml.Node, node: yaml.Node, new: Any, eol: str)
     gap = text[key.end_mark.index : start]
     if gap.strip() == ":" and (_is_block(node) or start == end):
         return key.end_mark.index, end, ": " + rendered
+    if "\n" in gap:  # comments between key and value: a one-line value on the value's line, indented
+        return _line_start(text, start), end, " " * (key.start_mark.column + 2) + rendered
     return start, end, rendered
 
 
@@ -330,10 +332,12 @@ def _reordered(fm: Mapping[str, Any], edits: Mapping[str, Any]) -> list[tuple[st
     return items + [(k, v) for k, v in edits.items() if k not in fm and v is not REMOVE]
 
 
-def render_new(want: Wanted) -> bytes:
-    """A new story file for a row created in the database."""
-    parts = Parts(False, "---\n", clean_frontmatter(new_file_items(want), "\n"), "---\n", want.body)
-    return parts.join()
+def render_new(want: Wanted, location: Location) -> bytes:
+    """A new story file for a row created in the database (checked to read back as it)."""
+    data = Parts(False, "---\n", clean_frontmatter(new_file_items(want), "\n"), "---\n", want.body).join()
+    if not reads_as(data, want, location):
+        raise RenderError(f"{location.path}: cannot write the database's values as a new file")
+    return data
 
 
 def render_existing(data: bytes, want: Wanted, location: Location) -> bytes:

@@ -24,7 +24,7 @@ from storysync.export import export
 from storysync.gitdiff import open_repo
 from storysync.model import Location
 from storysync.parse import load_frontmatter, parse_story
-from storysync.render import Wanted, render_existing
+from storysync.render import Wanted, render_existing, render_new
 from storysync.sync import SyncOptions, sync
 from storysync.writer import update_story
 from tests.conftest import make_repo
@@ -218,3 +218,18 @@ def test_a_frontmatter_that_cannot_be_spliced_is_rewritten_cleanly() -> None:
     old = b"---\n{id: WEB-1, title: Old, custom: 1}\n---\nBody\n"
     want = Wanted("WEB-1", "New", "backlog", "web", "Body\n", {"points": 2}, [], [], {"custom": 1})
     assert render_existing(old, want, LOCATION) == b"---\nid: WEB-1\ntitle: New\ncustom: 1\npoints: 2\n---\nBody\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_a_new_file_reads_back_as_the_row(data: st.DataObject) -> None:
+    fm: dict[str, Any] = {"id": "WEB-1", "title": data.draw(VALUES["title"])}
+    for key in data.draw(st.lists(st.sampled_from(OPTIONAL), unique=True)):
+        fm[key] = data.draw(VALUES[key])
+    body = data.draw(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
+    new = render_new(_wanted(fm, body), LOCATION)
+    story = parse_story(LOCATION, new)
+    assert not isinstance(story, list), story
+    assert _normal(story.frontmatter) == _normal(fm)
+    assert list(story.frontmatter)[:2] == ["id", "title"]
+    assert story.body == body
