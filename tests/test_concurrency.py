@@ -124,18 +124,24 @@ def kill_at(repo: Repo, delay: float) -> int:
     return proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize("fractions", [(0.0, 0.15, 0.35, 0.55, 0.75, 0.95)])
+@pytest.mark.parametrize(
+    ("count", "fractions"),
+    [
+        (120, (0.15, 0.5, 0.9)),
+        pytest.param(1000, tuple(i / 20 for i in range(20)), marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_during_an_incremental_sync_leaves_the_database_as_it_was(
-    backlog_repo: Repo, tmp_path: Path, fractions: tuple[float, ...]
+    backlog_repo: Repo, tmp_path: Path, count: int, fractions: tuple[float, ...]
 ) -> None:
     repo = backlog_repo
-    populate(repo, 240)
+    populate(repo, count)
     repo.commit("many stories")
     assert subprocess.run(argv(repo, "sync"), capture_output=True, check=False).returncode == 0
     pristine = tmp_path / "pristine.db"
     shutil.copy(repo.db_path, pristine)
     old = snapshot(repo.db_url)
-    churn(repo, 240)
+    churn(repo, count)
     repo.commit("moves, edits and deletes")
     started = time.monotonic()
     assert subprocess.run(argv(repo, "sync"), capture_output=True, check=False).returncode == 0
