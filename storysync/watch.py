@@ -60,6 +60,10 @@ class WatchLimitError(StorysyncError):
     """The kernel refused another inotify watch or instance."""
 
 
+class WatchStoppedError(StorysyncError):
+    """The observer stopped while watching (its root was removed)."""
+
+
 @dataclass(frozen=True)
 class Batch:
     """Changes coalesced over one debounce window.
@@ -425,6 +429,7 @@ class Watcher:
             self._collect(self._timeout(now, next_rescan))
             if self.stop_event.is_set():
                 break
+            self._check_alive()
             now = time.monotonic()
             if self.debouncer.due(now):
                 if self._git_busy():
@@ -435,6 +440,12 @@ class Watcher:
                 self._warn_at_limit()
                 yield Batch(frozenset(), rescan=True)
                 next_rescan = self._next_rescan(time.monotonic())
+
+    def _check_alive(self) -> None:
+        """An observer whose thread ended (its root was removed) sees nothing more: stop loudly."""
+        if self._observer is not None and not self.alive:
+            state = "was removed" if not self.root.is_dir() else "can no longer be watched"
+            raise WatchStoppedError(f"{self.root}: the stories root {state}; the observer stopped")
 
     def _warn_at_limit(self) -> None:
         """New directories past the inotify limit go unwatched (the reconcile still

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -401,6 +402,16 @@ def test_the_inotify_watch_limit_is_a_clear_error(backlog_repo: Repo) -> None:
     assert done.returncode == 3, done.stderr
     assert "the inotify watch limit is reached" in done.stderr
     assert "sudo sysctl fs.inotify.max_user_watches=" in done.stderr
+
+
+def test_removing_the_stories_root_stops_watch_with_an_error(repo: Repo) -> None:
+    repo.write("storysync.toml", 'root = "stories"\n')
+    repo.write("stories/backlog/web/WEB-1-login.md", story_text("WEB-1", title="Login"))
+    repo.commit("stories under a root")
+    with watch_process(repo) as watch:
+        shutil.rmtree(repo.path / "stories")
+        assert watch.proc.wait(TIMEOUT) == 3, watch.lines
+    wait_until(lambda: any("the stories root was removed" in line for line in watch.lines), what="the error")
 
 
 def test_a_bad_metrics_address_is_a_usage_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
