@@ -1,10 +1,11 @@
 """files → DB: plan what a set of changed story files means for the database, then
 apply the plan in one transaction.
 
-``sync()`` is the library entry point the CLI, the hooks and watch call.  Today a
-run reads every story file of a commit's tree (a full sync) or of the working
-tree; the plan and apply steps take any set of changed paths, so the git range
-of an incremental sync plugs in without changing them.
+``sync()`` is the library entry point the CLI, the hooks and watch call.  A git
+run is incremental (``storysync.incremental``: the paths a two-point diff names,
+or every file of the commit when no last synced commit can be trusted); a
+working-tree run reads the given paths (watch) or every story file on disk.  The
+plan and apply steps here take any set of changed paths.
 """
 
 from __future__ import annotations
