@@ -71,7 +71,7 @@ def test_pull_rebase_does_not_record_rebased_moves_again(tmp_path: Path) -> None
     local = clone.commit("start WEB-1")
     do_sync(clone)
     upstream.story("backlog", "api", "WEB-2", title="Two")
-    upstream.commit("two")
+    two = upstream.commit("two")
     clone.git("pull", "-q", "--rebase")
     rebased = clone.git("rev-parse", "HEAD")
     assert rebased != local
@@ -80,6 +80,7 @@ def test_pull_rebase_does_not_record_rebased_moves_again(tmp_path: Path) -> None
     assert "not an ancestor" in result.notices[0]
     assert result.created == ["WEB-2"]
     assert history_of(clone.db_url, "WEB-1")[1:] == [("backlog", "active", local)]  # not again as the rebased copy
+    assert history_of(clone.db_url, "WEB-2") == [(None, "backlog", two)]  # walked from the fork point
 
 
 def test_full_history_rebuilds_from_the_whole_log(repo: Repo) -> None:
