@@ -414,6 +414,49 @@ def test_removing_the_stories_root_stops_watch_with_an_error(repo: Repo) -> None
     wait_until(lambda: any("the stories root was removed" in line for line in watch.lines), what="the error")
 
 
+def test_on_a_terminal_watch_shows_a_live_status_line(backlog_repo: Repo) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storysync", "--repo", str(backlog_repo.path), "watch"],
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "200"},
+    )
+    os.close(terminal)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: b"watching \xc2\xb7 last sync" in b"".join(chunks), what="the status line")
+        backlog_repo.write(WEB1, story_text("WEB-1", title="On a terminal", depends_on=["API-1"]))
+        wait_until(lambda: b"2 syncs" in b"".join(chunks), what="the status line after a save")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(TIMEOUT)
+        os.close(controller)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[" in screen  # rich drew it with terminal control sequences
+    assert "batch of" not in screen  # no plain log lines on a terminal
+
+
 def test_a_bad_metrics_address_is_a_usage_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert backlog_repo.run("watch", "--metrics", "nowhere") == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
