@@ -283,6 +283,27 @@ def test_the_periodic_reconcile_heals_missed_events(backlog_repo: Repo) -> None:
     assert not session.failure
 
 
+def test_a_batch_that_fails_is_reported_and_retried(backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSYNC_BUSY_TIMEOUT_MS", "200")
+    session, thread, db = start_session(backlog_repo, rescan_interval=0.5)
+    blocker = sqlite3.connect(backlog_repo.db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        backlog_repo.write(WEB1, story_text("WEB-1", title="After the lock", depends_on=["API-1"]))
+        failed = wait_until(lambda: [o for o in session.batches if o.error], what="a failed batch")
+        assert "locked" in (failed[0].error or "")
+        assert failed[0].label == "failed"
+        assert title(backlog_repo, "WEB-1") == "Login page"
+        blocker.execute("ROLLBACK")
+        wait_until(lambda: title(backlog_repo, "WEB-1") == "After the lock", what="the retry by reconcile")
+    finally:
+        blocker.close()
+        session.watcher.stop()
+        thread.join(TIMEOUT)
+        db.dispose()
+    assert not session.failure
+
+
 def test_editor_temporaries_and_non_story_files_never_sync(watching: Session) -> None:
     repo = watching.repo
     runs = len(query(repo, "SELECT id FROM sync_runs"))
