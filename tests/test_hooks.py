@@ -414,3 +414,13 @@ def test_installed_wheel_carries_and_installs_the_shims(tmp_path: Path, backlog_
     for name in HOOK_NAMES:
         installed = backlog_repo.path / ".git" / "hooks" / name
         assert installed.read_bytes() == (ROOT / "hooks" / name).read_bytes()
+
+
+def test_hooks_fire_in_a_new_worktree(hooked: Repo, tmp_path: Path) -> None:
+    repo = only(hooked, "post-checkout")
+    tree = tmp_path / "linked worktree"
+    done = git_run(repo, "worktree", "add", "-q", "-b", "side", str(tree))
+    assert done.returncode == 0, done.stderr
+    linked = Repo(tree)
+    assert synced(linked) == linked.git("rev-parse", "HEAD")  # its own database, under the worktree
+    assert set(live_titles(linked)) == {"WEB-1", "WEB-2", "API-1", "API-2"}

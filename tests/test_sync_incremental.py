@@ -559,3 +559,19 @@ def test_sync_during_a_conflicted_merge_reads_head_not_the_markers(backlog_repo:
     assert (result.exit_code, result.updated) == (0, ["WEB-2"])
     assert stories(repo.db_url)["WEB-2"]["title"] == "Right title"
     assert last_synced(repo.db_url) == head
+
+
+def test_stories_root_and_ignore_globs(repo: Repo) -> None:
+    repo.write("storysync.toml", 'root = "docs/stories"\nignore = ["**/drafts-*.md"]\n')
+    repo.write("docs/stories/backlog/web/WEB-1-one.md", story_text("WEB-1"))
+    repo.write("backlog/web/WEB-2-outside-the-root.md", story_text("WEB-2"))
+    repo.commit("root")
+    assert do_sync(repo).created == ["WEB-1"]
+    git_mv(repo, "docs/stories/backlog/web/WEB-1-one.md", "docs/stories/active/web/WEB-1-one.md")
+    repo.write("docs/stories/backlog/web/drafts-WEB-3.md", "not even a story")
+    repo.write("backlog/web/WEB-2-outside-the-root.md", story_text("WEB-2", title="Changed"))
+    moved = repo.commit("move inside, edit outside")
+    result = do_sync(repo)
+    assert (result.files, result.moved, result.diagnostics) == (1, ["WEB-1"], [])
+    assert live(repo.db_url) == {"WEB-1": "docs/stories/active/web/WEB-1-one.md"}
+    assert history_of(repo.db_url, "WEB-1")[-1] == ("backlog", "active", moved)
