@@ -333,10 +333,10 @@ class WatchProcess:
 
 
 @contextmanager
-def watch_process(repo: Repo, *args: str) -> Iterator[WatchProcess]:
-    """Start ``storysync watch``; yield it once it has caught up; kill it if a test left it running."""
+def watch_process(repo: Repo, *args: str, options: tuple[str, ...] = ()) -> Iterator[WatchProcess]:
+    """Start ``storysync [options] watch [args]``; yield it once it has caught up; kill it if left running."""
     with subprocess.Popen(
-        [sys.executable, "-m", "storysync", "--repo", str(repo.path), "watch", *args],
+        [sys.executable, "-m", "storysync", "--repo", str(repo.path), *options, "watch", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -481,6 +481,20 @@ def test_on_a_terminal_watch_shows_a_live_status_line(backlog_repo: Repo) -> Non
 def test_a_bad_metrics_address_is_a_usage_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert backlog_repo.run("watch", "--metrics", "nowhere") == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_watch_logs_json_records_with_log_format_json(backlog_repo: Repo) -> None:
+    with watch_process(backlog_repo, options=("--log-format", "json")) as watch:
+        backlog_repo.write(WEB1, story_text("WEB-1", title="As JSON", depends_on=["API-1"]))
+        wait_until(lambda: any('"updated": 1' in line for line in watch.lines), what="the batch record")
+        assert watch.stop(signal.SIGTERM) == 0
+    records = [json.loads(line) for line in watch.lines]
+    batch = next(r for r in records if r.get("updated") == 1)
+    assert batch["event_type"] == "watch"
+    assert batch["level"] == "info"
+    assert batch["files"] == 1
+    assert batch["lag_ms"] >= batch["duration_ms"] > 0
+    assert records[-1]["event"] == "stopped"
 
 
 def test_watch_subprocess_serves_metrics_and_health(backlog_repo: Repo) -> None:

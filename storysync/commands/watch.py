@@ -64,7 +64,7 @@ def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -
         rescan_interval=reconcile,
         lock_file=Path(repo.git_dir) / "index.lock",
     )
-    view = StatusView(app.console, app.verbosity, str(config.root_path))
+    view = StatusView(app.console, app.verbosity, str(config.root_path), app.log_format)
     with _stop_on_signals(watcher), watcher, view:
         server = None
         if metrics is not None and address is not None:
@@ -114,10 +114,11 @@ def _stop_on_signals(watcher: Watcher) -> Iterator[None]:
 class StatusView:
     """A live status line on a terminal; plain log lines otherwise."""
 
-    def __init__(self, console: Console, verbosity: int, root: str) -> None:
+    def __init__(self, console: Console, verbosity: int, root: str, log_format: str = "text") -> None:
         self.console = console
         self.verbosity = verbosity
         self.root = root
+        self.json = log_format == "json"
         self.interactive = console.is_terminal and verbosity >= 0
         self._live: Live | None = None
         self.failed = 0
@@ -144,14 +145,14 @@ class StatusView:
         for diag in outcome.problems:
             self._problem(str(diag))
         for path in outcome.fixed:
-            self._line(f"storysync: {path}: fixed, synced")
+            self._line(f"storysync: {path}: fixed, synced", {"path": path})
         if outcome.error is not None:
             self.failed += 1
-            self._problem(f"storysync: sync failed, will retry: {outcome.error}")
+            self._line(f"storysync: sync failed, will retry: {outcome.error}", level="error", force=True)
         if self._live is not None:
             self._live.update(self._status(outcome, live_sync), refresh=True)
         elif self.verbosity >= 0 and outcome.result is not None:
-            self._line(f"storysync: {_timestamp()} {_summary(outcome)}")
+            self._line(f"storysync: {_timestamp()} {_summary(outcome)}", _fields(outcome))
 
     def _status(self, outcome: Outcome, live_sync: LiveSync) -> Text:
         from rich.text import Text
@@ -173,12 +174,46 @@ class StatusView:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
 
-    def _line(self, text: str) -> None:
+    def _line(
+        self, text: str, fields: dict[str, object] | None = None, *, level: str = "info", force: bool = False
+    ) -> None:
+        """A log line on stderr (a JSON record with ``--log-format json``); ``force``: even with -q."""
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
-        else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+            return
+        if self.verbosity < 0 and not force:
+            return
+        if self.json:
+            text = _json_record(text.removeprefix("storysync: "), level, {"event_type": "watch", **(fields or {})})
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def _json_record(message: str, level: str, fields: dict[str, object]) -> str:
+    import logging
+
+    from storysync.log import JSONFormatter
+
+    record = logging.LogRecord("storysync", logging.getLevelName(level.upper()), "", 0, message, None, None)
+    record.levelname = level.upper()
+    record.fields = fields
+    return JSONFormatter().format(record)
+
+
+def _fields(outcome: Outcome) -> dict[str, object]:
+    """A batch's counts, for the JSON log record."""
+    result = outcome.result
+    assert result is not None
+    return {
+        "files": outcome.paths,
+        "rescan": outcome.rescan,
+        "created": len(result.created),
+        "updated": len(result.updated),
+        "deleted": len(result.deleted),
+        "skipped": len({d.path for d in result.diagnostics}),
+        "duration_ms": round(outcome.duration * 1000, 1),
+        "lag_ms": None if outcome.lag is None else round(outcome.lag * 1000, 1),
+    }
 
 
 def _timestamp() -> str:
