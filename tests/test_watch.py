@@ -548,3 +548,12 @@ def test_watch_benchmark_smoke() -> None:
     assert len(results["rss_mb"]) == 2
     assert results["exit_code"] == 0
     assert results["machine"]["nproc"] == str(os.cpu_count())
+
+
+def test_non_ascii_and_spaced_file_names_sync(watching: Session) -> None:
+    rel = "backlog/web/WEB-9-café crème.md"
+    watching.repo.write(rel, story_text("WEB-9", title="Café"))
+    wait_until(lambda: title(watching.repo, "WEB-9") == "Café", what="the non-ASCII story")
+    assert (row(watching.repo, "WEB-9") or {}).get("path") == rel
+    (watching.repo.path / rel).unlink()
+    wait_until(lambda: deleted(watching.repo, "WEB-9"), what="its soft delete")

@@ -276,3 +276,23 @@ def test_differing_finds_new_gone_and_changed_files() -> None:
 def test_a_missing_stories_root_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stories root is not a directory"), Watcher(tmp_path / "missing"):
         pass
+
+
+def test_an_inotify_overflow_asks_for_a_rescan_at_once(tmp_path: Path) -> None:
+    import logging
+
+    with Watcher(tmp_path, debounce=0.05, rescan_interval=None) as watcher:
+        # the warning watchdog's inotify reader logs when the kernel dropped events
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        batch = next(iter(watcher))
+    assert batch.rescan
+
+
+def test_the_overflow_hook_is_removed_when_the_watcher_closes(tmp_path: Path) -> None:
+    import logging
+
+    with Watcher(tmp_path) as watcher:
+        assert watcher._hook in logging.getLogger("watchdog").handlers
+    assert watcher._hook not in logging.getLogger("watchdog").handlers
