@@ -34,10 +34,23 @@ class Row:
     repeats: int
     peak_rss_mb: float
     note: str = ""
+    cpu_median_s: float = 0.0  # user + system time of the process itself
+    load: float = 0.0  # the 1-minute load average as the measurement ended (2 CPUs: above 2, processes wait)
 
     @classmethod
     def of(cls, bench: str, size: int, series: Series, note: str = "") -> Row:
-        return cls(bench, size, series.median, series.low, series.high, len(series.samples), series.peak_rss_mb, note)
+        return cls(
+            bench,
+            size,
+            series.median,
+            series.low,
+            series.high,
+            len(series.samples),
+            series.peak_rss_mb,
+            note,
+            series.cpu_median,
+            os.getloadavg()[0],
+        )
 
     @property
     def key(self) -> str:
