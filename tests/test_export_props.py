@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from storysync.config import load_config
@@ -46,7 +46,13 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "assignee": words,
     "tags": st.lists(words, max_size=4),
     "created": st.sampled_from(["2026-01-05", "2025-12-31T10:30:00Z"]),
-    "custom": st.one_of(words, st.integers(-5, 5), st.booleans(), st.lists(words, max_size=3)),
+    "custom": st.one_of(
+        words,
+        st.integers(-5, 5),
+        st.booleans(),
+        st.lists(words, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), st.one_of(words, st.integers(0, 9)), max_size=3),
+    ),
     "notes": st.lists(words, min_size=1, max_size=3).map(lambda ws: "\n".join(ws) + "\n"),
 }
 OPTIONAL = [k for k in VALUES if k != "title"]
@@ -63,13 +69,23 @@ def _scalar(draw: st.DrawFn, value: Any) -> str:
         options += [value, yaml.safe_dump(value, default_style="'", width=1e9, allow_unicode=True).strip()]
         options.append(yaml.safe_dump(value, default_style='"', width=1e9, allow_unicode=True).strip())
     else:
-        options.append(yaml.safe_dump(value, width=1e9).removesuffix("...\n").strip())
+        flow = yaml.safe_dump(value, default_flow_style=True, width=1e9, allow_unicode=True)
+        options.append(flow.removesuffix("...\n").strip())
     options = [o for o in options if "\n" not in o and _reads(o, value)]
     return draw(st.sampled_from(options))
 
 
 def _value_lines(draw: st.DrawFn, key: str, value: Any, eol: str) -> str:
     comment = draw(st.sampled_from(["", "", "  # a note", " #x"]))
+    if draw(st.integers(0, 6)) == 0:
+        key = f'"{key}"'  # a quoted key
+    if isinstance(value, dict) and value and draw(st.booleans()):
+        lines = [f"  {k}: {_scalar(draw, v)}" for k, v in value.items()]
+        return f"{key}:{comment}{eol}" + eol.join(lines) + eol
+    if isinstance(value, str) and " " in value.strip() and draw(st.integers(0, 3)) == 0:
+        first, rest = value.split(" ", 1)
+        if _reads(f"{first}\n  {rest}", value) and not rest.startswith(" "):  # a multi-line plain scalar
+            return f"{key}: {first}{eol}  {rest}{comment}{eol}"
     if key == "notes" and isinstance(value, str) and value.endswith("\n") and draw(st.booleans()):
         lines = [f"  {line}" for line in value[:-1].split("\n")]
         return f"{key}: |{comment}{eol}" + eol.join(lines) + eol
@@ -172,7 +188,7 @@ def check_minimal(old: bytes, new: bytes, key: str, want_fm: dict[str, Any], bod
 @given(data=st.data())
 def test_render_changes_only_the_changed_key(data: st.DataObject) -> None:
     old, fm, body = data.draw(story_files())
-    assert not isinstance(parse_story(LOCATION, old), list)
+    assume(not isinstance(parse_story(LOCATION, old), list))  # e.g. a body with a conflict marker
     key, value = data.draw(changes(fm))
     want_fm = dict(fm)
     if value is MISSING:
