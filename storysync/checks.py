@@ -128,30 +128,29 @@ def check_set(stories: Iterable[Story], known: Known | None = None) -> list[Diag
 
 
 def _duplicates(stories: list[Story], known: Known | None) -> list[Diagnostic]:
-    seen: dict[str, tuple[str, str]] = {}
+    """Every file whose id another file also has (folded): each one is named, since
+    neither is more right than the other."""
+    groups: dict[str, list[Story]] = {}
+    for s in sorted(stories, key=lambda s: s.path):
+        groups.setdefault(fold_id(s.id), []).append(s)
     checked = {s.path for s in stories}
     out: list[Diagnostic] = []
-    for s in sorted(stories, key=lambda s: s.path):
-        key = fold_id(s.id)
-        other = seen.get(key)
-        if other is None and known is not None:
-            found = known.lookup(key)
-            if found is not None and found[1] not in checked and found[1] != s.path:
-                other = found
-        if other is not None:
-            other_id, other_path = other
-            how = "the same id" if other_id == s.id else f"id {other_id!r}, which differs only in case or Unicode form"
-            out.append(
-                _at(
-                    s,
-                    ("id",),
-                    "duplicate-id",
-                    f"id {s.id!r} is already used by {other_path} ({how}); ids are unique across all backlogs",
-                )
-            )
-        else:
-            seen[key] = (s.id, s.path)
+    for key, members in groups.items():
+        holders = [(m.id, m.path) for m in members]
+        found = known.lookup(key) if known is not None else None
+        if found is not None and found[1] not in checked:
+            holders.append(found)
+        for s in members:
+            other = next((h for h in holders if h[1] != s.path), None)
+            if other is not None:
+                out.append(_duplicate(s, *other))
     return out
+
+
+def _duplicate(story: Story, other_id: str, other_path: str) -> Diagnostic:
+    how = "the same id" if other_id == story.id else f"id {other_id!r}, which differs only in case or Unicode form"
+    message = f"id {story.id!r} is already used by {other_path} ({how}); ids are unique across all backlogs"
+    return _at(story, ("id",), "duplicate-id", message)
 
 
 def _cycles(roots: list[str], deps_of: Callable[[str], list[str] | None]) -> list[list[str]]:

@@ -75,8 +75,10 @@ def test_duplicate_ids_across_backlogs() -> None:
     a = make("backlog/web/WEB-1-a.md", "WEB-1")
     b = make("completed/api/WEB-1-b.md", "WEB-1")
     assert lines(check_set([a, b])) == [
+        "backlog/web/WEB-1-a.md:2:5: id 'WEB-1' is already used by completed/api/WEB-1-b.md (the same id);"
+        " ids are unique across all backlogs",
         "completed/api/WEB-1-b.md:2:5: id 'WEB-1' is already used by backlog/web/WEB-1-a.md (the same id);"
-        " ids are unique across all backlogs"
+        " ids are unique across all backlogs",
     ]
 
 
@@ -84,7 +86,11 @@ def test_ids_differing_only_in_case_or_width_collide() -> None:
     a = make("backlog/web/WEB-1-a.md", "WEB-1")
     b = make("backlog/web/web-1-b.md", "web-1")
     c = make("backlog/web/ＷＥＢ-1-c.md", "ＷＥＢ-1")
-    assert [d.path for d in check_set([a, b, c])] == ["backlog/web/web-1-b.md", "backlog/web/ＷＥＢ-1-c.md"]
+    assert [d.path for d in check_set([a, b, c])] == [
+        "backlog/web/WEB-1-a.md",
+        "backlog/web/web-1-b.md",
+        "backlog/web/ＷＥＢ-1-c.md",
+    ]
     assert "differs only in case or Unicode form" in str(check_set([a, b])[0])
 
 

@@ -335,3 +335,17 @@ def test_library_call_matches_the_cli(backlog_repo: Repo, db: Database) -> None:
     assert result.exit_code == 0
     assert result.created == ["API-1", "API-2", "WEB-1", "WEB-2"]
     assert sorted(r["id"] for r in table(db, "stories")) == result.created
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_keep_going_with_a_duplicate_id_writes_neither_file(backlog_repo: Repo, db: Database, full: bool) -> None:
+    """Neither file of a duplicate pair wins by its path's sort order: the row stays."""
+    assert sync(backlog_repo) == 0
+    web1 = story(db, "WEB-1")
+    backlog_repo.story("active", "api", "WEB-1", "copy", title="Impostor")
+    backlog_repo.commit("duplicate id")
+    assert sync(backlog_repo, "--keep-going", *(["--full"] if full else [])) == 1
+    assert story(db, "WEB-1") == web1
+    errors = table(db, "sync_runs", "id")[-1]["errors"]
+    assert "active/api/WEB-1-copy.md" in {e["path"] for e in errors}
+    assert {e["code"] for e in errors} == {"duplicate-id"}
