@@ -4,6 +4,7 @@ a generous timeout; nothing sleeps and then asserts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -367,36 +368,57 @@ def test_watch_subprocess_syncs_and_exits_0_on_signal(backlog_repo: Repo, sig: s
     assert any("batch of 1 file(s): 0 created, 1 updated" in line for line in watch.lines), watch.lines
 
 
-def test_a_signal_finishes_the_batch_in_flight(backlog_repo: Repo) -> None:
-    # Hold the repository's writer lock so that the watcher's sync blocks inside
-    # the batch; its lock polling (it opens .git/storysync.lock) says it is in flight.
+@contextmanager
+def writer_lock_held(repo: Repo) -> Iterator[threading.Event]:
+    """Hold the repository's writer lock; the event is set once a sync waits for it
+    (it polls the lock by opening .git/storysync.lock): a batch is then in flight."""
     from filelock import FileLock
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    polling = threading.Event()
+    waiting = threading.Event()
 
     class LockOpened(FileSystemEventHandler):
         def on_opened(self, event: FileSystemEvent) -> None:
             if str(event.src_path).endswith("storysync.lock"):
-                polling.set()
+                waiting.set()
 
+    lock = FileLock(str(repo.path / ".git" / "storysync.lock"))
+    lock.acquire()
+    observer = Observer()
+    observer.schedule(LockOpened(), str(repo.path / ".git"))
+    observer.start()
+    try:
+        yield waiting
+    finally:
+        lock.release()
+        observer.stop()
+        observer.join(TIMEOUT)
+
+
+def test_a_signal_finishes_the_batch_in_flight(backlog_repo: Repo) -> None:
     with watch_process(backlog_repo) as watch:
-        lock = FileLock(str(backlog_repo.path / ".git" / "storysync.lock"))
-        lock.acquire()
-        observer = Observer()
-        observer.schedule(LockOpened(), str(backlog_repo.path / ".git"))
-        observer.start()
-        try:
+        with writer_lock_held(backlog_repo) as in_flight:
             backlog_repo.write(WEB1, story_text("WEB-1", title="In flight", depends_on=["API-1"]))
-            assert polling.wait(TIMEOUT), "the batch never reached the writer lock"
+            assert in_flight.wait(TIMEOUT), "the batch never reached the writer lock"
             watch.proc.send_signal(signal.SIGTERM)
-        finally:
-            lock.release()
-            observer.stop()
-            observer.join(TIMEOUT)
         assert watch.proc.wait(TIMEOUT) == 0, watch.lines
     assert title(backlog_repo, "WEB-1") == "In flight"
+
+
+def test_a_second_ctrl_c_interrupts_the_batch(backlog_repo: Repo) -> None:
+    with watch_process(backlog_repo) as watch, writer_lock_held(backlog_repo) as in_flight:
+        backlog_repo.write(WEB1, story_text("WEB-1", title="Interrupted", depends_on=["API-1"]))
+        assert in_flight.wait(TIMEOUT), "the batch never reached the writer lock"
+        watch.proc.send_signal(signal.SIGINT)
+        # again until it says so: two signals sent at once may be delivered as one
+        deadline = time.monotonic() + TIMEOUT
+        while not any("interrupted" in line for line in watch.lines) and time.monotonic() < deadline:
+            watch.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watch.proc.wait(1.0)
+        assert watch.proc.wait(TIMEOUT) == 130, watch.lines
+    assert title(backlog_repo, "WEB-1") == "Login page"  # the interrupted batch wrote nothing
 
 
 def _lowered_watch_limit(limit: int) -> list[str]:
