@@ -19,7 +19,6 @@ from storysync import history
 from storysync import models as m
 from storysync.config import Config
 from storysync.db import Database
-from storysync.errors import GitError, UsageError
 from storysync.layout import classify
 from storysync.sources import Entry, Source
 from storysync.validate import Checked, check_entries, checker_for
@@ -201,8 +200,8 @@ def run_git(
     from storysync.sources import GitTreeSource
     from storysync.sync import _provenance
 
-    to = _user_rev(repo, "--to", options.to_rev) or gitdiff.resolve(repo, "HEAD")
-    start = _user_rev(repo, "--from", options.from_rev)
+    to = gitdiff.resolve(repo, options.to_rev or "HEAD")
+    start = gitdiff.resolve(repo, options.from_rev) if options.from_rev else None
     last = result.from_commit
     base, notice = _base(repo, last, to, options)
     if notice:
@@ -220,18 +219,6 @@ def run_git(
     walk_from = _walk_from(repo, start or last, to, options)
     moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
     return finish(db, checked, planner, provenance, options, result, moves)
-
-
-def _user_rev(repo: git.Repo, flag: str, rev: str | None) -> str | None:
-    """The commit a ``--from``/``--to`` argument names; a usage error if there is none."""
-    from storysync import gitdiff
-
-    if rev is None:
-        return None
-    try:
-        return gitdiff.resolve(repo, rev)
-    except GitError as exc:
-        raise UsageError(f"{flag} {rev}: not a commit in this repository") from exc
 
 
 def _base(repo: git.Repo, last: str | None, to: str, options: SyncOptions) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from storysync import models as m
 from storysync.config import load_config
 from storysync.db import LAST_SYNCED, Database, get_state
-from storysync.errors import UsageError
+from storysync.errors import GitError
 from storysync.gitdiff import open_repo
 from storysync.sync import SyncOptions, SyncResult, sync
 from tests.conftest import Repo, make_repo, story_text
@@ -369,7 +369,7 @@ def test_explicit_range_and_to(backlog_repo: Repo) -> None:
     assert back.notices  # c2 is not an ancestor of c0: a full reconcile, said once
     assert sorted(live(repo.db_url)) == ["API-1", "API-2", "WEB-1", "WEB-2"]
     assert last_synced(repo.db_url) == c0
-    with pytest.raises(UsageError, match="--from no-such-rev: not a commit"):
+    with pytest.raises(GitError, match="'no-such-rev' does not name a commit"):
         do_sync(repo, from_rev="no-such-rev")
 
 
