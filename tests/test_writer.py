@@ -130,6 +130,10 @@ def test_set_command_reads_yaml_values(backlog_repo: Repo) -> None:
     assert repo.run("set", "WEB-1", "noequals") == 2
     assert repo.run("set", "WEB-1", "priority=urgent") == 1
     assert repo.run("set", "WEB-1", "status=nowhere") == 1
+    assert repo.run("set", "WEB-1", "status=active") == 0
+    with handles(repo) as h:
+        (hist,) = h.rows("status_history", "story_id = 'WEB-1' AND source = 'db'")
+    assert (hist["to_status"], hist["author"]) == ("active", "Ada Author <ada@example.invalid>")
 
 
 def test_new_command(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:

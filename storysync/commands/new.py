@@ -15,10 +15,11 @@ from storysync.app import App
 @click.pass_obj
 def command(app: App, story_id: str, backlog: str, title: str, status: str | None) -> int:
     """Create a story in the database; `storysync export` writes its new file."""
+    from storysync.commands.set import git_author
     from storysync.writer import StoryWriter
 
     app.db.ensure_schema()
-    result = StoryWriter(app.db, app.config).create(story_id, backlog, title, status)
+    result = StoryWriter(app.db, app.config, author=git_author(app)).create(story_id, backlog, title, status)
     app.console.print(
         f"storysync: {story_id}: created (revision {result.revision}); run 'storysync export' to write its file",
         markup=False,

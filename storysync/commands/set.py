@@ -24,7 +24,7 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
 
     fields = dict(parse_assignment(story_id, a) for a in assignments)
     app.db.ensure_schema()
-    result = StoryWriter(app.db, app.config).update(story_id, fields)
+    result = StoryWriter(app.db, app.config, author=git_author(app)).update(story_id, fields)
     if result.kind == "unchanged":
         app.console.print(f"storysync: {story_id}: nothing changed", markup=False, soft_wrap=True)
     else:
@@ -36,6 +36,17 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
             soft_wrap=True,
         )
     return 0
+
+
+def git_author(app: App) -> str | None:
+    """``Name <email>`` from the repository's git config, recorded as the change's author."""
+    import configparser
+
+    try:
+        reader = app.repo.config_reader()
+        return f"{reader.get_value('user', 'name')} <{reader.get_value('user', 'email')}>"
+    except (configparser.Error, KeyError, ValueError):
+        return None
 
 
 def parse_assignment(story_id: str, text: str) -> tuple[str, Any]:
