@@ -217,6 +217,11 @@ def run_git(
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
     walk_from = _walk_from(repo, start or last, to, options)
+    if options.full and options.history and gitdiff.is_shallow(repo):
+        result.notices.append(
+            "this is a shallow clone: the status history is rebuilt from the commits it has "
+            "(git fetch --unshallow for all of it)"
+        )
     moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
     return finish(db, checked, planner, provenance, options, result, moves)
 

@@ -145,3 +145,21 @@ def test_runs_command(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "invalid" in out
     assert "backlog/web/WEB-3-bad.md" in out
+
+
+def test_full_history_in_a_shallow_clone_says_so(tmp_path: Path) -> None:
+    upstream = make_repo(tmp_path / "upstream")
+    upstream.story("backlog", "web", "WEB-1", title="One")
+    upstream.commit("one")
+    git_mv(upstream, "backlog/web/WEB-1-story.md", "active/web/WEB-1-story.md")
+    upstream.commit("start")
+    path = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{upstream.path}", str(path)], check=True)
+    shallow = Repo(path)
+    result = do_sync(shallow, full=True, history=True)
+    assert result.notices == [
+        "this is a shallow clone: the status history is rebuilt from the commits it has "
+        "(git fetch --unshallow for all of it)"
+    ]
+    head = shallow.git("rev-parse", "HEAD")
+    assert history_of(shallow.db_url, "WEB-1") == [(None, "active", head)]
