@@ -107,7 +107,7 @@ def _position(data: bytes, offset: int) -> Mark:
 
 
 def _decode(path: str, data: bytes) -> tuple[str, bool] | Diagnostic:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(data):
         return _diag(path, (1, 1), "not-utf8", "file is UTF-16; save it as UTF-8")
     nul = data.find(b"\x00")
     if nul >= 0:
@@ -124,6 +124,12 @@ def _decode(path: str, data: bytes) -> tuple[str, bool] | Diagnostic:
     if text.startswith(BOM):
         return text[1:], True
     return text, False
+
+
+def _utf16_without_bom(data: bytes) -> bool:
+    """ASCII text saved as UTF-16: every other byte of the start is NUL ("-\\0-\\0-\\0")."""
+    head = data[:8]
+    return len(head) == 8 and (head[1::2] == b"\0" * 4 or head[0::2] == b"\0" * 4)
 
 
 def _conflict_markers(path: str, text: str) -> list[Diagnostic]:

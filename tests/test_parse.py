@@ -333,6 +333,8 @@ def test_content_hash_is_sha256_of_the_bytes() -> None:
         (b"---\nid: WEB-1\n---\n\xff\n", "4:1: not valid UTF-8 (byte 0xff); save the file as UTF-8"),
         ("---\nid: WEB-1\n---\n".encode("utf-16-le").join([b"\xff\xfe", b""]), "1:1: file is UTF-16; save it as UTF-8"),
         ("---\nid: WEB-1\n---\n".encode("utf-16-be").join([b"\xfe\xff", b""]), "1:1: file is UTF-16; save it as UTF-8"),
+        ("---\nid: WEB-1\n---\n".encode("utf-16-le"), "1:1: file is UTF-16; save it as UTF-8"),
+        ("---\nid: WEB-1\n---\n".encode("utf-16-be"), "1:1: file is UTF-16; save it as UTF-8"),
         (b"---\nid: WEB-1\ntitle: T\x00\n---\n", "3:9: file contains NUL bytes; a story is UTF-8 text"),
         (b"\x7fELF\x02\x01\x01\x00\x00", "1:8: file contains NUL bytes; a story is UTF-8 text"),
     ],
