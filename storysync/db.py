@@ -25,7 +25,7 @@ from storysync.connect import open_with_retry, reason, scrub, where
 from storysync.errors import ConfigError, DatabaseError
 from storysync.models import sync_state
 
-HEAD_REVISION = "0003"  # tests check this equals the migrations' head
+HEAD_REVISION = "0004"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which the migrations keep
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"

@@ -66,6 +66,7 @@ class StoryRow(Base):
         ),
         Index("ix_stories_backlog_status", "backlog_id", "status"),
         Index("ix_stories_pending", "revision", "synced_revision"),
+        Index("ix_stories_live_counts", "deleted_at", "backlog_id", "status"),  # status counts (0004)
     )
 
 

@@ -61,3 +61,17 @@ def test_rows_are_written_in_batches_within_one_run(repo: Repo, monkeypatch: pyt
     assert started == {f"WEB-{i}" for i in range(1, 8)}
     assert all(r[3] == 2 for r in rows if r[0] in started)
     assert runs == [("ok", 10), ("ok", 7)]
+
+
+def test_status_counts_read_an_index_not_every_row(backlog_repo: Repo) -> None:
+    assert backlog_repo.run("sync") == 0
+    with sqlite3.connect(backlog_repo.db_path) as conn:
+        plans = [
+            " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+            for query in (
+                "SELECT backlog_id, status, count(*) FROM stories WHERE deleted_at IS NULL GROUP BY backlog_id, status",
+                "SELECT count(*) FROM stories WHERE deleted_at IS NOT NULL",
+            )
+        ]
+    conn.close()
+    assert all("COVERING INDEX ix_stories_live_counts" in plan for plan in plans), plans
