@@ -6,6 +6,7 @@ sources.  Both refuse symlinks and oversized files before reading them.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,6 +60,10 @@ def _refusal(entry: Entry) -> Diagnostic | None:
             entry.location.path, 1, 1, "file-too-large", f"file is {entry.size} bytes; the limit is {MAX_FILE} (1 MiB)"
         )
     return None
+
+
+def _unreadable(entry: Entry, exc: OSError) -> Diagnostic:
+    return Diagnostic(entry.location.path, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")
 
 
 class GitTreeSource:
@@ -130,11 +135,17 @@ class WorkTreeSource:
         refusal = _refusal(entry)
         if refusal:
             return refusal
-        try:
-            with open(entry.ref, "rb") as fh:
-                return fh.read(MAX_FILE + 1)
+        try:  # O_NOFOLLOW: a file swapped for a symlink since it was listed is still not followed
+            fd = os.open(entry.ref, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
-            return Diagnostic(entry.location.path, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")
+            if exc.errno == errno.ELOOP:
+                return _refusal(Entry(entry.location, entry.ref, entry.size, symlink=True)) or _unreadable(entry, exc)
+            return _unreadable(entry, exc)
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                return fh.read(MAX_FILE + 1)
+            except OSError as exc:  # e.g. a directory, or an I/O error
+                return _unreadable(entry, exc)
 
     def _walk(self) -> Iterator[str]:
         root = self.config.root_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -389,3 +390,23 @@ def test_every_frontmatter_problem_is_collected() -> None:
     assert codes(
         "---\nid: WEB-1\ntitle: A\ntitle: B\nx: .nan\ny: !!binary aGk=\nz:\n  k: 1\n  k: 2\n<<: {m: 1}\n---\n"
     ) == ["duplicate-key", "not-json", "tag", "duplicate-key", "merge-key"]
+
+
+def test_work_tree_source_does_not_follow_a_file_swapped_for_a_symlink(tmp_path: Path) -> None:
+    """Listed as a regular file, replaced by a symlink before it is read: refused, not followed."""
+    from storysync.config import Config
+    from storysync.sources import WorkTreeSource
+
+    story_file = tmp_path / "backlog" / "web" / "WEB-1-a.md"
+    story_file.parent.mkdir(parents=True)
+    story_file.write_text("---\nid: WEB-1\ntitle: T\n---\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the database")
+    source = WorkTreeSource(Config(repo=tmp_path))
+    [entry] = source.entries()
+    assert not entry.symlink
+    story_file.unlink()
+    story_file.symlink_to(secret)
+    read = source.read(entry)
+    assert isinstance(read, Diagnostic)
+    assert read.code == "symlink"
