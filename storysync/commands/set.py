@@ -30,7 +30,7 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
     else:
         changed = ", ".join(result.changed)
         app.console.print(
-            f"storysync: {story_id}: {changed} {result.kind} (revision {result.revision}); "
+            f"storysync: {story_id}: {result.kind} ({changed}; revision {result.revision}); "
             "run 'storysync export' to write the file",
             markup=False,
             soft_wrap=True,
