@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -439,10 +439,11 @@ def _apply_updates(
     hist: list[dict[str, Any]],
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
 ) -> None:
-    pairs = plan.updates + plan.revives
+    updates = _fresh_revisions(conn, plan.updates)  # the story API may have written since the rows were read
+    pairs = updates + plan.revives
     if not pairs:
         return
-    _keep_conflicts(conn, [(s, r) for s, r in plan.updates if r.revision > r.synced_revision], now)
+    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], now)
     stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
     moving = [{"b_id": r.id, "path": None} for s, r in pairs if r.path != s.path]
     if moving:  # free the old paths first: two stories may swap places in one run
@@ -465,6 +466,21 @@ def _apply_updates(
             hist.extend(_history_rows(story, row.status, provenance, history))
     if params:
         conn.execute(stmt, params)
+
+
+def _fresh_revisions(conn: Connection, pairs: list[tuple[Story, DbRow]]) -> list[tuple[Story, DbRow]]:
+    """``pairs`` with each row's revisions as they are inside this (the writer's) transaction."""
+    if not pairs:
+        return pairs
+    s = m.stories.c
+    fresh: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks([r.id for _, r in pairs], 500):
+        query = select(s.id, s.revision, s.synced_revision).where(s.id.in_(chunk))
+        fresh.update({sid: (rev, synced) for sid, rev, synced in conn.execute(query)})
+    return [
+        (story, replace(row, revision=fresh[row.id][0], synced_revision=fresh[row.id][1]) if row.id in fresh else row)
+        for story, row in pairs
+    ]
 
 
 def _apply_creates(
