@@ -289,6 +289,8 @@ def _describe(plan: Plan, result: SyncResult) -> None:
     result.moved = sorted(s.id for s, r in plan.updates if _moved(s, r))
     result.deleted = sorted(r.id for r in plan.deletes)
     result.unchanged = plan.unchanged
+    pending = [r for _, r in plan.updates] + plan.deletes  # rows with DB-side changes the file overrides
+    result.conflicts = sorted(r.id for r in pending if r.revision > r.synced_revision)
 
 
 def _moved(story: Story, row: DbRow) -> bool:
@@ -411,6 +413,7 @@ def _story_values(story: Story, provenance: Provenance, now: datetime) -> dict[s
 def _apply_deletes(conn: Connection, rows: list[DbRow], now: datetime, changes: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    _record_conflicts(conn, [(None, r) for r in rows if r.revision > r.synced_revision], now)  # deletion wins
     stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
     conn.execute(
         stmt,
@@ -533,6 +536,11 @@ def _history_rows(
 
 def _keep_conflicts(conn: Connection, pairs: list[tuple[Story, DbRow]], now: datetime) -> None:
     """The file wins; the DB side's unsynced version is kept as a conflict record."""
+    _record_conflicts(conn, [(s.content_hash, r) for s, r in pairs], now)
+
+
+def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], now: datetime) -> None:
+    """A conflict record per row, with the file's hash (None: the file was deleted)."""
     if not pairs:
         return
     ids = [r.id for _, r in pairs]
@@ -545,12 +553,12 @@ def _keep_conflicts(conn: Connection, pairs: list[tuple[Story, DbRow]], now: dat
             {
                 "story_id": r.id,
                 "detected_at": now,
-                "file_hash": s.content_hash,
+                "file_hash": file_hash,
                 "db_snapshot": snapshots.get(r.id),
                 "resolution": "file_wins",
                 "resolved_at": None,
             }
-            for s, r in pairs
+            for file_hash, r in pairs
         ],
     )
 

@@ -349,3 +349,32 @@ def test_keep_going_with_a_duplicate_id_writes_neither_file(backlog_repo: Repo, 
     errors = table(db, "sync_runs", "id")[-1]["errors"]
     assert "active/api/WEB-1-copy.md" in {e["path"] for e in errors}
     assert {e["code"] for e in errors} == {"duplicate-id"}
+
+
+def test_deleted_file_wins_over_db_changes_and_keeps_them_as_a_conflict(backlog_repo: Repo, db: Database) -> None:
+    assert sync(backlog_repo) == 0
+    with db.write() as conn:
+        conn.execute(m.stories.update().where(m.stories.c.id == "WEB-2").values(title="DB edit", revision=2))
+    backlog_repo.git("rm", "-q", "active/web/WEB-2-signup.md")
+    backlog_repo.commit("remove WEB-2")
+    assert sync(backlog_repo) == 0
+    assert story(db, "WEB-2")["deleted_at"] is not None
+    [conflict] = table(db, "conflicts")
+    assert conflict["story_id"] == "WEB-2"
+    assert conflict["file_hash"] is None
+    assert conflict["db_snapshot"]["title"] == "DB edit"
+    assert conflict["resolution"] == "file_wins"
+
+
+def test_sync_result_names_the_conflicts(backlog_repo: Repo, db: Database) -> None:
+    import storysync
+
+    assert sync(backlog_repo) == 0
+    with db.write() as conn:
+        conn.execute(m.stories.update().where(m.stories.c.id == "WEB-2").values(title="DB edit", revision=2))
+    backlog_repo.story("active", "web", "WEB-2", "signup", title="File edit")
+    backlog_repo.commit()
+    config = storysync.load_config(backlog_repo.path)
+    result = storysync.sync(config, db, storysync.open_repo(backlog_repo.path))  # type: ignore[operator]
+    assert result.conflicts == ["WEB-2"]
+    assert [c["story_id"] for c in table(db, "conflicts")] == ["WEB-2"]
