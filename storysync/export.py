@@ -388,6 +388,8 @@ class _Undo:
         for path, keep in reversed(self.saved):
             if keep is None:
                 path.unlink(missing_ok=True)
+            elif path.exists() and os.path.samefile(keep, path):  # never replaced: rename would be a no-op
+                keep.unlink()
             else:
                 os.replace(keep, path)
         self.saved.clear()
@@ -454,7 +456,11 @@ def _write(config: Config, action: Action, undo: _Undo) -> None:
     if action.new_path is not None and action.data is not None:
         target = config.repo / action.new_path
         undo.remember(target)
-        atomic_write(target, action.data, sync_dir=False)
+        try:
+            atomic_write(target, action.data, sync_dir=False)
+        except OSError as exc:  # a full disk fails in write(), which names no file: name it
+            exc.filename = exc.filename or action.new_path
+            raise
     if action.old_path is not None and action.kind in ("move", "delete"):
         old = config.repo / action.old_path
         undo.remember(old)

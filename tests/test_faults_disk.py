@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Repo
+from tests.conftest import Repo, make_repo
 from tests.faults import (
     MountRefused,
+    db_side_changes,
     db_state,
     expected_rows,
     fill,
@@ -28,6 +29,7 @@ from tests.faults import (
     run,
     storysync_argv,
     tmpfs,
+    tree_files,
 )
 
 
@@ -94,3 +96,64 @@ def test_disk_full_creating_the_database(repo: Repo, small_fs: Path) -> None:
     assert code == 0, err
     assert live_rows(db) == expected_rows(stories)
     assert integrity(db) == "ok"
+
+
+# --------------------------------------------------------------------------- export
+
+
+@pytest.fixture
+def repo_on_small_fs(tmp_path: Path) -> Iterator[Repo]:
+    """A git repository inside a 16 MiB tmpfs, with 150 stories committed."""
+    try:
+        with tmpfs(tmp_path / "export-fs", "16m") as mount:
+            yield _stories_repo(mount)
+    except MountRefused as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+
+
+def _stories_repo(mount: Path) -> Repo:
+    repo = make_repo(mount / "stories")
+    generate(repo.path, 150, seed=44)
+    repo.commit("stories")
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("database", "leave", "body"),  # a 6000-byte body takes a 4 KiB page more a file; 2048 bytes fit
+    [
+        ("outside", 8 * 1024, 6000),  # the files do not fit
+        ("inside", 96 * 1024, 2048),  # the files fit, then recording them in the database does not
+        pytest.param("outside", 0, 6000, marks=pytest.mark.slow),
+        pytest.param("outside", 96 * 1024, 6000, marks=pytest.mark.slow),
+        pytest.param("inside", 0, 6000, marks=pytest.mark.slow),
+        pytest.param("inside", 8 * 1024, 6000, marks=pytest.mark.slow),
+    ],
+)
+def test_disk_full_during_export_changes_nothing(
+    repo_on_small_fs: Repo, tmp_path: Path, database: str, leave: int, body: int
+) -> None:
+    """Export runs out of space writing files (and, with the database on the same file
+    system, recording them): exit 3, one line, every file as it was, nothing recorded."""
+    repo = repo_on_small_fs
+    url = f"sqlite:///{tmp_path / 'outside.db'}" if database == "outside" else repo.db_url
+    db = Path(url.removeprefix("sqlite:///"))
+    code, err = _sync(repo, url)
+    assert code == 0, err
+    db_side_changes(repo.path, url, fraction=0.6, seed=45, body_bytes=body)
+    before_files, before = tree_files(repo.path), db_state(db)
+
+    ballast = fill(repo.path.parent, leave=leave)
+    done = run(storysync_argv(repo.path, "--db", url, "export"))
+    assert done.returncode == 3, done.stderr
+    line = one_line_error(done.stderr)
+    assert "the disk is full" in line or "No space left on device" in line, line
+    assert "internal error" not in line
+    ballast.unlink()
+    assert tree_files(repo.path) == before_files
+    assert integrity(db) == "ok"
+    assert db_state(db) == before
+
+    done = run(storysync_argv(repo.path, "--db", url, "export"))  # with space again: complete
+    assert done.returncode == 0, done.stderr
+    assert tree_files(repo.path) != before_files
+    assert run(storysync_argv(repo.path, "--db", url, "export")).returncode == 0
