@@ -142,8 +142,11 @@ def _load_toml(path: Path, *, pyproject: bool) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     if pyproject:
-        section = data.get("tool", {}).get("storysync", {})
-        return dict(section) if isinstance(section, dict) else {}
+        tool = data.get("tool", {})
+        section = tool.get("storysync", {}) if isinstance(tool, dict) else {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [tool.storysync] must be a table of settings")
+        return dict(section)
     return data
 
 

@@ -227,3 +227,11 @@ def test_default_state_directory_is_ignored_by_git_without_init(repo: Repo) -> N
     assert repo.run("-q", "sync") == 0
     assert repo.db_path.is_file()
     assert repo.git("status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_pyproject_storysync_that_is_not_a_table(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.write("pyproject.toml", '[tool]\nstorysync = "yes"\n')
+    assert repo.run("validate") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"storysync: error: {repo.path / 'pyproject.toml'}: [tool.storysync] must be a table of settings"
+    ]
