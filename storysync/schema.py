@@ -154,6 +154,11 @@ def _store(path: Path, code: str) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
+def _json_repr(value: Any) -> str:
+    """A value as a message shows it: strings quoted as usual, the rest as JSON."""
+    return repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _diagnostic(story: Story, err: Any) -> Diagnostic:
     path = tuple(err.absolute_path)
     if err.validator == "required" and not path:
@@ -168,6 +173,11 @@ def _diagnostic(story: Story, err: Any) -> Diagnostic:
             line, col = story.key_marks.get((*path, extra[0]), (line, col))
     where = ".".join(str(p) for p in path) or "frontmatter"
     message = err.message
+    if err.validator == "enum" and isinstance(err.validator_value, list):  # JSON names, not Python reprs
+        choices = ", ".join(v if isinstance(v, str) else json.dumps(v) for v in err.validator_value)
+        message = f"{_json_repr(err.instance)} is not one of {choices}"
+    elif err.validator == "type" and (err.instance is None or isinstance(err.instance, bool)):
+        message = json.dumps(err.instance) + message[len(repr(err.instance)) :]
     if err.validator == "pattern" and isinstance(err.schema, dict) and err.schema.get("description"):
         message = f"{err.instance!r} is not valid here: {err.schema['description']}"
     if (

@@ -58,7 +58,7 @@ def test_errors_at_the_value_nested_and_all_reported() -> None:
     assert report(text) == [
         f"{PATH}:8:21: depends_on.1: 'api-2' is not valid here: The id of another story, e.g. API-3.",
         f"{PATH}:4:9: points: -2 is less than the minimum of 0",
-        f"{PATH}:9:11: priority: 'urgent' is not one of ['low', 'medium', 'high', 'critical', None]",
+        f"{PATH}:9:11: priority: 'urgent' is not one of low, medium, high, critical, null",
         f"{PATH}:7:5: tags.1: {{'not': 'a string'}} is not of type 'string'",
     ]
 
@@ -169,3 +169,11 @@ def test_long_values_are_cut_in_messages() -> None:
     assert line.startswith(f"{PATH}:3:8: title: 'xxxx")
     assert line.endswith("…")
     assert len(line) < 300
+
+
+def test_json_names_in_messages_not_python_reprs() -> None:
+    assert report("---\nid: WEB-1\ntitle: T\ntags: null\npoints: true\npriority: 5\n---\n") == [
+        f"{PATH}:5:9: points: true is not of type 'integer', 'null'",
+        f"{PATH}:6:11: priority: 5 is not one of low, medium, high, critical, null",
+        f"{PATH}:4:7: tags: null is not of type 'array'",
+    ]
