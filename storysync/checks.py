@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from storysync.errors import Diagnostic
+from storysync.errors import Diagnostic, utf8_safe
 from storysync.model import Story
 
 ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]+$")
@@ -22,6 +22,10 @@ def check_story(story: Story) -> list[Diagnostic]:
     """The file name, stage and backlog directories agree with the frontmatter."""
     out: list[Diagnostic] = []
     fm, loc = story.frontmatter, story.location
+    if utf8_safe(loc.path) != loc.path:
+        out.append(
+            Diagnostic(loc.path, 1, 1, "file-name", "file name is not valid UTF-8; rename the file to UTF-8 characters")
+        )
     bad = next((ch for ch in loc.path if unicodedata.category(ch) == "Cc"), None)
     if bad is not None:
         out.append(

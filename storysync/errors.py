@@ -19,7 +19,22 @@ def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``), so a report stays one line."""
     if text.isprintable():
         return text
+    text = utf8_safe(text)
     return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates) written ``\\xe9``,
+    so that it can be printed, stored and sent as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
 
 
 @dataclass(frozen=True, order=True)
@@ -38,7 +53,7 @@ class Diagnostic:
     def as_dict(self) -> dict[str, object]:
         """The JSON form used by ``--format json`` and ``sync_runs.errors``."""
         return {
-            "path": self.path,
+            "path": utf8_safe(self.path),
             "line": self.line,
             "col": self.col,
             "code": self.code,

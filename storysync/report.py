@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from storysync.errors import Diagnostic
+from storysync.errors import Diagnostic, utf8_safe
 
 if TYPE_CHECKING:
     from storysync.sync import SyncResult
@@ -29,7 +29,7 @@ def _gh_escape(value: str, *, prop: bool = False) -> str:
 def github_annotation(d: Diagnostic) -> str:
     """One GitHub Actions ``::error`` workflow command."""
     return (
-        f"::error file={_gh_escape(d.path, prop=True)},line={d.line},col={d.col},"
+        f"::error file={_gh_escape(utf8_safe(d.path), prop=True)},line={d.line},col={d.col},"
         f"title={_gh_escape('storysync ' + d.code, prop=True)}::{_gh_escape(d.message)}"
     )
 

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def assert_refused(work: Repo, capsys: pytest.CaptureFixture[str], expected: lis
     assert work.run("validate") == 1
     assert capsys.readouterr().out.splitlines() == expected
     work.commit("bad input")
-    changed = set(work.git("diff", "--name-only", "-z", "HEAD~1", "HEAD").split("\0")) - {""}
+    changed = changed_paths(work)
     before, runs_before = snapshot(work.db_path), audit_rows(work.db_path)
     assert work.run("sync") == 1
     reported = capsys.readouterr().out.splitlines()
@@ -106,6 +107,14 @@ def assert_refused(work: Repo, capsys: pytest.CaptureFixture[str], expected: lis
     assert outcome == "invalid"
     recorded = json.loads(errors)
     assert [str(Diagnostic(**e)) for e in recorded] == reported
+
+
+def changed_paths(work: Repo) -> set[str]:
+    """The paths the last commit changed, decoded as the sync decodes them (any bytes survive)."""
+    done = subprocess.run(
+        ["git", "diff", "--name-only", "-z", "HEAD~1", "HEAD"], cwd=work.path, capture_output=True, check=True
+    )
+    return {os.fsdecode(p) for p in done.stdout.split(b"\0") if p}
 
 
 def _path(line: str) -> str:
@@ -210,6 +219,14 @@ def gen_control_backlog(work: Repo) -> list[str]:
     ]
 
 
+def gen_not_utf8_name(work: Repo) -> list[str]:
+    folder = work.path / "backlog" / "web"
+    folder.mkdir(parents=True)
+    with open(os.fsencode(folder) + b"/WEB-1-caf\xe9.md", "wb") as fh:  # a Latin-1 name, as git allows
+        fh.write(story_text("WEB-1", title="Latin-1 file name").encode())
+    return ["backlog/web/WEB-1-caf\\xe9.md:1:1: file name is not valid UTF-8; rename the file to UTF-8 characters"]
+
+
 GENERATED: dict[str, Generator] = {
     "big-frontmatter": gen_big_frontmatter,
     "five-mb-file": gen_five_mb,
@@ -219,6 +236,7 @@ GENERATED: dict[str, Generator] = {
     "newline-in-name": gen_newline_name,
     "control-char-in-name": gen_control_name,
     "tab-in-backlog-name": gen_control_backlog,
+    "not-utf8-file-name": gen_not_utf8_name,
 }
 
 
