@@ -95,6 +95,29 @@ def test_db_side_changes_round_trip_on_both_backends(
     assert state["last"] == backlog_repo.git("rev-parse", "HEAD")
 
 
+def test_a_reader_follows_the_changes_feed_by_seq(any_db: str, backlog_repo: Repo) -> None:
+    assert backlog_repo.run("sync") == 0
+    db = Database(any_db)
+    with db.read() as conn:
+        last_seq = conn.execute(select(func.max(m.changes.c.seq))).scalar_one()
+    backlog_repo.write("active/web/WEB-2-signup.md", "---\nid: WEB-2\ntitle: Signup, reworded\n---\n")
+    backlog_repo.git("rm", "-q", "completed/api/API-2-health.md")
+    backlog_repo.commit("edit one, delete one")
+    assert backlog_repo.run("sync") == 0
+    with db.read() as conn:  # what the story API runs: everything after the last seq it handled, in order
+        feed = conn.execute(
+            select(m.changes.c.story_id, m.changes.c.kind, m.changes.c.source, m.changes.c.run_id)
+            .where(m.changes.c.seq > last_seq)
+            .order_by(m.changes.c.seq)
+        ).all()
+    db.dispose()
+    assert sorted((r.story_id, r.kind, r.source) for r in feed) == [
+        ("API-2", "deleted", "file"),
+        ("WEB-2", "updated", "file"),
+    ]
+    assert len({r.run_id for r in feed}) == 1  # one run, one batch
+
+
 def test_json_values_round_trip_on_both_backends(any_db: str, repo: Repo) -> None:
     repo.story("backlog", "web", "WEB-1", "x", title="Ünïcode", tags=["auth", "ø"], estimate="2d", created="2026-01-05")
     repo.commit()
