@@ -43,6 +43,16 @@ def _env_number(name: str, default: float) -> float:
         return default
 
 
+def _without_password(raw: str) -> str:
+    """A URL that did not parse, with whatever sits between ``user:`` and ``@`` hidden."""
+    head, at, tail = raw.rpartition("@")
+    if not at:
+        return raw
+    scheme, sep, rest = head.rpartition("://")
+    user = rest.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{tail}" if ":" in rest else raw
+
+
 def utcnow() -> datetime:
     """Now, in UTC, timezone-aware."""
     return datetime.now(timezone.utc)
@@ -54,9 +64,10 @@ class Database:
     def __init__(self, url: str) -> None:
         try:
             self.url = make_url(url)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
             raise ConfigError(
-                f"invalid database URL {url!r}: expected e.g. sqlite:///path.db or postgresql+psycopg://host/db"
+                f"invalid database URL {_without_password(url)!r}: "
+                "expected e.g. sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
             ) from exc
         self.display = self.url.render_as_string(hide_password=True)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"

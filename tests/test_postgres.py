@@ -550,3 +550,21 @@ def test_missing_postgres_fails_loudly_in_ci(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="PostgreSQL is required when CI is set"):
         start_or_skip()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://ci:Hidden-Pw-42@db.internal:notaport/stories",
+        "postgresql+psycopg://ci:Hidden-Pw-42@[::1/stories",
+        "ci:Hidden-Pw-42@db.internal",
+    ],
+)
+def test_a_malformed_url_is_a_usage_error_that_hides_the_password(
+    repo: Repo, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    assert repo.run("--db", url, "status") == 2
+    out, err = capsys.readouterr()
+    assert "Hidden-Pw-42" not in out + err
+    assert "invalid database URL" in err
+    assert len(err.strip().splitlines()) == 1
