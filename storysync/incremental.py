@@ -53,27 +53,31 @@ class DbKnown:
         self._exists = exists
         self._deps: dict[str, list[str] | None] = {}
 
-    def _live_path(self, story_id: str) -> str | None:
+    def _live(self, story_id: str) -> tuple[bool, str | None]:
+        """Whether a live row has this id (and is not one this run reads), and its path."""
         s = m.stories.c
-        path = self._conn.execute(select(s.path).where(s.id == story_id, s.deleted_at.is_(None))).scalar_one_or_none()
-        if path is None or path in self._hidden:
-            return None
-        if self._exists is not None and not self._exists(path):
-            return None
-        return str(path)
+        row = self._conn.execute(select(s.path).where(s.id == story_id, s.deleted_at.is_(None))).first()
+        if row is None or (row.path is not None and row.path in self._hidden):
+            return False, None
+        return True, row.path
 
     def lookup(self, folded: str) -> tuple[str, str] | None:
-        """``(id, path)`` of the live row whose id folds to ``folded``."""
+        """``(id, path)`` of the live row whose id folds to ``folded`` and whose file is there."""
         if not folded.isascii():
             return None  # stored ids are ASCII (the id pattern), so they fold to lower case
         story_id = folded.upper()
-        path = self._live_path(story_id)
-        return None if path is None else (story_id, path)
+        found, path = self._live(story_id)
+        if not found or path is None:  # a DB-created story not exported yet: the file claims the row
+            return None
+        if self._exists is not None and not self._exists(path):
+            return None
+        return story_id, path
 
     def deps(self, story_id: str) -> list[str] | None:
-        """The stored ``depends_on`` of a live story, None if there is none."""
+        """The stored ``depends_on`` of a live story (one this run leaves live), None if none."""
         if story_id not in self._deps:
-            if self._live_path(story_id) is None:
+            found, _ = self._live(story_id)
+            if not found:
                 self._deps[story_id] = None
             else:
                 d = m.dependencies.c

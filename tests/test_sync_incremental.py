@@ -578,3 +578,16 @@ def test_stories_root_and_ignore_globs(repo: Repo) -> None:
     assert (result.files, result.moved, result.diagnostics) == (1, ["WEB-1"], [])
     assert live(repo.db_url) == {"WEB-1": "docs/stories/active/web/WEB-1-one.md"}
     assert history_of(repo.db_url, "WEB-1")[-1] == ("backlog", "active", moved)
+
+
+def test_a_file_may_depend_on_a_story_created_in_the_database(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    assert repo.run("new", "API-9", "--backlog", "api", "--title", "Made by the API") == 0
+    repo.story("backlog", "web", "WEB-3", title="Needs API-9", depends_on=["API-9"])
+    repo.commit("depends on a story not exported yet")
+    result = do_sync(repo)
+    assert (result.diagnostics, result.created) == ([], ["WEB-3"])
+    watched = repo.story("backlog", "web", "WEB-4", title="Also needs API-9", depends_on=["API-9"])
+    result = do_sync(repo, working_tree=True, paths=(watched,))  # API-9 has no file on disk yet
+    assert (result.diagnostics, result.created) == ([], ["WEB-4"])
