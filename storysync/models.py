@@ -1,17 +1,14 @@
-"""SQLAlchemy 2.0 typed models of the SPEC §4 tables (names and columns are the contract).
+"""SQLAlchemy Core definitions of the SPEC §4 tables (names and columns are the contract).
 
-Sync writes through Core (``Model.__table__``) in bulk; these classes give every
-table one typed definition, used by the migrations' tests and by readers.
+Plain ``Table`` objects: sync writes through them in bulk and readers select from
+them.  (Core, not ORM classes: importing the ORM and mapping declarative classes
+cost ~65 ms at the start of every database command, and nothing used them.)
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, cast
-
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 Stamp = DateTime(timezone=True)
@@ -23,132 +20,134 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
 
-class Backlog(Base):
-    __tablename__ = "backlogs"
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(Stamp)
+class Base:
+    """``Base.metadata``: every table (for Alembic's environment and the schema tests)."""
+
+    metadata = metadata
 
 
-class StoryRow(Base):
-    __tablename__ = "stories"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    backlog_id: Mapped[str] = mapped_column(ForeignKey("backlogs.id"))
-    status: Mapped[str] = mapped_column(String(100))
-    title: Mapped[str] = mapped_column(Text)
-    priority: Mapped[str | None] = mapped_column(String(20))
-    points: Mapped[int | None] = mapped_column(Integer)
-    epic: Mapped[str | None] = mapped_column(Text)
-    assignee: Mapped[str | None] = mapped_column(Text)
-    tags: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    extra: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    body: Mapped[str] = mapped_column(Text)
-    path: Mapped[str | None] = mapped_column(Text)
-    content_hash: Mapped[str | None] = mapped_column(String(64))
-    revision: Mapped[int] = mapped_column(Integer, default=1)
-    synced_revision: Mapped[int] = mapped_column(Integer, default=0)
-    synced_commit: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(Stamp)
-    updated_at: Mapped[datetime] = mapped_column(Stamp)
-    deleted_at: Mapped[datetime | None] = mapped_column(Stamp)
-
-    __table_args__ = (
-        Index(
-            "uq_stories_live_path",
-            "path",
-            unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
-        Index("ix_stories_backlog_status", "backlog_id", "status"),
-        Index("ix_stories_pending", "revision", "synced_revision"),
-        Index("ix_stories_live_counts", "deleted_at", "backlog_id", "status"),  # status counts (0004)
-    )
+def _required(name: str, type_: object, *args: object, **kwargs: object) -> Column[object]:
+    return Column(name, type_, *args, nullable=False, **kwargs)  # type: ignore[arg-type]
 
 
-class Dependency(Base):
-    __tablename__ = "dependencies"
-    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), primary_key=True)
-    depends_on_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+backlogs = Table(
+    "backlogs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    _required("created_at", Stamp),
+)
 
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    _required("backlog_id", String(200), ForeignKey("backlogs.id")),
+    _required("status", String(100)),
+    _required("title", Text),
+    Column("priority", String(20)),
+    Column("points", Integer),
+    Column("epic", Text),
+    Column("assignee", Text),
+    Column("tags", JSONType, nullable=True),
+    Column("extra", JSONType, nullable=True),
+    _required("body", Text),
+    Column("path", Text),
+    Column("content_hash", String(64)),
+    _required("revision", Integer, default=1),
+    _required("synced_revision", Integer, default=0),
+    Column("synced_commit", String(64)),
+    _required("created_at", Stamp),
+    _required("updated_at", Stamp),
+    Column("deleted_at", Stamp),
+    Index(
+        "uq_stories_live_path",
+        "path",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+    Index("ix_stories_backlog_status", "backlog_id", "status"),
+    Index("ix_stories_pending", "revision", "synced_revision"),
+    Index("ix_stories_live_counts", "deleted_at", "backlog_id", "status"),  # status counts (0004)
+)
 
-class StatusHistory(Base):
-    __tablename__ = "status_history"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
-    from_status: Mapped[str | None] = mapped_column(String(100))
-    to_status: Mapped[str] = mapped_column(String(100))
-    changed_at: Mapped[datetime] = mapped_column(Stamp)
-    commit: Mapped[str | None] = mapped_column(String(64))
-    author: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(10))
+dependencies = Table(
+    "dependencies",
+    metadata,
+    Column("story_id", String(64), ForeignKey("stories.id"), primary_key=True),
+    Column("depends_on_id", String(64), primary_key=True, index=True),
+)
 
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _required("story_id", String(64), ForeignKey("stories.id"), index=True),
+    Column("from_status", String(100)),
+    _required("to_status", String(100)),
+    _required("changed_at", Stamp),
+    Column("commit", String(64)),
+    Column("author", Text),
+    _required("source", String(10)),
+)
 
-class SyncRun(Base):
-    __tablename__ = "sync_runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    trigger: Mapped[str] = mapped_column(String(20))
-    from_commit: Mapped[str | None] = mapped_column(String(64))
-    to_commit: Mapped[str | None] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(Stamp)
-    finished_at: Mapped[datetime | None] = mapped_column(Stamp)
-    outcome: Mapped[str] = mapped_column(String(20))
-    files_changed: Mapped[int] = mapped_column(Integer, default=0)
-    upserted: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[Any] = mapped_column(JSONType, nullable=True)
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _required("trigger", String(20)),
+    Column("from_commit", String(64)),
+    Column("to_commit", String(64)),
+    _required("started_at", Stamp),
+    Column("finished_at", Stamp),
+    _required("outcome", String(20)),
+    _required("files_changed", Integer, default=0),
+    _required("upserted", Integer, default=0),
+    _required("deleted", Integer, default=0),
+    Column("errors", JSONType, nullable=True),
+)
 
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text),
+)
 
-class SyncState(Base):
-    __tablename__ = "sync_state"
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str | None] = mapped_column(Text)
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _required("story_id", String(64), ForeignKey("stories.id"), index=True),
+    _required("detected_at", Stamp),
+    Column("file_hash", String(64)),
+    Column("db_snapshot", JSONType, nullable=True),
+    _required("resolution", String(20)),
+    Column("resolved_at", Stamp),
+)
 
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    _required("story_id", String(64), index=True),
+    _required("kind", String(10)),
+    _required("source", String(10)),
+    Column("run_id", Integer),
+    _required("at", Stamp),
+)
 
-class Conflict(Base):
-    __tablename__ = "conflicts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id"), index=True)
-    detected_at: Mapped[datetime] = mapped_column(Stamp)
-    file_hash: Mapped[str | None] = mapped_column(String(64))
-    db_snapshot: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    resolution: Mapped[str] = mapped_column(String(20))
-    resolved_at: Mapped[datetime | None] = mapped_column(Stamp)
-
-
-class Change(Base):
-    __tablename__ = "changes"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    story_id: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(10))
-    source: Mapped[str] = mapped_column(String(10))
-    run_id: Mapped[int | None] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(Stamp)
-
-
-class WebhookState(Base):
-    """How far each webhook target has been delivered (migration 0003)."""
-
-    __tablename__ = "webhook_state"
-    target: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
-    url: Mapped[str] = mapped_column(Text)  # the URL with any password or query hidden
-    delivered_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_attempt_at: Mapped[datetime | None] = mapped_column(Stamp)
-    last_delivered_at: Mapped[datetime | None] = mapped_column(Stamp)
-    last_error: Mapped[str | None] = mapped_column(Text)
-
-
-backlogs: Table = cast(Table, Backlog.__table__)
-stories: Table = cast(Table, StoryRow.__table__)
-dependencies: Table = cast(Table, Dependency.__table__)
-status_history: Table = cast(Table, StatusHistory.__table__)
-sync_runs: Table = cast(Table, SyncRun.__table__)
-sync_state: Table = cast(Table, SyncState.__table__)
-conflicts: Table = cast(Table, Conflict.__table__)
-changes: Table = cast(Table, Change.__table__)
-webhook_state: Table = cast(Table, WebhookState.__table__)
+webhook_state = Table(  # how far each webhook target has been delivered (migration 0003)
+    "webhook_state",
+    metadata,
+    Column("target", String(64), primary_key=True),  # sha256 of the URL
+    _required("url", Text),  # the URL with any password or query hidden
+    _required("delivered_seq", Integer, default=0, server_default="0"),
+    _required("failures", Integer, default=0, server_default="0"),
+    Column("last_attempt_at", Stamp),
+    Column("last_delivered_at", Stamp),
+    Column("last_error", Text),
+)
