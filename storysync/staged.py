@@ -42,12 +42,11 @@ class IndexSource:
         if self._records is None:
             raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
             records: dict[str, tuple[str, str]] = {}
-            for record in raw.split(b"\0"):
+            for record in raw.decode("utf-8", "surrogateescape").split("\0"):  # one decode, not one a path
                 if not record:
                     continue
-                meta, _, path_b = record.partition(b"\t")
-                mode, sha, stage = meta.decode().split()
-                path = path_b.decode("utf-8", "surrogateescape")
+                meta, _, path = record.partition("\t")
+                mode, sha, stage = meta.split()
                 if stage != "0":
                     self._unmerged.add(path)
                 records[path] = (mode, sha)

@@ -133,14 +133,21 @@ class ListingKnown:
         self._deps: dict[str, list[str] | None] = {}
         listing: Callable[[], Iterable[str]] | None = getattr(source, "listing", None)
         items: Iterable[str | Entry] = listing() if listing is not None else source.entries()
-        for item in items:
+        candidates = self._candidates
+        for item in items:  # one pass over every path of the repository: keep it lean
             path = item if isinstance(item, str) else item.location.path
-            if path in exclude:  # the checked files speak for themselves
+            if not path.endswith(".md") or path in exclude:  # the checked files speak for themselves
                 continue
-            name = path.rpartition("/")[2]
-            sid = name[:-3].split("-", 2)
-            if len(sid) >= 2 and name.endswith(".md"):
-                self._candidates.setdefault(fold_id(f"{sid[0]}-{sid[1]}"), []).append(item)
+            sid = path[path.rfind("/") + 1 : -3].split("-", 2)
+            if len(sid) < 2:
+                continue
+            stem = f"{sid[0]}-{sid[1]}"
+            key = stem.lower() if stem.isascii() else fold_id(stem)  # NFKC and casefold are lower() on ASCII
+            found = candidates.get(key)
+            if found is None:
+                candidates[key] = [item]
+            else:
+                found.append(item)
 
     def _story(self, folded: str) -> tuple[str, Entry] | None:
         """The first story file (in listing order) whose id folds to ``folded``."""
