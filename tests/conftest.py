@@ -140,9 +140,9 @@ def run_cli_subprocess(repo: Repo, *args: str, env: dict[str, str] | None = None
 
 
 @pytest.fixture
-def chdir_repo(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repo]:
+def chdir_repo(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Repo:
     monkeypatch.chdir(repo.path)
-    yield repo
+    return repo
 
 
 # a real PostgreSQL server is started for the "postgres" param (see tests/pg.py and pg_url below)

@@ -40,7 +40,8 @@ def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
         bad = len({d.path for d in checked.diagnostics})
         if checked.diagnostics:
             sys.stderr.write(
-                f"storysync: {plural(len(checked.diagnostics), 'error')} in {plural(bad, 'file')} ({plural(checked.files, 'file')} checked); fix them and run again\n"
+                f"storysync: {plural(len(checked.diagnostics), 'error')} in {plural(bad, 'file')} "
+                f"({plural(checked.files, 'file')} checked); fix them and run again\n"
             )
         elif fmt == "text":
             sys.stderr.write(f"storysync: {plural(checked.files, 'story file')} valid\n")
