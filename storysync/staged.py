@@ -7,7 +7,7 @@ cost: one ``git ls-files`` and one ``git cat-file --batch`` for the wanted blobs
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from storysync.config import Config
@@ -72,7 +72,7 @@ class IndexSource:
                 out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
         return out
 
-    def read(self, entry: Entry) -> bytes | Diagnostic:
+    def _refused(self, entry: Entry) -> Diagnostic | None:
         if entry.location.path in self._unmerged:
             return Diagnostic(
                 entry.location.path,
@@ -81,12 +81,30 @@ class IndexSource:
                 "unmerged",
                 "file has an unresolved merge conflict in the index; resolve it and 'git add' it",
             )
-        refusal = _refusal(entry)
+        return _refusal(entry)
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        refusal = self._refused(entry)
         if refusal:
             return refusal
         out = self._git("cat-file", "blob", entry.ref)
-        sized = Entry(entry.location, entry.ref, len(out), entry.symlink)
-        return _refusal(sized) or out
+        return _refusal(Entry(entry.location, entry.ref, len(out), entry.symlink)) or out
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        """Each entry's bytes (or refusal), in order, through one ``git cat-file --batch``."""
+        from storysync.blobs import read_blobs
+
+        blobs = read_blobs(self.config.repo, [e.ref for e in entries if self._refused(e) is None])
+        try:
+            for entry in entries:
+                refusal = self._refused(entry)
+                if refusal is not None:
+                    yield entry, refusal
+                    continue
+                data = next(blobs)[1]
+                yield entry, _refusal(Entry(entry.location, entry.ref, len(data), entry.symlink)) or data
+        finally:
+            blobs.close()
 
 
 def staged_paths(repo: Path) -> list[str]:

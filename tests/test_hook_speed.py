@@ -10,6 +10,7 @@ SQLAlchemy, GitPython, rich or jsonschema.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,34 @@ def test_hook_on_an_invalid_staged_file_still_gives_the_full_report(backlog_repo
     code, heavy = _hook(backlog_repo)
     assert code == 1
     assert heavy == "jsonschema"  # loaded only because a file failed
+
+
+def test_many_staged_files_are_read_in_one_batch_with_the_same_report(backlog_repo: Repo, cache: Path) -> None:
+    for i in range(3, 30):
+        backlog_repo.story("backlog", "web", f"WEB-{i}", "s", title=f"Story {i}", depends_on=["WEB-2"])
+    backlog_repo.story("backlog", "web", "WEB-40", "bad", title="Bad", points="many")
+    os.symlink("WEB-3-s.md", backlog_repo.path / "backlog" / "web" / "WEB-41-link.md")
+    backlog_repo.git("add", "-A")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storysync",
+            "--repo",
+            str(backlog_repo.path),
+            "validate",
+            "--staged",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["files"] == 29
+    assert sorted((d["path"], d["code"]) for d in report["errors"]) == [
+        ("backlog/web/WEB-40-bad.md", "schema"),
+        ("backlog/web/WEB-41-link.md", "symlink"),
+    ]
