@@ -63,15 +63,15 @@ def _round(repo: Repo, stories: StorySet, n: int) -> None:
 
 
 def test_hooks_watch_syncs_validate_and_set_together(repo: Repo) -> None:
-    stories = generate(repo.path, 150, seed=71)
-    repo.commit("150 stories")
+    stories = generate(repo.path, 120, seed=71)
+    repo.commit("120 stories")
 
     def argv(*args: str) -> list[str]:
         return storysync_argv(repo.path, *args)
 
     db_edits: dict[str, str] = {}
     with watch_process(repo, "--debounce", "50") as watch:
-        for n in range(3):
+        for n in range(2):
             _round(repo, stories, n)
             target = sorted(stories.paths)[100 + n]  # a story no round edits on disk
             db_edits[target] = f"Edited in the database, round {n}"
