@@ -43,7 +43,7 @@ from storysync.checks import check_story
 from storysync.config import Config
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import RepositoryStateError, StorysyncError
-from storysync.exportgit import commit_paths
+from storysync.exportgit import commit_paths, uncommitted
 from storysync.layout import classify, slugify, story_path
 from storysync.lock import writer_lock
 from storysync.model import Location
@@ -415,8 +415,9 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
             _write(config, action, undo)
         for directory in undo.directories():  # the renames are durable before anything is recorded
             fsync_dir(directory)
-        if options.commit and written:
-            result.commit, result.parent = commit_paths(repo, written, options.message)
+        to_commit = written + uncommitted(repo, result.of("in-step")) if options.commit else []
+        if to_commit:  # in step but not committed: an earlier export was killed before its commit
+            result.commit, result.parent = commit_paths(repo, to_commit, options.message)
     except BaseException as exc:
         undo.restore()
         _fail(exc, "every exported file was restored and nothing was recorded")

@@ -25,7 +25,7 @@ def commit_message(actions: list[Action], subject: str | None) -> str:
     """The export commit's message: a subject, then one line per story."""
     n = len(actions)
     head = subject or f"storysync export: {n} {'story' if n == 1 else 'stories'} from the database"
-    lines = [f"- {a.story_id}: {a.kind}d {a.where}" for a in actions]
+    lines = [f"- {a.story_id}: {'exported' if a.kind == 'in-step' else a.kind + 'd'} {a.where}" for a in actions]
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -51,6 +51,22 @@ def commit_paths(repo: git.Repo, actions: list[Action], subject: str | None) -> 
     if sha is None or sha == parent:
         raise GitError("git commit did not create a commit")
     return sha, parent
+
+
+def uncommitted(repo: git.Repo, actions: list[Action]) -> list[Action]:
+    """The actions whose files differ from HEAD: written by an export that was killed
+    before its commit, so the files are in step with the rows but not committed."""
+    paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
+    if not paths:
+        return []
+    from storysync import gitdiff
+
+    # status reads no pathspec file; in-step rows are rare (an interrupted export), so ask once for all
+    out: str = gitdiff.run(
+        repo, "status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", strip_newline_in_stdout=False
+    )
+    dirty = {record[3:] for record in out.split("\0") if len(record) > 3}
+    return [a for a in actions if {a.old_path, a.new_path} & dirty]
 
 
 def _git_paths(repo: git.Repo, args: list[str], paths: list[str]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -298,3 +299,44 @@ def test_kill_export_of_5000_changed_stories_at_many_moments(repo: Repo) -> None
     seen = export_kill_loop(scenario, points=30, seed=62)
     _report("export, ~5000 changed rows", seen)
     assert seen["killed, some files new"] > 0
+
+
+def _head_files(repo: Repo) -> dict[str, bytes]:
+    """Every story file in HEAD's tree: path → bytes."""
+    out: dict[str, bytes] = {}
+    listing = repo.git("ls-tree", "-r", "-z", "--name-only", "HEAD")
+    for rel in filter(None, listing.split("\0")):
+        if rel.endswith(".md"):
+            out[rel] = subprocess.run(
+                ["git", "show", f"HEAD:{rel}"], cwd=repo.path, capture_output=True, check=True
+            ).stdout
+    return out
+
+
+def test_kill_export_commit_then_rerun_commits_everything(repo: Repo) -> None:
+    """``export --commit`` killed after writing files (before or during its git commit):
+    a re-run (after clearing a lock git left, if any) commits every exported file, so
+    HEAD, the working tree and the database agree, and a full sync changes nothing."""
+    generate(repo.path, 200, seed=71)
+    repo.commit("stories")
+    _sync(repo)
+    db_side_changes(repo.path, repo.db_url, fraction=0.5, seed=72)
+    paths = tree_files(repo.path)
+    argv = storysync_argv(repo.path, "export", "--commit")
+    killed = kill_when(argv, ChangedFiles(repo.path, 40))
+    assert not killed.finished, "the export finished before 40 files were written"
+    done = run(argv)
+    if done.returncode == 4:  # git was killed holding index.lock: the refusal names it
+        lock = repo.path / ".git" / "index.lock"
+        assert str(lock) in done.stderr
+        lock.unlink()
+        done = run(argv)
+    assert done.returncode == 0, done.stderr
+    story_files = {k: v for k, v in tree_files(repo.path).items() if k.endswith(".md")}
+    assert story_files != {k: v for k, v in paths.items() if k.endswith(".md")}
+    assert _head_files(repo) == story_files  # everything exported is committed
+    assert repo.git("status", "--porcelain") == ""
+    before = db_state(repo.db_path)
+    full = run(storysync_argv(repo.path, "sync", "--full"))
+    assert full.returncode == 0, full.stderr
+    assert _same_content(db_state(repo.db_path), before)
