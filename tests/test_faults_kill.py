@@ -340,3 +340,38 @@ def test_kill_export_commit_then_rerun_commits_everything(repo: Repo) -> None:
     full = run(storysync_argv(repo.path, "sync", "--full"))
     assert full.returncode == 0, full.stderr
     assert _same_content(db_state(repo.db_path), before)
+
+
+# --------------------------------------------------------------------------- watch
+
+
+def test_kill_watch_in_its_catch_up_write(repo: Repo) -> None:
+    """``storysync watch`` killed within 0-5 ms of the first write of its start-up catch-up (edits made
+    while it was not running): old state or new, integrity ok, the next run completes."""
+    stories = generate(repo.path, 300, seed=81)
+    repo.commit("stories")
+    _sync(repo)
+    pristine = repo.path.parent / "pristine-watch.db"
+    copy_database(repo.db_path, pristine)
+    old = db_state(pristine)
+    stories = mutate(stories, seed=82)  # edits, moves, deletions, additions, not committed
+    done = run(storysync_argv(repo.path, "sync", "--working-tree"))
+    assert done.returncode == 0, done.stderr
+    new = db_state(repo.db_path)
+    assert new != old
+    seen: Counter[str] = Counter()
+    rng = random.Random(83)
+    for _ in range(3):
+        copy_database(pristine, repo.db_path)
+        argv = storysync_argv(repo.path, "watch", "--debounce", "50")
+        killed = kill_when(argv, grown(Path(f"{repo.db_path}-wal")), after=rng.uniform(0, 0.005))
+        assert not killed.finished, killed.stderr
+        assert integrity(repo.db_path) == "ok"
+        after = db_state(repo.db_path)
+        assert after == old or _same_content(after, new), after
+        seen["killed, new state" if _same_content(after, new) else "killed, old state"] += 1
+        done = run(storysync_argv(repo.path, "sync", "--working-tree"))
+        assert done.returncode == 0, done.stderr
+        assert _same_content(db_state(repo.db_path), new)
+        assert live_rows(repo.db_path) == expected_rows(stories)
+    _report("watch catch-up, 300 stories", seen)
