@@ -71,7 +71,20 @@ stories = Table(
     ),
     Index("ix_stories_backlog_status", "backlog_id", "status"),
     Index("ix_stories_pending", "revision", "synced_revision"),
-    Index("ix_stories_live_counts", "deleted_at", "backlog_id", "status"),  # status counts (0004)
+    # the status counts (0004); partial, so that id and path lookups keep their own indexes
+    Index(
+        "ix_stories_live_counts",
+        "backlog_id",
+        "status",
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+    Index(
+        "ix_stories_deleted",
+        "deleted_at",
+        sqlite_where=text("deleted_at IS NOT NULL"),
+        postgresql_where=text("deleted_at IS NOT NULL"),
+    ),
 )
 
 dependencies = Table(

@@ -63,15 +63,22 @@ def test_rows_are_written_in_batches_within_one_run(repo: Repo, monkeypatch: pyt
     assert runs == [("ok", 10), ("ok", 7)]
 
 
+def _plan(conn: sqlite3.Connection, query: str, *args: str) -> str:
+    return " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {query}", args))
+
+
 def test_status_counts_read_an_index_not_every_row(backlog_repo: Repo) -> None:
     assert backlog_repo.run("sync") == 0
     with sqlite3.connect(backlog_repo.db_path) as conn:
-        plans = [
-            " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
-            for query in (
-                "SELECT backlog_id, status, count(*) FROM stories WHERE deleted_at IS NULL GROUP BY backlog_id, status",
-                "SELECT count(*) FROM stories WHERE deleted_at IS NOT NULL",
-            )
-        ]
+        live = _plan(
+            conn,
+            "SELECT backlog_id, status, count(*) FROM stories WHERE deleted_at IS NULL GROUP BY backlog_id, status",
+        )
+        deleted = _plan(conn, "SELECT count(*) FROM stories WHERE deleted_at IS NOT NULL")
+        by_id = _plan(conn, "SELECT status FROM stories WHERE id IN (?, ?) AND deleted_at IS NULL", "WEB-1", "API-1")
+        by_path = _plan(conn, "SELECT id FROM stories WHERE path IN (?) AND deleted_at IS NULL", "backlog/web/x.md")
     conn.close()
-    assert all("COVERING INDEX ix_stories_live_counts" in plan for plan in plans), plans
+    assert "ix_stories_live_counts" in live
+    assert "ix_stories_deleted" in deleted
+    assert "sqlite_autoindex_stories_1" in by_id  # the primary key, not a scan of every live row
+    assert "uq_stories_live_path" in by_path
