@@ -141,7 +141,11 @@ def targets(rows: dict[str, Any]) -> list[Target]:
     big, ten = _get(rows, "full_sync", 100_000), _get(rows, "full_sync", 10_000)
     if big is not None and ten is not None:
         per = (big["median_s"] / 100_000) / (ten["median_s"] / 10_000)
-        out.append(Target("full sync 100k: linear", "≤ 1.2× the 10k cost per story", f"{per:.2f}×", per <= 1.2))
+        text = f"{per:.2f}× wall"
+        if big.get("cpu_median_s") and ten.get("cpu_median_s"):  # CPU time: the runs may see different loads
+            per = (big["cpu_median_s"] / 100_000) / (ten["cpu_median_s"] / 10_000)
+            text = f"{per:.2f}× in CPU time ({text})"
+        out.append(Target("full sync 100k: linear", "≤ 1.2× the 10k cost per story", text, per <= 1.2))
         out.append(
             Target("full sync 100k: peak RSS", "≤ 300 MB", f"{big['peak_rss_mb']:.0f} MB", big["peak_rss_mb"] <= 300)
         )
