@@ -461,10 +461,10 @@ def tree_files(root: Path) -> dict[str, bytes]:
     return out
 
 
-def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int) -> int:
+def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int, body_bytes: int = 0) -> int:
     """Change ``fraction`` of the live stories in the database, as the story API does:
-    new titles and points, new statuses (moves), deletions, and a few new stories.
-    Returns how many rows are now pending export."""
+    new titles and points (and, with ``body_bytes``, a body that much longer), new
+    statuses (moves), deletions, and a few new stories.  Returns how many changed."""
     from sqlalchemy import select
 
     from storysync.config import load_config
@@ -488,7 +488,9 @@ def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int) -> int:
                 elif kind == 3:
                     writer.update(story_id, {"status": rng.choice(STAGES), "title": f"Moved {story_id}"})
                 else:
-                    writer.update(story_id, {"title": f"Edited in the database {n}", "points": rng.randint(0, 20)})
+                    body = ("Rewritten in the database. " * (body_bytes // 27 + 1))[:body_bytes] + "\n"
+                    fields = {"title": f"Edited in the database {n}", "points": rng.randint(0, 20)}
+                    writer.update(story_id, fields, body=body if body_bytes else None)
             except ValidationFailed:  # another story depends on it: leave it
                 continue
             changed += 1
