@@ -119,8 +119,9 @@ def _cached_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
     """The compiled validator from the cache, or None (no cache yet, or unusable)."""
     try:
         path = _cache_file(schema)
-        if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
-            return None  # only code this user wrote is run
+        st = path.stat()
+        if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+            return None  # only run code this user wrote and nobody else can change
         return _load_code(path.read_text(encoding="utf-8"))
     except Exception:  # a missing, unreadable or broken cache is compiled afresh
         return None

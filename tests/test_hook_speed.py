@@ -78,6 +78,20 @@ def test_broken_cache_file_falls_back_to_compiling(cache: Path) -> None:
     assert "def this is not python" not in entry.read_text(encoding="utf-8")  # compiled afresh
 
 
+def test_a_cache_file_others_can_write_is_never_run(cache: Path, tmp_path: Path) -> None:
+    expected = _reports(SchemaChecker(_schema(), "schema.json"))
+    (entry,) = cache.glob("validator-*.py")
+    marker = tmp_path / "ran"
+    planted = (
+        f"open({str(marker)!r}, 'w').close()\n"
+        "def validate(data, custom_formats={}, name_prefix=None):\n    return data\n"
+    )
+    entry.write_text(planted, encoding="utf-8")
+    entry.chmod(0o666)
+    assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
+    assert not marker.exists()
+
+
 def test_unwritable_cache_location_still_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
