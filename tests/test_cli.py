@@ -300,3 +300,26 @@ def test_import_and_validate_stay_light(backlog_repo: Repo) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0 []"
+
+
+def test_validate_a_missing_path_is_exit_2(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert backlog_repo.run("validate", "backlog/web/WEB-9-gone.md") == 2
+    assert capsys.readouterr().err == "backlog/web/WEB-9-gone.md: no such file\n"
+
+
+def test_validate_a_non_story_path_is_skipped_with_a_notice(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backlog_repo.write("README.md", "# Stories\n")
+    backlog_repo.write("backlog/notes.md", "loose notes\n")
+    assert backlog_repo.run("validate", "README.md", "backlog/notes.md", "active/web/WEB-2-signup.md") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "storysync: README.md: not a story file, skipped" in err
+    assert "storysync: backlog/notes.md: not a story file, skipped" in err
+    assert err[-1] == "storysync: 1 story file valid"
+
+
+def test_validate_staged_accepts_a_staged_deletion(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    backlog_repo.git("rm", "-q", "completed/api/API-2-health.md")
+    assert backlog_repo.run("validate", "--staged", "completed/api/API-2-health.md") == 0
+    assert "no such file" not in capsys.readouterr().err

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
 from storysync.app import App
+from storysync.errors import EXIT_USAGE
 from storysync.report import FORMATS, plural, write_diagnostics
 
 
@@ -18,8 +21,12 @@ from storysync.report import FORMATS, plural, write_diagnostics
 def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
     """Check story files: the schema, the layout and the cross-file rules.
 
-    With no PATH every story file is checked.  Exit 1 when any file is invalid.
+    With no PATH every story file is checked.  Exit 1 when any file is invalid,
+    exit 2 when a PATH does not exist; a PATH that is not a story file is skipped
+    with a notice.  With --staged, paths missing from the working tree (staged
+    deletions) are accepted silently.
     """
+    from storysync.layout import classify
     from storysync.sources import Source, WorkTreeSource
     from storysync.validate import validate_paths
 
@@ -34,6 +41,16 @@ def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
             wanted = staged_paths(config.repo)
     else:
         source = WorkTreeSource(config)
+        top = app.top_level
+        missing = [p for p, rel in zip(paths, wanted or [], strict=True) if not _exists(p, top / rel)]
+        if missing:
+            for path in missing:
+                sys.stderr.write(f"{path}: no such file\n")
+            return EXIT_USAGE
+        if app.verbosity >= 0:
+            for path, rel in zip(paths, wanted or [], strict=True):
+                if classify(config, rel) is None:
+                    sys.stderr.write(f"storysync: {path}: not a story file, skipped\n")
     checked = validate_paths(config, source, wanted)
     write_diagnostics(checked.diagnostics, fmt, extra={"files": checked.files})
     if fmt != "json" and app.verbosity >= 0:
@@ -46,3 +63,8 @@ def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
         elif fmt == "text":
             sys.stderr.write(f"storysync: {plural(checked.files, 'story file')} valid\n")
     return 1 if checked.diagnostics else 0
+
+
+def _exists(given: str, in_repo: Path) -> bool:
+    """Whether a PATH names a file, relative to the cwd or (as a fallback) the repository."""
+    return os.path.lexists(given) or os.path.lexists(in_repo)
