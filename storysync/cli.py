@@ -6,6 +6,7 @@ run, so a hook pays for what it uses.  ``main`` is the one error handler.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor",
     "notify": "notify",
 }
+
+
+# whether this run configured logging (main runs in-process many times in tests)
+_RUN: dict[str, bool] = {"logging": False}
 
 
 class LazyGroup(click.Group):
@@ -98,10 +103,12 @@ def cli(
     from storysync.log import setup_logging
 
     setup_logging(app.verbosity, log_format, log_file)
+    _RUN["logging"] = True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every expected error is one line on stderr and an exit code."""
+    _RUN["logging"] = False
     try:
         result: Any = cli.main(args=argv, prog_name="storysync", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -114,14 +121,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except StorysyncError as exc:
         sys.stderr.write(f"storysync: error: {exc}\n")
+        _log_failure(argv, exc, exc.exit_code, internal=False)
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
         from storysync.log import log_crash
 
         where = log_crash(exc)
         sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {exc} (traceback in {where})\n")
+        _log_failure(argv, exc, EXIT_RUNTIME, internal=True)
         return EXIT_RUNTIME
     return int(result or 0)
+
+
+def _log_failure(argv: list[str] | None, exc: BaseException, code: int, internal: bool) -> None:
+    """Log a failed command when this run set up logging; a logging failure is never fatal."""
+    if not _RUN["logging"]:
+        return
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if a in COMMANDS), None)
+    from storysync.log import log_failure
+
+    with contextlib.suppress(Exception):  # the error is already on the terminal
+        log_failure(command, exc, code, internal)
 
 
 if __name__ == "__main__":  # pragma: no cover

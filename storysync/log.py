@@ -95,6 +95,31 @@ def log_crash(exc: BaseException) -> Path:
     return path
 
 
+def log_failure(command: str | None, exc: BaseException, exit_code: int, internal: bool) -> None:
+    """Record one failed command in the ``--log-file`` (text or JSON), redacted.
+
+    The terminal already has the one-line error, so console handlers are skipped
+    and it stays one line.  An internal error carries its traceback.
+    """
+    logger = get_logger()
+    kind = "internal error" if internal else "error"
+    fields = {
+        "event_type": "command_failed",
+        "command": command,
+        "exit_code": exit_code,
+        "error_type": type(exc).__name__,
+        "error": redact(str(exc)),
+    }
+    exc_info = (type(exc), exc, exc.__traceback__) if internal else None
+    record = logger.makeRecord(
+        LOGGER, logging.ERROR, __file__, 0, "%s failed (exit %d): %s: %s", (command, exit_code, kind, exc), exc_info
+    )
+    record.fields = fields
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def sync_run_fields(result: SyncResult, seconds: float, trigger: str | None = None) -> dict[str, Any]:
     """The structured fields of one sync run: what it read, wrote and how long it took."""
     return {

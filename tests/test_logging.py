@@ -103,3 +103,36 @@ def test_password_from_environment_not_printed_by_a_hook_style_subprocess(backlo
 def test_redact_hides_passwords_in_any_url() -> None:
     assert redact("postgresql+psycopg://u:p%40ss@db:5432/x failed") == "postgresql+psycopg://u:***@db:5432/x failed"
     assert redact("no url here") == "no url here"
+
+
+def test_a_failed_command_is_logged_once_with_its_exit_code(
+    backlog_repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A StorysyncError (exit 2) reaches the JSON log file, redacted; the terminal keeps its one line."""
+    assert backlog_repo.run("-q", "sync") == 0
+    log = tmp_path / "fail.log"
+    capsys.readouterr()
+    assert backlog_repo.run("--log-format", "json", "--log-file", str(log), "show", "NOPE-1") == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    (event,) = [e for e in json_lines(log) if e.get("event_type") == "command_failed"]
+    assert (event["command"], event["exit_code"], event["level"]) == ("show", 2, "error")
+    assert "NOPE-1" in str(event["error"])
+
+
+def test_an_internal_error_is_logged_with_its_traceback(
+    backlog_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import storysync.validate
+
+    def explode(*_: object, **__: object) -> None:
+        raise ZeroDivisionError(f"boom postgresql://u:{PASSWORD}@db/x")
+
+    monkeypatch.setattr(storysync.validate, "validate_paths", explode)
+    log = tmp_path / "crash.log"
+    assert backlog_repo.run("--log-file", str(log), "validate") == 3
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    text = log.read_text(encoding="utf-8")
+    assert "ERROR validate failed (exit 3): internal error: boom" in text
+    assert "Traceback" in text
+    assert "ZeroDivisionError" in text
+    assert PASSWORD not in text
