@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from storysync import models as m
 from storysync.config import Config
@@ -57,6 +57,13 @@ def open_conflicts(config: Config, db: Database) -> list[OpenConflict]:
         OpenConflict(r.id, r.story_id, r.detected_at, r.path, _file_version(config, r.path), _db_version(r.db_snapshot))
         for r in found
     ]
+
+
+def count_open(db: Database) -> int:
+    """How many conflicts are unresolved (one cheap COUNT query)."""
+    c = m.conflicts.c
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).where(c.resolved_at.is_(None))).scalar_one())
 
 
 def resolve(db: Database, story_id: str) -> int:

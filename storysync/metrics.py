@@ -57,6 +57,9 @@ class Metrics:
         )
         self.lag = Gauge(f"{PREFIX}_lag_seconds", "First file event to committed row, for the last batch.", registry=r)
         self.open_problems = Gauge(f"{PREFIX}_invalid_files", "Files currently skipped as invalid.", registry=r)
+        self.open_conflicts = Gauge(
+            f"{PREFIX}_open_conflicts", "Unresolved conflicts in the conflicts table.", registry=r
+        )
         for outcome in ("ok", "invalid", "failed"):
             self.syncs.labels(outcome)
         for kind in ("created", "updated", "deleted"):
@@ -64,8 +67,14 @@ class Metrics:
         for kind in ("invalid_file", "sync_failed"):
             self.errors.labels(kind)
 
-    def record(self, outcome: Outcome, invalid_files: int = 0) -> None:
-        """Count one batch; ``invalid_files`` is how many files are skipped as invalid now."""
+    def record(self, outcome: Outcome, invalid_files: int = 0, open_conflicts: int | None = None) -> None:
+        """Count one batch; ``invalid_files`` is how many files are skipped as invalid now.
+
+        ``open_conflicts`` (unresolved rows in the conflicts table) is set when
+        known; None leaves the gauge as it was (the count could not be read).
+        """
+        if open_conflicts is not None:
+            self.open_conflicts.set(open_conflicts)
         self.syncs.labels(outcome.label).inc()
         self.batch_size.observe(outcome.paths)
         self.duration.observe(outcome.duration)

@@ -157,8 +157,20 @@ class LiveSync:
         self.batches += 1
         self.last = outcome
         if self.metrics is not None:
-            self.metrics.record(outcome, invalid_files=self.open_problems)
+            conflicts = self._open_conflicts() if outcome.error is None else None
+            self.metrics.record(outcome, invalid_files=self.open_problems, open_conflicts=conflicts)
         return outcome
+
+    def _open_conflicts(self) -> int | None:
+        """The open-conflicts count for the gauge; None if the database cannot say now."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from storysync.conflicts import count_open
+
+        try:
+            return count_open(self.db)
+        except (SQLAlchemyError, StorysyncError):
+            return None
 
     @staticmethod
     def _options(paths: tuple[str, ...] | None) -> SyncOptions:

@@ -87,7 +87,12 @@ def test_alert_rules_are_valid_and_use_only_exported_metrics() -> None:
         assert _balanced(rule["expr"]), rule["expr"]
         used |= set(METRIC.findall(rule["expr"]))
     assert used <= exported, used - exported
-    assert {"storysync_syncs_total", "storysync_lag_seconds", "storysync_invalid_files"} <= used
+    assert {
+        "storysync_syncs_total",
+        "storysync_lag_seconds",
+        "storysync_invalid_files",
+        "storysync_open_conflicts",
+    } <= used
     scrape = yaml.safe_load(SCRAPE.read_text(encoding="utf-8"))
     assert scrape["scrape_configs"][0]["job_name"] == "storysync-watch"
     assert 'job="storysync-watch"' in RULES.read_text(encoding="utf-8")

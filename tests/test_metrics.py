@@ -18,6 +18,7 @@ from storysync.metrics import Address, Metrics, MetricsServer, parse_address
 from storysync.sync import SyncResult
 from storysync.watch import Watcher
 from storysync.watchsync import Outcome, health
+from tests.conftest import Repo
 
 TIMEOUT = 10
 
@@ -177,3 +178,40 @@ def test_the_server_stops_and_frees_its_port(database: Database, watcher: Watche
     assert not server.thread.is_alive()
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))
+
+
+def test_open_conflicts_gauge_follows_the_conflicts_table(backlog_repo: Repo) -> None:
+    """After each watch batch the gauge is the number of unresolved conflicts in the database."""
+    from prometheus_client import generate_latest
+
+    from storysync.config import load_config
+    from storysync.gitdiff import open_repo
+    from storysync.watch import Batch, ChangeKind, StoryFilter
+    from storysync.watchsync import LiveSync
+    from storysync.writer import update_story
+    from tests.conftest import story_text
+    from tests.export_helpers import handles, synced
+
+    web2 = "active/web/WEB-2-signup.md"
+    synced(backlog_repo)
+    backlog_repo.write(web2, story_text("WEB-2", title="Signup, edited in the file", points=3))
+    with handles(backlog_repo) as h:
+        update_story(h.db, "WEB-2", points=21, title="Signup, edited in the API")
+    assert backlog_repo.run("export") == 1  # the conflict is recorded
+
+    def gauge(metrics: Metrics) -> float:
+        return samples(generate_latest(metrics.registry).decode())[("storysync_open_conflicts", ())]
+
+    config = load_config(backlog_repo.path)
+    db = Database(backlog_repo.db_url)
+    try:
+        metrics = Metrics()
+        live = LiveSync(config, db, open_repo(backlog_repo.path), StoryFilter(config), metrics)
+        assert live.catch_up().error is None
+        assert gauge(metrics) == 1
+        assert backlog_repo.run("conflicts", "--resolve", "WEB-2") == 0
+        backlog_repo.write(web2, story_text("WEB-2", title="Signup, settled", points=5))
+        assert live.apply(Batch(frozenset({(ChangeKind.modified, web2)}))) is not None
+        assert gauge(metrics) == 0
+    finally:
+        db.dispose()
