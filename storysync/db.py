@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from storysync.connect import open_with_retry, reason, scrub, where
 from storysync.errors import ConfigError, DatabaseError
-from storysync.models import sync_state
+from storysync.models import sync_state, use_postgresql_options
 
 HEAD_REVISION = "0004"  # tests check this equals the migrations' head
 LAST_SYNCED = "last_synced_commit"
@@ -81,6 +81,7 @@ class Database:
                 engine = create_engine(self.url, connect_args={"timeout": self.busy_timeout_ms / 1000})
                 _sqlite_events(engine, self.busy_timeout_ms)
                 return engine
+            use_postgresql_options()
             return create_engine(self.url, pool_pre_ping=True)
         except NoSuchModuleError as exc:
             raise ConfigError(

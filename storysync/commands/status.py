@@ -18,14 +18,14 @@ def command(app: App, fmt: str) -> int:
     """Show the database's stories per backlog and status, and its drift from HEAD."""
     from rich.table import Table
 
-    from storysync import gitdiff, queries
+    from storysync import gitplain, queries
 
     app.db.ensure_schema()
     st = queries.status(app.db)
-    head = gitdiff.head(app.repo)
+    head = gitplain.head(app.top_level)
     behind = None
     if st.last_synced_commit and head:
-        behind = gitdiff.commits_between(app.repo, st.last_synced_commit, head)
+        behind = gitplain.commits_between(app.top_level, st.last_synced_commit, head)
     if fmt == "json":
         payload = {
             "database": app.db.display,
