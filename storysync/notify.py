@@ -136,6 +136,34 @@ def after_sync(config: Config, db: Database, result: SyncResult, seconds: float)
         get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
 
 
+def feed_end(config: Config, db: Database) -> int | None:
+    """The last ``seq`` of the feed before a DB-side write, when a webhook is set.
+
+    None (and no query) without a webhook or when the database cannot say; a
+    target seen for the first time then starts after this write's change.
+    """
+    if not config.webhook_url:
+        return None
+    try:
+        return _max_seq(db)
+    except Exception:  # the write itself will report a broken database
+        return None
+
+
+def after_write(config: Config, db: Database, start_after: int | None = None) -> None:
+    """Push pending changes after ``set``/``new`` or an export commits, as a sync does.
+
+    Bounded by the same budget as ``after_sync``; never raises, so a notification
+    problem never fails the command.  What is left goes with the next run.
+    """
+    try:
+        if config.webhook_url:
+            report = deliver(db, config.webhook_url, budget=after_sync_budget(), start_after=start_after)
+            _log_report(config.webhook_url, report)
+    except Exception as exc:  # a notification problem must never fail the command
+        get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
+
+
 def _trigger(db: Database, result: SyncResult) -> str | None:
     if result.run_id is None:
         return None

@@ -281,3 +281,36 @@ def test_display_url_hides_credentials_and_query() -> None:
     shown = notify.display_url("https://bot:pa55word@hooks.example.invalid:8443/x?token=abc")
     assert shown == "https://hooks.example.invalid:8443/x?…"
     assert notify.target_key("https://a.invalid/") != notify.target_key("https://b.invalid/")
+
+
+def test_set_and_new_push_their_change_without_waiting_for_a_sync(backlog_repo: Repo, hook: Hook) -> None:
+    assert backlog_repo.run("sync") == 0
+    synced_batches = len(hook.received)
+    assert backlog_repo.run("set", "WEB-2", "points=8") == 0
+    assert backlog_repo.run("new", "WEB-7", "--backlog", "web", "--title", "Password reset") == 0
+    pushed = [c for b in hook.received[synced_batches:] for c in b["changes"]]
+    assert [(c["story_id"], c["kind"], c["source"]) for c in pushed] == [
+        ("WEB-2", "updated", "db"),
+        ("WEB-7", "created", "db"),
+    ]
+    assert delivered_seq(backlog_repo, hook.url) == changes(backlog_repo)[-1]["seq"]
+
+
+def test_export_pushes_what_set_left_pending(backlog_repo: Repo, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert backlog_repo.run("sync") == 0
+    monkeypatch.delenv("STORYSYNC_WEBHOOK_URL")
+    assert backlog_repo.run("set", "WEB-2", "points=8") == 0  # no webhook configured for this one
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_URL", hook.url)
+    before = len(hook.received)
+    assert backlog_repo.run("export", "--commit") == 0
+    pushed = [c for b in hook.received[before:] for c in b["changes"]]
+    assert [(c["story_id"], c["kind"]) for c in pushed] == [("WEB-2", "updated")]
+
+
+def test_a_dead_webhook_never_fails_set(backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_BUDGET", "1")
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/hook")
+    assert backlog_repo.run("-q", "sync") == 0
+    started = time.monotonic()
+    assert backlog_repo.run("set", "WEB-2", "points=8") == 0
+    assert time.monotonic() - started < 5
