@@ -151,8 +151,11 @@ def finish(
 ) -> SyncResult:
     """Record an invalid run, or plan and write in one transaction (SPEC §6 rules).
 
-    The plan is made inside the writer's transaction, from the rows as they are
-    once no other writer can change them.
+    The one ending of every sync (full, a git range, given paths): invalid input
+    without ``keep_going`` writes only the audit row; a dry run describes the
+    plan; otherwise the plan is made inside the writer's transaction, from the
+    rows as they are once no other writer can change them, and applied there
+    (bodies a compacted check dropped are read back batch by batch).
     """
     from storysync.sync import _describe, apply, record_invalid
 
@@ -174,7 +177,9 @@ def finish(
         history_moves = moves.for_plan(conn, plan, checked) if moves is not None else None
         if moves is not None:
             moves.before(conn)
-        result.run_id = apply(conn, plan, provenance, options, result, advance=advance, history=history_moves)
+        result.run_id = apply(
+            conn, plan, provenance, options, result, advance=advance, history=history_moves, bodies=checked.bodies
+        )
         if moves is not None:
             moves.after(conn)
     if checked.diagnostics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Frontmatter keys that have their own column (or table) in the database.
@@ -42,13 +43,15 @@ class Story:
     def path(self) -> str:
         return self.location.path
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """The ``id`` value when it is a string, else "" (computed once: the frontmatter is not changed)."""
         value = self.frontmatter.get("id")
         return value if isinstance(value, str) else ""
 
-    @property
+    @cached_property
     def depends_on(self) -> list[str]:
+        """The string entries of ``depends_on`` (computed once)."""
         deps = self.frontmatter.get("depends_on") or []
         return [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
 

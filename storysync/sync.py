@@ -27,12 +27,12 @@ from storysync.errors import Diagnostic
 from storysync.lock import writer_lock
 from storysync.model import Story
 from storysync.sources import Source, WorkTreeSource
-from storysync.validate import Checked, check_entries, checker_for
 
 if TYPE_CHECKING:
     import git
 
     from storysync.gitdiff import CommitInfo
+    from storysync.validate import Bodies
 
 TRIGGERS = ("manual", "hook", "ci", "watch")
 MAX_RECORDED_ERRORS = 1000
@@ -184,35 +184,10 @@ def run_full(
     progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
-    entries = source.entries()
-    checked = check_entries(source, entries, checker_for(config), progress=progress, compact=True)
-    result.files = checked.files
-    result.diagnostics = checked.diagnostics
-    if checked.diagnostics and not options.keep_going:
-        result.outcome = "invalid"
-        if not options.dry_run:
-            result.run_id = record_invalid(db, options, result)
-        return result
-    if options.dry_run:
-        with db.read() as conn:
-            _describe(_full_plan(conn, checked), result)
-        return result
-    with db.write() as conn:  # plan under the writer lock: another writer may have just committed
-        plan = _full_plan(conn, checked)
-        _describe(plan, result)
-        result.run_id = apply(
-            conn, plan, provenance, options, result, advance=not checked.diagnostics and provenance.sha is not None
-        )
-    return result
+    from storysync.incremental import check_tree, finish
 
-
-def _full_plan(conn: Connection, checked: Checked) -> Plan:
-    return make_plan(
-        checked.valid_stories,
-        load_rows(conn),
-        skip_paths=checked.invalid_paths,
-        skip_ids={s.id for s in checked.stories},
-    )
+    checked, planner = check_tree(config, source, progress)
+    return finish(db, checked, planner, provenance, options, result)
 
 
 def load_rows(conn: Connection) -> dict[str, DbRow]:
@@ -306,27 +281,25 @@ def apply(
     *,
     advance: bool,
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None = None,
+    bodies: Bodies | None = None,
 ) -> int:
     """Write ``plan`` on ``conn`` (inside the caller's transaction); the run's id.
 
     ``history`` gives, per story id, the stage moves a git range made (from, to,
-    commit); without it a move is recorded once, at ``provenance``.
+    commit); without it a move is recorded once, at ``provenance``.  ``bodies``
+    reads back the bodies a compacted check dropped, one write batch at a time;
+    the history and changes rows are written batch by batch too.
     """
     now = utcnow()
     run_id = _insert_run(conn, options, result, now)
     _ensure_backlogs(conn, plan, now)
-    changes: list[dict[str, Any]] = []
-    hist: list[dict[str, Any]] = []
-    _apply_deletes(conn, plan.deletes, now, changes)
-    _apply_updates(conn, plan, provenance, now, changes, hist, history)
-    _apply_creates(conn, plan, provenance, now, changes, hist, history)
+    feed = _Feed(run_id, now)
+    writing = _Writing(conn, provenance, now, feed, history, bodies)
+    _apply_deletes(conn, plan.deletes, now, feed.changes)
+    _apply_updates(writing, plan)
+    _apply_creates(writing, plan)
+    feed.flush(conn)
     _write_dependencies(conn, plan)
-    if hist:
-        conn.execute(m.status_history.insert(), hist)
-    if changes:
-        for change in changes:
-            change.update(run_id=run_id, at=now, source="file")
-        conn.execute(m.changes.insert(), changes)
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
     conn.execute(
@@ -433,42 +406,76 @@ def _apply_deletes(conn: Connection, rows: list[DbRow], now: datetime, changes: 
     changes.extend({"story_id": r.id, "kind": "deleted"} for r in rows)
 
 
-def _apply_updates(
-    conn: Connection,
-    plan: Plan,
-    provenance: Provenance,
-    now: datetime,
-    changes: list[dict[str, Any]],
-    hist: list[dict[str, Any]],
-    history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
-) -> None:
+@dataclass
+class _Feed:
+    """The run's changes and status-history rows not written yet (written a batch at a time)."""
+
+    run_id: int
+    now: datetime
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    hist: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, conn: Connection) -> None:
+        """Insert what has gathered (after the story rows it refers to)."""
+        if self.hist:
+            conn.execute(m.status_history.insert(), self.hist)
+            self.hist = []
+        if self.changes:
+            for change in self.changes:
+                change.update(run_id=self.run_id, at=self.now, source="file")
+            conn.execute(m.changes.insert(), self.changes)
+            self.changes = []
+
+
+@dataclass(frozen=True)
+class _Writing:
+    """What the story writes of one ``apply`` share."""
+
+    conn: Connection
+    provenance: Provenance
+    now: datetime
+    feed: _Feed
+    history: dict[str, list[tuple[str | None, str, Provenance]]] | None
+    bodies: Bodies | None
+
+    def batches(self, stories: list[Story]) -> Iterable[tuple[int, int]]:
+        """``(start, end)`` of each write batch, with those stories' bodies loaded meanwhile."""
+        for start in range(0, len(stories), WRITE_BATCH):
+            batch = stories[start : start + WRITE_BATCH]
+            if self.bodies is not None:
+                self.bodies.load(batch)
+            yield start, start + len(batch)
+            if self.bodies is not None:
+                self.bodies.unload(batch)
+            self.feed.flush(self.conn)
+
+
+def _apply_updates(w: _Writing, plan: Plan) -> None:
+    conn = w.conn
     updates = _fresh_revisions(conn, plan.updates)  # the story API may have written since the rows were read
     pairs = updates + plan.revives
     if not pairs:
         return
-    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], now)
+    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], w.now)
     stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
     moving = [{"b_id": r.id, "path": None} for s, r in pairs if r.path != s.path]
     if moving:  # free the old paths first: two stories may swap places in one run
         conn.execute(stmt, moving)
-    params = []
-    for story, row in pairs:
-        values = _story_values(story, provenance, now)
-        values.pop("id")
-        values.update(b_id=row.id, revision=row.revision + 1, synced_revision=row.revision + 1)
-        params.append(values)
-        if len(params) >= WRITE_BATCH:  # bounded memory: SQLAlchemy copies every parameter set it is given
-            conn.execute(stmt, params)
-            params = []
-        revived = row.deleted
-        moved = not revived and _moved(story, row)
-        changes.append({"story_id": row.id, "kind": "created" if revived else "moved" if moved else "updated"})
-        if revived:
-            hist.extend(_history_rows(story, None, provenance, history))
-        elif story.location.status != row.status:
-            hist.extend(_history_rows(story, row.status, provenance, history))
-    if params:
-        conn.execute(stmt, params)
+    for start, end in w.batches([s for s, _ in pairs]):
+        params = []
+        for story, row in pairs[start:end]:
+            values = _story_values(story, w.provenance, w.now)
+            values.pop("id")
+            values.update(b_id=row.id, revision=row.revision + 1, synced_revision=row.revision + 1)
+            params.append(values)
+            revived = row.deleted
+            kind = "created" if revived else "moved" if _moved(story, row) else "updated"
+            w.feed.changes.append({"story_id": row.id, "kind": kind})
+            if revived:
+                w.feed.hist.extend(_history_rows(story, None, w.provenance, w.history))
+            elif story.location.status != row.status:
+                w.feed.hist.extend(_history_rows(story, row.status, w.provenance, w.history))
+        conn.execute(stmt, params)  # bounded memory: SQLAlchemy copies every parameter set it is given
 
 
 def _fresh_revisions(conn: Connection, pairs: list[tuple[Story, DbRow]]) -> list[tuple[Story, DbRow]]:
@@ -486,29 +493,17 @@ def _fresh_revisions(conn: Connection, pairs: list[tuple[Story, DbRow]]) -> list
     ]
 
 
-def _apply_creates(
-    conn: Connection,
-    plan: Plan,
-    provenance: Provenance,
-    now: datetime,
-    changes: list[dict[str, Any]],
-    hist: list[dict[str, Any]],
-    history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
-) -> None:
-    if not plan.creates:
-        return
-    rows = []
-    for story in plan.creates:
-        values = _story_values(story, provenance, now)
-        values.update(revision=1, synced_revision=1, created_at=now)
-        rows.append(values)
-        changes.append({"story_id": story.id, "kind": "created"})
-        hist.extend(_history_rows(story, None, provenance, history))
-        if len(rows) >= WRITE_BATCH:
-            conn.execute(m.stories.insert(), rows)
-            rows = []
-    if rows:
-        conn.execute(m.stories.insert(), rows)
+def _apply_creates(w: _Writing, plan: Plan) -> None:
+    creates = plan.creates
+    for start, end in w.batches(creates):
+        rows = []
+        for story in creates[start:end]:
+            values = _story_values(story, w.provenance, w.now)
+            values.update(revision=1, synced_revision=1, created_at=w.now)
+            rows.append(values)
+            w.feed.changes.append({"story_id": story.id, "kind": "created"})
+            w.feed.hist.extend(_history_rows(story, None, w.provenance, w.history))
+        w.conn.execute(m.stories.insert(), rows)
 
 
 def _history_rows(

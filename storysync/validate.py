@@ -6,15 +6,16 @@ Used by ``storysync validate`` (working tree, given paths, or the index with
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from storysync.checks import Known, check_set, check_story, fold_id
 from storysync.config import Config
-from storysync.errors import Diagnostic
+from storysync.errors import Diagnostic, StorysyncError
 from storysync.layout import classify
 from storysync.model import Story
-from storysync.parse import parse_story
+from storysync.parse import parse_story, split_body
 from storysync.schema import SchemaChecker, load_checker
 from storysync.sources import Entry, Source
 
@@ -27,6 +28,7 @@ class Checked:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     invalid_paths: set[str] = field(default_factory=set)
     files: int = 0
+    bodies: Bodies | None = None  # set when the stories' bodies were dropped (``compact``)
 
     def add(self, diags: Iterable[Diagnostic]) -> None:
         for d in diags:
@@ -36,6 +38,41 @@ class Checked:
     @property
     def valid_stories(self) -> list[Story]:
         return [s for s in self.stories if s.path not in self.invalid_paths]
+
+
+class Bodies:
+    """Where the bodies a compacted check dropped are read back from, a batch at a time.
+
+    A full sync checks every file first and writes afterwards; holding every body
+    in between is most of its memory.  ``loaded`` puts a batch's bodies back for
+    the write and drops them again after it.  Each file is read again from the
+    same blob (or path) and must hash as it did when it was checked.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._entries: dict[str, Entry] = {}
+
+    def drop(self, story: Story, entry: Entry) -> None:
+        """Forget ``story``'s body; ``entry`` is where it is read back from."""
+        story.body = ""
+        self._entries[story.path] = entry
+
+    def load(self, stories: Sequence[Story]) -> None:
+        """Put back the bodies of ``stories`` (the ones dropped); ``StorysyncError`` if a file changed."""
+        by_path = {s.path: s for s in stories if s.path in self._entries}
+        wanted = [self._entries[path] for path in by_path]
+        for entry, data in read_each(self._source, wanted):
+            story = by_path[entry.location.path]
+            if isinstance(data, Diagnostic) or hashlib.sha256(data).hexdigest() != story.content_hash:
+                raise StorysyncError(f"{story.path}: the file changed while it was being synced; run the sync again")
+            story.body = split_body(data)
+
+    def unload(self, stories: Iterable[Story]) -> None:
+        """Drop again the bodies ``load`` put back."""
+        for story in stories:
+            if story.path in self._entries:
+                story.body = ""
 
 
 def checker_for(config: Config) -> SchemaChecker:
@@ -85,17 +122,20 @@ def check_entries(
     """Check every entry, then the cross-file rules over all of them.
 
     ``compact`` drops, once a file's own checks are done, the positions that only
-    those checks use, keeping what the cross-file checks point at: a full sync of
-    100k stories holds every story at once, and positions are most of a story.
+    those checks use (keeping what the cross-file checks point at) and the body
+    (``Checked.bodies`` reads it back for the write): a full sync of 100k stories
+    holds every story at once.
     """
     result = Checked()
+    bodies = result.bodies = Bodies(source) if compact else None
     for entry, data in read_each(source, list(entries)):
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)
         if story is not None:
-            if compact:
+            if bodies is not None:
                 compact_positions(story)
+                bodies.drop(story, entry)
             result.stories.append(story)
         if progress:
             progress(1)
