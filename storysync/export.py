@@ -43,7 +43,7 @@ from storysync.checks import check_story
 from storysync.config import Config
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import RepositoryStateError, StorysyncError
-from storysync.exportgit import commit_paths, uncommitted
+from storysync.exportgit import commit_paths, exclude_temporaries, uncommitted
 from storysync.layout import classify, slugify, story_path
 from storysync.lock import writer_lock
 from storysync.model import Location
@@ -409,6 +409,8 @@ def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOpti
     the commit the files match it, and a re-run records them (they read as the rows)."""
     undo = _Undo()
     written = result.of(*WRITES)
+    if written:  # before any temporary file exists, so a kill never shows one to git
+        exclude_temporaries(repo, f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
     _sweep_temporary(config, [a for a in result.actions if a.kind != "refused"])  # refused paths may lead out
     try:
         for action in written:
@@ -445,12 +447,27 @@ def _fail(exc: BaseException, what: str) -> NoReturn:
 
 def _sweep_temporary(config: Config, actions: list[Action]) -> None:
     """Remove the temporary files an export killed mid-write left beside these stories
-    (safe: we hold the writer lock, so no other export is writing)."""
+    or in any backlog directory (safe: we hold the writer lock, so no other export is
+    writing).  A sync may have recorded the files since, leaving no action to point
+    at them; git does not see them (``info/exclude``), so only a sweep removes them."""
     directories = {(config.repo / p).parent for a in actions for p in (a.old_path, a.new_path) if p}
+    directories |= _backlog_directories(config)
     for directory in directories:
         for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _backlog_directories(config: Config) -> set[Path]:
+    """Every ``stage/backlog`` directory under the stories root (no symlinks followed)."""
+    found: set[Path] = set()
+    for stage in config.stages:
+        stage_dir = config.root_path / stage
+        if stage_dir.is_symlink() or not stage_dir.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            found |= {d for d in stage_dir.iterdir() if d.is_dir() and not d.is_symlink()}
+    return found
 
 
 def _write(config: Config, action: Action, undo: _Undo) -> None:

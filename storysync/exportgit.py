@@ -21,6 +21,25 @@ if TYPE_CHECKING:
     from storysync.export import Action
 
 
+def exclude_temporaries(repo: git.Repo, pattern: str) -> None:
+    """Add ``pattern`` to the repository's ``info/exclude`` once, so the temporary
+    files a killed export leaves beside stories never show in ``git status``.
+
+    The file is shared by every worktree and never committed; the user's own lines
+    are kept.  A file that cannot be written is left alone (the files are swept by
+    the next export anyway).
+    """
+    exclude = Path(repo.common_dir) / "info" / "exclude"
+    with contextlib.suppress(OSError):
+        current = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        if pattern in current.splitlines():
+            return
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "" if not current or current.endswith("\n") else "\n"
+        with open(exclude, "a", encoding="utf-8") as fh:
+            fh.write(f"{prefix}# storysync: temporary files of an interrupted export\n{pattern}\n")
+
+
 def commit_message(actions: list[Action], subject: str | None) -> str:
     """The export commit's message: a subject, then one line per story."""
     n = len(actions)

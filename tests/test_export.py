@@ -433,3 +433,32 @@ def test_a_body_change_keeps_the_frontmatter_bytes(repo: Repo) -> None:
         assert h.writer.update("WEB-1", {}, body="new body\r\nsecond line").changed == ("body",)
     assert repo.run("export") == 0
     assert (repo.path / "backlog/web/WEB-1-x.md").read_bytes() == (head + "new body\r\nsecond line").encode()
+
+
+def test_a_killed_exports_temporary_files_stay_out_of_git_status_and_syncs(backlog_repo: Repo) -> None:
+    """SIGKILL export --commit while its undo links sit beside the stories (from the
+    pre-commit hook): git status stays clean of them; sync, validate and watch skip them."""
+    from storysync.config import load_config
+    from storysync.watch import ChangeKind, StoryFilter
+
+    synced(backlog_repo)
+    exclude = backlog_repo.path / ".git" / "info" / "exclude"
+    exclude.write_text("# the user's own\n*.local", encoding="utf-8")  # no final newline
+    hook = backlog_repo.write(".git/hooks/pre-commit", "#!/bin/sh\nkill -9 $(awk '{print $4}' /proc/$PPID/stat)\n")
+    hook.chmod(0o755)
+    with handles(backlog_repo) as h:
+        update_story(h.db, "WEB-2", points=13)
+    killed = run_cli_subprocess(backlog_repo, "export", "--commit")
+    assert killed.returncode == -9, killed.stderr
+    leftovers = [p.relative_to(backlog_repo.path).as_posix() for p in backlog_repo.path.rglob(".storysync-*.tmp")]
+    assert leftovers  # what a killed export leaves
+    assert backlog_repo.git("status", "--porcelain", "--untracked-files=all") == ""  # git committed before the kill
+    assert exclude.read_text(encoding="utf-8").splitlines()[:2] == ["# the user's own", "*.local"]
+    assert backlog_repo.run("validate") == 0
+    assert backlog_repo.run("sync", "--working-tree") == 0
+    keep = StoryFilter(load_config(backlog_repo.path))
+    assert not any(keep(ChangeKind.added, p) for p in leftovers)
+    hook.unlink()
+    assert backlog_repo.run("export") == 0  # sweeps them; the pattern is not added twice
+    assert not list(backlog_repo.path.rglob(".storysync-*.tmp"))
+    assert exclude.read_text(encoding="utf-8").count(".storysync-*.tmp") == 1
