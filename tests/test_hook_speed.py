@@ -166,3 +166,44 @@ def test_many_staged_files_are_read_in_one_batch_with_the_same_report(backlog_re
         ("backlog/web/WEB-40-bad.md", "schema"),
         ("backlog/web/WEB-41-link.md", "symlink"),
     ]
+
+
+def _staged_report(repo: Repo, capsys: pytest.CaptureFixture[str], *paths: str) -> tuple[int, list[str]]:
+    code = repo.run("validate", "--staged", *paths)
+    return code, sorted(capsys.readouterr().out.splitlines())
+
+
+def test_a_few_staged_paths_are_looked_up_alone_with_the_same_report_as_the_full_index(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Up to 64 paths come from one restricted ``ls-files -s``; more from the whole index."""
+    paths = [
+        backlog_repo.story("backlog", "web", f"WEB-{i}", "s", title=f"S{i}", depends_on=["API-1", "NOPE-1"])
+        for i in range(3, 70)
+    ]
+    paths.append(backlog_repo.story("backlog", "api", "web-2", "again", title="Same id as WEB-2, other case"))
+    backlog_repo.git("add", "-A")
+    code_all, all_lines = _staged_report(backlog_repo, capsys, *paths)  # 68 paths: the whole index
+    code_few, few_lines = _staged_report(backlog_repo, capsys, paths[0], paths[-1])  # 2 paths: looked up
+    assert code_all == code_few == 1
+    expected = [line for line in all_lines if line.startswith((paths[0] + ":", paths[-1] + ":"))]
+    assert few_lines == expected
+    assert any("NOPE-1" in line for line in few_lines)
+    assert any("WEB-2" in line for line in few_lines)  # the duplicate of a story outside the checked set
+
+
+def test_a_staged_story_with_a_merge_conflict_is_refused(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = "active/web/WEB-2-signup.md"
+    backlog_repo.git("checkout", "-q", "-b", "other")
+    backlog_repo.story("active", "web", "WEB-2", "signup", title="Theirs", points=5)
+    backlog_repo.commit("theirs")
+    backlog_repo.git("checkout", "-q", "main")
+    backlog_repo.story("active", "web", "WEB-2", "signup", title="Ours", points=8)
+    backlog_repo.commit("ours")
+    backlog_repo.git("merge", "other", check=False)  # stops with a conflict
+    assert "UU" in backlog_repo.git("status", "--porcelain")
+    code, lines = _staged_report(backlog_repo, capsys, path)
+    assert code == 1
+    assert any(line.startswith(f"{path}:1:1:") and "unresolved merge conflict" in line for line in lines)
