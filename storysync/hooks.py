@@ -132,6 +132,21 @@ def in_progress(top: Path) -> str | None:
     return None
 
 
+def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
+    """Whether the rebase under way has nothing left to pick and this checkout is onto
+    its ``onto`` commit: a fast-forward (``git rebase main`` on a branch behind main,
+    a ``pull --rebase`` with no local commits), which git ends without post-rewrite."""
+    state = top / _git(top, "rev-parse", "--git-dir") / "rebase-merge"
+    try:
+        todo = (state / "git-rebase-todo").read_text(encoding="utf-8").splitlines()
+        onto = (state / "onto").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if any(line.split()[0] != "noop" for line in todo if line.strip() and not line.lstrip().startswith("#")):
+        return False
+    return onto == (new_head or _git(top, "rev-parse", "HEAD"))
+
+
 def _merge_concluded(top: Path, git_dir: Path) -> bool:
     """MERGE_HEAD lingers while post-merge runs: the merge is done once HEAD contains it."""
     try:
@@ -156,6 +171,8 @@ def skip_reason(name: str, args: Sequence[str], env: Mapping[str, str], top: Pat
     state = in_progress(top)
     if state is None or state == _finishing(hook, args):
         return None
+    if hook == "post-checkout" and state == "rebase" and _rebase_only_checks_out(top, args[1]):
+        return None  # a fast-forward rebase: this checkout is its whole result, and no post-rewrite follows
     return f"storysync: a {state} is in progress; not syncing now (run 'storysync sync' when it is done)"
 
 
@@ -164,7 +181,8 @@ def _as_git_hook(name: str, args: Sequence[str], env: Mapping[str, str]) -> tupl
     if name != "sync":
         return name, args
     if "PRE_COMMIT_CHECKOUT_TYPE" in env:
-        return "post-checkout", ("", "", env["PRE_COMMIT_CHECKOUT_TYPE"])
+        refs = (env.get("PRE_COMMIT_FROM_REF", ""), env.get("PRE_COMMIT_TO_REF", ""))
+        return "post-checkout", (*refs, env["PRE_COMMIT_CHECKOUT_TYPE"])
     if "PRE_COMMIT_REWRITE_COMMAND" in env:
         return "post-rewrite", (env["PRE_COMMIT_REWRITE_COMMAND"],)
     return "post-merge", ()

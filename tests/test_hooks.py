@@ -424,3 +424,56 @@ def test_hooks_fire_in_a_new_worktree(hooked: Repo, tmp_path: Path) -> None:
     linked = Repo(tree)
     assert synced(linked) == linked.git("rev-parse", "HEAD")  # its own database, under the worktree
     assert set(live_titles(linked)) == {"WEB-1", "WEB-2", "API-1", "API-2"}
+
+
+def test_a_fast_forward_rebase_syncs_through_post_checkout(hooked: Repo) -> None:
+    """``git rebase main`` on a branch behind main only checks main out: no post-rewrite
+    fires, so the post-checkout inside the rebase must sync."""
+    repo = only(hooked, "post-checkout", "post-rewrite")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.git("checkout", "-q", "main")
+    repo.story("backlog", "web", "WEB-5", title="On main")
+    repo.commit("main moves on")
+    repo.git("checkout", "-q", "feature")
+    assert synced(repo) == repo.git("rev-parse", "HEAD")
+    done = git_run(repo, "rebase", "main")
+    assert done.returncode == 0, done.stderr
+    assert repo.git("rev-parse", "HEAD") == repo.git("rev-parse", "main")
+    assert synced(repo) == repo.git("rev-parse", "HEAD")
+    assert "WEB-5" in live_titles(repo)
+    assert "not syncing now" not in done.stderr
+
+
+def test_a_fast_forward_pull_rebase_syncs(tmp_path: Path) -> None:
+    upstream = make_repo(tmp_path / "upstream")
+    upstream.story("backlog", "web", "WEB-1", title="One")
+    upstream.commit("one")
+    clone_path = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(upstream.path), str(clone_path)], check=True)
+    clone = Repo(clone_path)
+    assert clone.run("install-hooks") == 0
+    only(clone, "post-checkout", "post-rewrite", "post-merge")
+    assert clone.run("-q", "sync") == 0
+    upstream.story("backlog", "web", "WEB-3", title="Theirs")
+    upstream.commit("upstream work")
+    done = git_run(clone, "pull", "-q", "--rebase")
+    assert done.returncode == 0, done.stderr
+    assert synced(clone) == clone.git("rev-parse", "HEAD") == upstream.git("rev-parse", "HEAD")
+    assert {"WEB-1", "WEB-3"} <= set(live_titles(clone))
+
+
+def test_a_rebase_with_commits_to_pick_still_skips_its_inner_checkout(hooked: Repo) -> None:
+    """Only post-checkout installed: the checkout onto main inside a real rebase does not sync."""
+    repo = only(hooked, "post-checkout")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.story("active", "web", "WEB-6", title="Mine")
+    repo.commit("feature work")
+    repo.git("checkout", "-q", "main")
+    repo.story("backlog", "web", "WEB-5", title="On main")
+    repo.commit("main moves on")
+    repo.git("checkout", "-q", "feature")
+    runs = run_count(repo)
+    done = git_run(repo, "rebase", "main")
+    assert done.returncode == 0, done.stderr
+    assert "a rebase is in progress; not syncing now" in done.stderr
+    assert run_count(repo) == runs
