@@ -40,21 +40,33 @@ class Checked:
         return [s for s in self.stories if s.path not in self.invalid_paths]
 
 
+# Body characters a compacted check keeps from its first pass (about 15k average
+# stories); past this, bodies are dropped and read back at write time.  Reading
+# back costs a second pass over the blobs (~0.3 s per 10k), holding costs memory.
+KEEP_BODIES = 32 * 1024 * 1024
+
+
 class Bodies:
     """Where the bodies a compacted check dropped are read back from, a batch at a time.
 
     A full sync checks every file first and writes afterwards; holding every body
-    in between is most of its memory.  ``loaded`` puts a batch's bodies back for
-    the write and drops them again after it.  Each file is read again from the
-    same blob (or path) and must hash as it did when it was checked.
+    in between is most of its memory, so past ``KEEP_BODIES`` characters they
+    are dropped.  ``load`` puts a batch's dropped bodies back for the write and
+    ``unload`` drops them again after it.  Each file is read again from the same
+    blob (or path) and must hash as it did when it was checked.
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, keep: int) -> None:
         self._source = source
         self._entries: dict[str, Entry] = {}
+        self._room = keep
 
     def drop(self, story: Story, entry: Entry) -> None:
-        """Forget ``story``'s body; ``entry`` is where it is read back from."""
+        """Keep ``story``'s body while there is room, else forget it (``entry`` is where it is read back from)."""
+        if len(story.body) <= self._room:
+            self._room -= len(story.body)
+            return
+        self._room = 0
         story.body = ""
         self._entries[story.path] = entry
 
@@ -122,12 +134,12 @@ def check_entries(
     """Check every entry, then the cross-file rules over all of them.
 
     ``compact`` drops, once a file's own checks are done, the positions that only
-    those checks use (keeping what the cross-file checks point at) and the body
-    (``Checked.bodies`` reads it back for the write): a full sync of 100k stories
-    holds every story at once.
+    those checks use (keeping what the cross-file checks point at) and, past
+    ``KEEP_BODIES``, the body (``Checked.bodies`` reads it back for the write): a
+    full sync of 100k stories holds every story at once.
     """
     result = Checked()
-    bodies = result.bodies = Bodies(source) if compact else None
+    bodies = result.bodies = Bodies(source, KEEP_BODIES) if compact else None
     for entry, data in read_each(source, list(entries)):
         result.files += 1
         story, problems = check_data(entry, data, checker)

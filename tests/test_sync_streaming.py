@@ -1,9 +1,10 @@
 """A full sync checks every file first, then streams the bodies back for the write.
 
-Pass 1 keeps no bodies (``Checked.bodies`` knows where each one is); pass 2, inside
-the one write transaction, reads them again a write batch at a time.  What is
-stored is byte for byte what was checked, and a file that changes in between
-fails the run without writing anything.
+Pass 1 keeps bodies only up to ``KEEP_BODIES`` characters (``Checked.bodies``
+knows where the others are); pass 2, inside the one write transaction, reads
+those again a write batch at a time.  What is stored is byte for byte what was
+checked, and a file that changes in between fails the run without writing
+anything.  The budget is 0 here unless a test says otherwise: every body streams.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sqlite3
 import pytest
 
 from storysync import sync as sync_module
+from storysync import validate as validate_module
 from storysync.config import load_config
 from storysync.db import Database
 from storysync.errors import StorysyncError
@@ -30,6 +32,11 @@ BODIES = [
     "Unicode: naïve café ✓\n" * 40,
     "---\nlooks like frontmatter\n---\n",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _stream_every_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate_module, "KEEP_BODIES", 0)
 
 
 def _stories(repo: Repo, count: int) -> dict[str, str]:
@@ -59,6 +66,24 @@ def test_a_compacted_check_holds_no_bodies_and_reads_them_back(repo: Repo) -> No
     assert [s.body for s in batch] == [split_body((repo.path / s.path).read_bytes()) for s in batch]
     checked.bodies.unload(batch)
     assert [s.body for s in checked.stories] == [""] * 6
+
+
+def test_bodies_are_kept_up_to_the_budget_and_the_rest_streamed(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _stories(repo, 8)
+    sha = repo.commit("eight stories")
+    config = load_config(repo.path)
+    source = GitTreeSource(open_repo(repo.path), config, sha)
+    full = check_entries(source, source.entries(), checker_for(config))
+    budget = len(full.stories[0].body) + len(full.stories[1].body) + len(full.stories[2].body)
+    monkeypatch.setattr(validate_module, "KEEP_BODIES", budget)
+    checked = check_entries(source, source.entries(), checker_for(config), compact=True)
+    assert [s.body for s in checked.stories[:3]] == [s.body for s in full.stories[:3]]
+    assert [s.body for s in checked.stories[3:]] == [""] * 5
+    monkeypatch.setattr(sync_module, "WRITE_BATCH", 3)
+    assert repo.run("sync", "--full") == 0
+    stored = _stored(repo)
+    for sid, rel in paths.items():
+        assert stored[sid] == (rel, split_body((repo.path / rel).read_bytes()))
 
 
 @pytest.mark.parametrize("flags", [("--full",), ("--working-tree",)])
