@@ -207,3 +207,35 @@ def test_a_staged_story_with_a_merge_conflict_is_refused(
     code, lines = _staged_report(backlog_repo, capsys, path)
     assert code == 1
     assert any(line.startswith(f"{path}:1:1:") and "unresolved merge conflict" in line for line in lines)
+
+
+_COMMAND_PROBE = """
+import sys
+from storysync.cli import main
+code = main(["--repo", sys.argv[1], *sys.argv[3:]])
+loaded = sorted(m for m in sys.argv[2].split(",") if m in sys.modules)
+print(code, ",".join(loaded))
+"""
+
+
+def _modules_after(repo: Repo, watched: tuple[str, ...], *args: str) -> tuple[int, str]:
+    """Run a command in a fresh process with stderr piped (as a git hook does); which of ``watched`` it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND_PROBE, str(repo.path), ",".join(watched), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, _, loaded = done.stdout.strip().splitlines()[-1].partition(" ")
+    return int(code), loaded
+
+
+def test_sync_and_status_on_sqlite_skip_what_they_do_not_use(backlog_repo: Repo) -> None:
+    """A piped sync (the post-merge hook) draws no bar, so imports no rich; status reads HEAD
+    without GitPython; neither loads SQLAlchemy's PostgreSQL dialect for a SQLite database."""
+    pg = "sqlalchemy.dialects.postgresql"
+    assert backlog_repo.run("sync") == 0  # creates and migrates the database
+    backlog_repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    backlog_repo.commit("one more")
+    assert _modules_after(backlog_repo, ("rich", pg), "sync") == (0, "")
+    assert _modules_after(backlog_repo, ("git", pg), "status", "--format", "json") == (0, "")

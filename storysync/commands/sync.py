@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import click
 
@@ -37,7 +38,7 @@ def command(
     """Bring the database in step with the story files."""
     if history and not full:
         raise click.UsageError("--history rebuilds the whole history: use it with --full")
-    from storysync.progress import progress_bar
+    from storysync.progress import progress_bar, surely_not_a_terminal
     from storysync.sync import sync
 
     options = SyncOptions(
@@ -50,7 +51,8 @@ def command(
         dry_run=dry_run,
         trigger=trigger,
     )
-    with progress_bar(app.console, "reading stories") as advance:
+    bar = nullcontext(None) if surely_not_a_terminal() else progress_bar(app.console, "reading stories")
+    with bar as advance:
         result = sync(app.config, app.db, app.repo, options, progress=advance)
     write_diagnostics(result.diagnostics, "text")
     for notice in result.notices:
