@@ -6,6 +6,7 @@ cost: one ``git ls-files`` and one ``git cat-file --batch`` for the wanted blobs
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,9 @@ from storysync.layout import classify
 from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
-FEW_PATHS = 64  # up to this many wanted paths are looked up in the index one query, not listed in full
+FEW_LOOKUPS = 8  # after this many searches of the unparsed listing, it is parsed whole
+FEW_PATHS = 64  # up to this many wanted paths are searched for rather than the listing parsed
+_PATHS = re.compile("\t([^\0]*)\0")  # the path of each ``mode sha stage<TAB>path<NUL>`` record
 
 
 class IndexSource:
@@ -28,6 +31,8 @@ class IndexSource:
         self.config = config
         self._records: dict[str, tuple[str, str]] | None = None  # path -> (mode, blob sha)
         self._unmerged: set[str] = set()
+        self._text: str | None = None  # the unparsed index listing
+        self._lookups = 0  # searches of the unparsed listing so far
 
     def _git(self, *args: str, data: bytes | None = None) -> bytes:
         try:
@@ -38,49 +43,73 @@ class IndexSource:
             raise GitError(f"cannot run git: {exc.strerror}") from exc
         return done.stdout
 
+    def _index_text(self) -> str:
+        """``git ls-files -s -z`` under the root, decoded once and kept unparsed."""
+        if self._text is None:
+            raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
+            self._text = raw.decode("utf-8", "surrogateescape")  # one decode, not one a path
+        return self._text
+
     def _all(self) -> dict[str, tuple[str, str]]:
         """Every path in the index under the stories root (not yet classified: that is per use)."""
         if self._records is None:
-            self._records = self._stage_records("--", self.config.root or ".")
+            records: dict[str, tuple[str, str]] = {}
+            for record in self._index_text().split("\0"):
+                if not record:
+                    continue
+                meta, _, path = record.partition("\t")
+                mode, sha, stage = meta.split()
+                if stage != "0":
+                    self._unmerged.add(path)
+                records[path] = (mode, sha)
+            self._records = records
         return self._records
 
-    def _stage_records(self, *pathspec: str) -> dict[str, tuple[str, str]]:
-        """``git ls-files -s`` of ``pathspec`` as path -> (mode, blob sha); notes unmerged paths."""
-        raw = self._git("ls-files", "-s", "-z", *pathspec)
-        records: dict[str, tuple[str, str]] = {}
-        for record in raw.decode("utf-8", "surrogateescape").split("\0"):  # one decode, not one a path
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            mode, sha, stage = meta.split()
-            if stage != "0":
-                self._unmerged.add(path)
-            records[path] = (mode, sha)
-        return records
+    def _find(self, path: str) -> tuple[int, tuple[str, str]] | None:
+        """Where ``path``'s first record sits in the listing, and its (mode, blob sha); notes a conflict.
+
+        A search of the unparsed listing: a record is ``mode sha stage<TAB>path<NUL>``,
+        and a match counts only if no tab precedes it in its record (a path may hold one).
+        """
+        text = self._index_text()
+        needle = f"\t{path}\0"
+        first: int | None = None
+        found: tuple[str, str] | None = None
+        at = text.find(needle)
+        while at >= 0:
+            meta = text[text.rfind("\0", 0, at) + 1 : at]
+            if "\t" not in meta:
+                mode, sha, stage = meta.split()
+                if stage != "0":
+                    self._unmerged.add(path)
+                first = at if first is None else first
+                found = (mode, sha)  # the last stage, as a parse of the whole listing keeps
+            at = text.find(needle, at + 1)
+        return None if first is None or found is None else (first, found)
 
     def listing(self) -> list[str]:
         """Every indexed path under the root, cheaply: callers classify the few they use.
 
-        Paths only (``git ls-files`` without ``-s`` formats no object ids: about half
-        the cost at 100k files); an unmerged path appears once per conflict stage.
+        The paths are cut out of the listing by one regular expression, without
+        parsing the records; an unmerged path appears once per conflict stage.
         """
         if self._records is not None:
             return list(self._records)
-        raw = self._git("ls-files", "-z", "--", self.config.root or ".")
-        paths = raw.decode("utf-8", "surrogateescape").split("\0")
-        if paths and not paths[-1]:
-            paths.pop()
-        return paths
+        return _PATHS.findall(self._index_text())
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        records: dict[str, tuple[str, str]]
         if paths is None:
             records = self._all()
             candidates: Iterable[str] = records
         else:
             wanted = set(paths)
-            if self._records is None and len(wanted) <= FEW_PATHS:
-                # a few files (the hook's staged ones, a dependency): ask git for just these
-                records = self._stage_records("--", *(f":(literal){p}" for p in sorted(wanted))) if wanted else {}
+            if self._records is None and len(wanted) <= FEW_PATHS and self._lookups < FEW_LOOKUPS:
+                # a few files (the staged ones, a dependency): searched for in the listing;
+                # a long dependency chain instead parses the whole listing once
+                self._lookups += 1
+                hits = sorted((hit[0], path, hit[1]) for path in wanted if (hit := self._find(path)) is not None)
+                records = {path: record for _, path, record in hits}
             else:
                 records = self._all()
             candidates = [p for p in records if p in wanted]
