@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from storysync.checks import Known, check_set, check_story, fold_id
 from storysync.config import Config
@@ -58,7 +59,7 @@ class Bodies:
 
     def __init__(self, source: Source, keep: int) -> None:
         self._source = source
-        self._entries: dict[str, Entry] = {}
+        self._refs: dict[str, tuple[str, int, bool]] = {}  # path -> the entry's ref, size, symlink
         self._room = keep
 
     def drop(self, story: Story, entry: Entry) -> None:
@@ -68,12 +69,12 @@ class Bodies:
             return
         self._room = 0
         story.body = ""
-        self._entries[story.path] = entry
+        self._refs[story.path] = (entry.ref, entry.size, entry.symlink)
 
     def load(self, stories: Sequence[Story]) -> None:
         """Put back the bodies of ``stories`` (the ones dropped); ``StorysyncError`` if a file changed."""
-        by_path = {s.path: s for s in stories if s.path in self._entries}
-        wanted = [self._entries[path] for path in by_path]
+        by_path = {s.path: s for s in stories if s.path in self._refs}
+        wanted = [Entry(s.location, *self._refs[path]) for path, s in by_path.items()]
         for entry, data in read_each(self._source, wanted):
             story = by_path[entry.location.path]
             if isinstance(data, Diagnostic) or hashlib.sha256(data).hexdigest() != story.content_hash:
@@ -83,7 +84,7 @@ class Bodies:
     def unload(self, stories: Iterable[Story]) -> None:
         """Drop again the bodies ``load`` put back."""
         for story in stories:
-            if story.path in self._entries:
+            if story.path in self._refs:
                 story.body = ""
 
 
@@ -140,13 +141,14 @@ def check_entries(
     """
     result = Checked()
     bodies = result.bodies = Bodies(source, KEEP_BODIES) if compact else None
+    shared: dict[Any, Any] = {}
     for entry, data in read_each(source, list(entries)):
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)
         if story is not None:
             if bodies is not None:
-                compact_positions(story)
+                compact_positions(story, shared)
                 bodies.drop(story, entry)
             result.stories.append(story)
         if progress:
@@ -159,10 +161,20 @@ def check_entries(
 CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
 
 
-def compact_positions(story: Story) -> None:
-    """Keep only the positions the cross-file checks can ask for (the id, depends_on, the mapping)."""
-    story.value_marks = {p: m for p, m in story.value_marks.items() if not p or p[0] in CROSS_FILE_KEYS}
-    story.key_marks = {p: m for p, m in story.key_marks.items() if p and p[0] in CROSS_FILE_KEYS}
+def compact_positions(story: Story, shared: dict[Any, Any] | None = None) -> None:
+    """Keep only the positions the cross-file checks can ask for (the id, depends_on, the mapping).
+
+    With ``shared`` (one dict for a whole run), equal key paths and marks of many
+    stories are kept as one object each.
+    """
+    one = {} if shared is None else shared
+    values, keys = story.value_marks, story.key_marks
+    story.value_marks = {
+        one.setdefault(p, p): one.setdefault(m, m) for p, m in values.items() if not p or p[0] in CROSS_FILE_KEYS
+    }
+    story.key_marks = {
+        one.setdefault(p, p): one.setdefault(m, m) for p, m in keys.items() if p and p[0] in CROSS_FILE_KEYS
+    }
     story.written = {}
 
 
