@@ -17,7 +17,7 @@ from storysync.layout import classify
 from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
-FEW_LOOKUPS = 8  # after this many searches of the unparsed listing, it is parsed whole
+FEW_LOOKUPS = 32  # after this many searches of the unparsed listing (~2 ms each at 100k), it is parsed whole (~110 ms)
 FEW_PATHS = 64  # up to this many wanted paths are searched for rather than the listing parsed
 _PATHS = re.compile("\t([^\0]*)\0")  # the path of each ``mode sha stage<TAB>path<NUL>`` record
 
@@ -63,6 +63,7 @@ class IndexSource:
                     self._unmerged.add(path)
                 records[path] = (mode, sha)
             self._records = records
+            self._text = None  # parsed: the records answer from now on
         return self._records
 
     def _find(self, path: str) -> tuple[int, tuple[str, str]] | None:
