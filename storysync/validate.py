@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storysync.checks import Known, check_set, check_story, fold_id
@@ -159,15 +159,26 @@ def check_entries(
 
 
 CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
+FEW_VALUES = frozenset({"priority", "epic", "assignee", "tags"})  # values many stories repeat
 
 
 def compact_positions(story: Story, shared: dict[Any, Any] | None = None) -> None:
     """Keep only the positions the cross-file checks can ask for (the id, depends_on, the mapping).
 
     With ``shared`` (one dict for a whole run), equal key paths and marks of many
-    stories are kept as one object each.
+    stories, their frontmatter keys, the strings of ``FEW_VALUES`` and the
+    location's directory names are kept as one object each.
     """
     one = {} if shared is None else shared
+    if shared is not None:
+        story.frontmatter = {one.setdefault(k, k): _shared_value(one, k, v) for k, v in story.frontmatter.items()}
+        loc = story.location
+        story.location = replace(
+            loc,
+            stage=one.setdefault(loc.stage, loc.stage),
+            status=one.setdefault(loc.status, loc.status),
+            backlog=one.setdefault(loc.backlog, loc.backlog),
+        )
     values, keys = story.value_marks, story.key_marks
     story.value_marks = {
         one.setdefault(p, p): one.setdefault(m, m) for p, m in values.items() if not p or p[0] in CROSS_FILE_KEYS
@@ -176,6 +187,16 @@ def compact_positions(story: Story, shared: dict[Any, Any] | None = None) -> Non
         one.setdefault(p, p): one.setdefault(m, m) for p, m in keys.items() if p and p[0] in CROSS_FILE_KEYS
     }
     story.written = {}
+
+
+def _shared_value(one: dict[Any, Any], key: str, value: Any) -> Any:
+    if key not in FEW_VALUES:
+        return value
+    if isinstance(value, str):
+        return one.setdefault(value, value)
+    if isinstance(value, list):
+        return [one.setdefault(v, v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 class ListingKnown:

@@ -64,6 +64,8 @@ def test_a_compacted_check_holds_no_bodies_and_reads_them_back(repo: Repo) -> No
     first, second = checked.stories[0], checked.stories[1]  # positions kept as shared objects
     assert next(iter(first.key_marks)) is next(iter(second.key_marks)) == ("id",)
     assert first.key_marks[("id",)] is second.key_marks[("id",)] == (2, 1)
+    assert next(iter(first.frontmatter)) is next(iter(second.frontmatter)) == "id"
+    assert first.location.backlog is second.location.backlog == "web"
     batch = checked.stories[1:4]
     checked.bodies.load(batch)
     assert [s.body for s in batch] == [split_body((repo.path / s.path).read_bytes()) for s in batch]
