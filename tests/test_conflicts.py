@@ -89,13 +89,14 @@ def test_a_db_write_between_a_syncs_read_and_write_is_kept_as_a_conflict(backlog
     in between.  The file still wins, and that DB-side version is kept, not overwritten."""
     from storysync import sync as sync_mod
     from storysync.db import utcnow
+    from storysync.validate import check_entries, checker_for
 
     repo = backlog_repo
     synced(repo)
     repo.write(WEB2, story_text("WEB-2", title="Signup", points=5))
     with handles(repo) as h:
         source = sync_mod.WorkTreeSource(h.config)
-        checked = sync_mod.check_entries(source, source.entries([WEB2]), sync_mod.checker_for(h.config))
+        checked = check_entries(source, source.entries([WEB2]), checker_for(h.config))
         with h.db.read() as conn:
             rows = sync_mod.load_rows(conn)  # the sync has read the rows ...
         update_story(h.db, "WEB-2", points=21)  # ... the story API writes ...
