@@ -7,13 +7,12 @@ import json
 import click
 
 from storysync.app import App
+from storysync.commands.options import FORMAT_TEXT_JSON
 
 
 @click.command("conflicts")
 @click.option("--resolve", "resolve_id", metavar="ID", help="Mark the open conflicts of this story resolved.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
-)
+@FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, resolve_id: str | None, fmt: str) -> int:
     """List open conflicts (file and database side by side); exit 1 while any is open."""

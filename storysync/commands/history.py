@@ -7,13 +7,12 @@ import json
 import click
 
 from storysync.app import App
+from storysync.commands.options import FORMAT_TEXT_JSON
 
 
 @click.command("history")
 @click.argument("story_id", metavar="ID")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
-)
+@FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show a story's status history: each move, when, by whom, in which commit."""

@@ -8,15 +8,14 @@ from typing import Any
 import click
 
 from storysync.app import App
+from storysync.commands.options import FORMAT_TEXT_JSON
 
 ERRORS_SHOWN = 3
 
 
 @click.command("runs")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
-)
+@FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, limit: int, fmt: str) -> int:
     """Show recent sync runs: trigger, range, outcome, counts and errors."""

@@ -7,12 +7,11 @@ import json
 import click
 
 from storysync.app import App
+from storysync.commands.options import FORMAT_TEXT_JSON
 
 
 @click.command("status")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
-)
+@FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, fmt: str) -> int:
     """Show the database's stories per backlog and status, and its drift from HEAD."""
