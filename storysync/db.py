@@ -104,9 +104,8 @@ class Database:
         if blocker is not None and not blocker.is_dir():
             raise DatabaseError(f"{blocker}: not a directory, so the database {path} cannot be created in it")
         try:
-            if not path.parent.exists() and path.parent.name == ".storysync":
-                path.parent.mkdir(parents=True)  # the default state directory ignores itself in git
-                (path.parent / ".gitignore").write_text("# created by storysync\n*\n", encoding="utf-8")
+            if path.parent.name == ".storysync":
+                _make_state_dir(path.parent)
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"{path.parent}: cannot create database directory: {exc.strerror}") from exc
@@ -333,3 +332,16 @@ def set_state(conn: Connection, key: str, value: str | None) -> None:
     updated = conn.execute(sync_state.update().where(sync_state.c.key == key).values(value=value))
     if updated.rowcount == 0:
         conn.execute(sync_state.insert().values(key=key, value=value))
+
+
+def _make_state_dir(state: Path) -> None:
+    """Create ``.storysync/`` with a ``.gitignore`` that ignores it, unless it exists.
+
+    Two runs may start at once (hooks, watch, a manual sync): whichever creates
+    the directory writes the ``.gitignore``; the other finds it made.
+    """
+    try:
+        state.mkdir(parents=True)
+    except FileExistsError:
+        return
+    (state / ".gitignore").write_text("# created by storysync\n*\n", encoding="utf-8")

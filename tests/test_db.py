@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -262,6 +264,23 @@ def test_database_directory_that_cannot_be_created_exits_3(
     assert line == (
         f"storysync: error: {blocker}: not a directory, so the database {blocker / 'sub/x.db'} cannot be created in it"
     )
+
+
+def test_runs_starting_together_all_open_the_new_state_directory(tmp_path: Path) -> None:
+    """Hooks, watch and a manual sync may start at once on a fresh clone: none fails on mkdir."""
+    for attempt in range(20):
+        url = f"sqlite:///{tmp_path / str(attempt) / '.storysync' / 'storysync.db'}"
+        start = threading.Barrier(8)
+
+        def open_db(url: str = url, start: threading.Barrier = start) -> None:
+            start.wait()
+            Database(url).engine.dispose()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(open_db) for _ in range(8)]:
+                future.result()  # raises the DatabaseError a lost race used to give
+        state = tmp_path / str(attempt) / ".storysync"
+        assert (state / ".gitignore").read_text(encoding="utf-8") == "# created by storysync\n*\n"
 
 
 def test_database_errors_hide_the_password() -> None:
