@@ -23,11 +23,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from storysync.connect import open_with_retry, reason, scrub, where
 from storysync.errors import ConfigError, DatabaseError
+from storysync.migrations import HEAD_REVISION as HEAD_REVISION  # defined there, free of SQLAlchemy
+from storysync.migrations import LAST_SYNCED as LAST_SYNCED
+from storysync.migrations import VERSION_TABLE as VERSION_TABLE
 from storysync.models import sync_state, use_postgresql_options
 
-HEAD_REVISION = "0004"  # tests check this equals the migrations' head
-LAST_SYNCED = "last_synced_commit"
-VERSION_TABLE = "alembic_version"  # Alembic's default, which the migrations keep
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
 RUN_LOCK_KEY = WRITE_LOCK_KEY + 1  # held by a whole sync run, from reading last_synced_commit to its commit
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from storysync.app import App
 from storysync.commands.options import FORMAT_TEXT_JSON
+
+if TYPE_CHECKING:
+    from storysync.queries import Status
 
 
 @click.command("status")
@@ -17,17 +21,16 @@ def command(app: App, fmt: str) -> int:
     """Show the database's stories per backlog and status, and its drift from HEAD."""
     from rich.table import Table
 
-    from storysync import gitplain, queries
+    from storysync import gitplain
 
-    app.db.ensure_schema()
-    st = queries.status(app.db)
+    st, display = _read(app)
     head = gitplain.head(app.top_level)
     behind = None
     if st.last_synced_commit and head:
         behind = gitplain.commits_between(app.top_level, st.last_synced_commit, head)
     if fmt == "json":
         payload = {
-            "database": app.db.display,
+            "database": display,
             "head": head,
             "last_synced_commit": st.last_synced_commit,
             "commits_behind": behind,
@@ -41,7 +44,7 @@ def command(app: App, fmt: str) -> int:
         return 0
     statuses = list(dict.fromkeys(app.config.stages.values()))
     statuses += sorted({s for _, s in st.counts} - set(statuses))
-    table = Table(title=f"{st.total} stories in {app.db.display}")
+    table = Table(title=f"{st.total} stories in {display}")
     table.add_column("backlog")
     for s in statuses:
         table.add_column(s, justify="right")
@@ -56,6 +59,19 @@ def command(app: App, fmt: str) -> int:
     if st.open_conflicts:
         app.out.print(f"{st.open_conflicts} open conflict(s): see 'storysync conflicts'", markup=False)
     return 0
+
+
+def _read(app: App) -> tuple[Status, str]:
+    """The status and how the database is named: read with sqlite3 when it is a current
+    SQLite file, else through SQLAlchemy, which creates or upgrades it first (as every
+    command does) and reports a locked, corrupt or foreign one."""
+    from storysync import queries, sqliteread
+
+    fast = sqliteread.read(app.config.database, queries.read_status)
+    if fast is not None:
+        return fast, app.config.database  # a plain SQLite URL is its own display
+    app.db.ensure_schema()
+    return queries.status(app.db), app.db.display
 
 
 def _drift_line(last: str | None, head: str | None, behind: int | None) -> str:
