@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from storysync.errors import Diagnostic, utf8_safe
-from storysync.model import Story
+from storysync.model import Checkable, Story
 
 ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]+$")
 
@@ -102,7 +102,7 @@ class KnownRows:
         return None if row is None else row[1]
 
 
-def check_set(stories: Iterable[Story], known: Known | None = None) -> list[Diagnostic]:
+def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[Diagnostic]:
     """Duplicate ids, missing ``depends_on`` targets and cycles through ``stories``.
 
     ``known`` answers for the stories this run does not read (the rest of the
@@ -131,10 +131,10 @@ def check_set(stories: Iterable[Story], known: Known | None = None) -> list[Diag
     return out
 
 
-def _duplicates(stories: list[Story], known: Known | None) -> list[Diagnostic]:
+def _duplicates(stories: list[Checkable], known: Known | None) -> list[Diagnostic]:
     """Every file whose id another file also has (folded): each one is named, since
     neither is more right than the other."""
-    groups: dict[str, list[Story]] = {}
+    groups: dict[str, list[Checkable]] = {}
     for s in sorted(stories, key=lambda s: s.path):
         groups.setdefault(fold_id(s.id), []).append(s)
     checked = {s.path for s in stories}
@@ -151,7 +151,7 @@ def _duplicates(stories: list[Story], known: Known | None) -> list[Diagnostic]:
     return out
 
 
-def _duplicate(story: Story, other_id: str, other_path: str) -> Diagnostic:
+def _duplicate(story: Checkable, other_id: str, other_path: str) -> Diagnostic:
     how = "the same id" if other_id == story.id else f"id {other_id!r}, which differs only in case or Unicode form"
     message = f"id {story.id!r} is already used by {other_path} ({how}); ids are unique across all backlogs"
     return _at(story, ("id",), "duplicate-id", message)
@@ -201,6 +201,6 @@ def _cycles(roots: list[str], deps_of: Callable[[str], list[str] | None]) -> lis
     return found
 
 
-def _at(story: Story, path: tuple[str | int, ...], code: str, message: str) -> Diagnostic:
+def _at(story: Checkable, path: tuple[str | int, ...], code: str, message: str) -> Diagnostic:
     line, col = story.mark(path)
     return Diagnostic(story.path, line, col, code, message)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 # Frontmatter keys that have their own column (or table) in the database.
 COLUMN_KEYS = ("id", "title", "status", "backlog", "priority", "points", "epic", "assignee", "tags")
@@ -86,3 +87,95 @@ class Story:
             "path": self.location.path,
             "content_hash": self.content_hash,
         }
+
+
+def to_json(value: Any) -> str:
+    """``value`` as a JSON column stores it: what SQLAlchemy's JSON type writes with no
+    ``json_serializer`` configured (``json.dumps``; ``tests/test_bulk.py`` pins this)."""
+    return json.dumps(value)
+
+
+class Checkable(Protocol):
+    """What the cross-file checks read of a story: a ``Story`` or a ``Record``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def depends_on(self) -> list[str]: ...
+
+    def mark(self, path: KeyPath) -> Mark: ...
+
+
+Place = tuple[str, str, str]  # (stage, status, backlog) of a Location
+Columns = tuple[Any, Any, Any, Any, Any, str, str]  # title, priority, points, epic, assignee, tags, extra (JSON text)
+Marks = tuple[tuple[KeyPath, Mark], ...]
+
+
+class Record:
+    """A checked story as a sync keeps it until it is written: the ``stories`` columns
+    its file determines (``tags`` and ``extra`` as JSON text), its ``depends_on``, and
+    only the positions the cross-file checks report at.
+
+    A full sync holds one per story of the repository at once, so it is small:
+    slots, no dicts, and equal places, marks and JSON texts shared between records.
+    ``body`` is None while it is dropped (``validate.Bodies`` reads it back from
+    ``ref``, a blob id or a file path, of ``size`` bytes).
+    """
+
+    __slots__ = ("body", "columns", "content_hash", "deps", "id", "marks", "path", "place", "ref", "size")
+
+    def __init__(
+        self,
+        path: str,
+        place: Place,
+        story_id: str,
+        deps: tuple[str, ...],
+        content_hash: str,
+        columns: Columns,
+        marks: Marks,
+        body: str | None,
+    ) -> None:
+        self.path = path
+        self.place = place
+        self.id = story_id
+        self.deps = deps
+        self.content_hash = content_hash
+        self.columns = columns
+        self.marks = marks
+        self.body = body
+        self.ref: str | None = None
+        self.size = 0
+
+    @property
+    def depends_on(self) -> list[str]:
+        """The string entries of ``depends_on``."""
+        return list(self.deps)
+
+    @property
+    def status(self) -> str:
+        return self.place[1]
+
+    @property
+    def backlog(self) -> str:
+        return self.place[2]
+
+    @property
+    def location(self) -> Location:
+        """Where the file lives (built when asked: a record keeps only its path and place)."""
+        stage, status, backlog = self.place
+        return Location(self.path, stage, status, backlog, self.path.rpartition("/")[2])
+
+    def mark(self, path: KeyPath) -> Mark:
+        """The position of the value at ``path`` (the id, ``depends_on`` and its entries
+        are kept), or of its nearest kept ancestor."""
+        marks = dict(self.marks)
+        probe = tuple(path)
+        while probe:
+            if probe in marks:
+                return marks[probe]
+            probe = probe[:-1]
+        return marks.get((), (2, 1))

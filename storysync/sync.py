@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select
 
 from storysync import models as m
+from storysync.bulk import BulkWriter, Row
 from storysync.checks import KnownRows
 from storysync.config import Config
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import Diagnostic
 from storysync.lock import writer_lock
-from storysync.model import Story
+from storysync.model import Record
 from storysync.sources import Source, WorkTreeSource
 
 if TYPE_CHECKING:
@@ -104,9 +105,9 @@ class DbRow:
 class Plan:
     """The writes one run will make."""
 
-    creates: list[Story] = field(default_factory=list)
-    revives: list[tuple[Story, DbRow]] = field(default_factory=list)
-    updates: list[tuple[Story, DbRow]] = field(default_factory=list)
+    creates: list[Record] = field(default_factory=list)
+    revives: list[tuple[Record, DbRow]] = field(default_factory=list)
+    updates: list[tuple[Record, DbRow]] = field(default_factory=list)
     deletes: list[DbRow] = field(default_factory=list)
     unchanged: int = 0
 
@@ -218,7 +219,7 @@ def known_from_rows(conn: Connection, rows: dict[str, DbRow]) -> KnownRows:
 
 
 def make_plan(
-    stories: Iterable[Story],
+    stories: Iterable[Record],
     rows: dict[str, DbRow],
     *,
     skip_paths: set[str] = frozenset(),  # type: ignore[assignment]
@@ -252,7 +253,7 @@ def make_plan(
     return plan
 
 
-def _unchanged_since_db_delete(story: Story, row: DbRow) -> bool:
+def _unchanged_since_db_delete(story: Record, row: DbRow) -> bool:
     """A row deleted DB-side (not exported yet) whose file is as last synced."""
     pending = row.revision > row.synced_revision
     return pending and row.content_hash == story.content_hash and row.path == story.path
@@ -268,8 +269,8 @@ def _describe(plan: Plan, result: SyncResult) -> None:
     result.conflicts = sorted(r.id for r in pending if r.revision > r.synced_revision)
 
 
-def _moved(story: Story, row: DbRow) -> bool:
-    return story.location.status != row.status or story.location.backlog != row.backlog_id
+def _moved(story: Record, row: DbRow) -> bool:
+    return story.status != row.status or story.backlog != row.backlog_id
 
 
 def apply(
@@ -293,13 +294,14 @@ def apply(
     now = utcnow()
     run_id = _insert_run(conn, options, result, now)
     _ensure_backlogs(conn, plan, now)
-    feed = _Feed(run_id, now)
-    writing = _Writing(conn, provenance, now, feed, history, bodies)
-    _apply_deletes(conn, plan.deletes, now, feed.changes)
+    bulk = BulkWriter(conn)
+    feed = _Feed(bulk, run_id, bulk.stamp(now))
+    writing = _Writing(bulk, provenance, now, feed, history, bodies)
+    _apply_deletes(bulk, plan.deletes, now, feed.changes)
     _apply_updates(writing, plan)
     _apply_creates(writing, plan)
-    feed.flush(conn)
-    _write_dependencies(conn, plan)
+    feed.flush()
+    _write_dependencies(bulk, plan)
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
     conn.execute(
@@ -367,8 +369,8 @@ def _errors_json(diags: list[Diagnostic]) -> list[dict[str, object]]:
 
 
 def _ensure_backlogs(conn: Connection, plan: Plan, now: datetime) -> None:
-    wanted = {s.location.backlog for s in plan.creates}
-    wanted |= {s.location.backlog for s, _ in plan.updates + plan.revives}
+    wanted = {s.backlog for s in plan.creates}
+    wanted |= {s.backlog for s, _ in plan.updates + plan.revives}
     if not wanted:
         return
     existing = set(conn.execute(select(m.backlogs.c.id)).scalars())
@@ -377,53 +379,92 @@ def _ensure_backlogs(conn: Connection, plan: Plan, now: datetime) -> None:
         conn.execute(m.backlogs.insert(), [{"id": b, "created_at": now} for b in missing])
 
 
-def _story_values(story: Story, provenance: Provenance, now: datetime) -> dict[str, Any]:
-    values = story.row()
-    values.update(synced_commit=provenance.sha, updated_at=now, deleted_at=None)
-    return values
+# The stories columns a write sets, in the table's order: the file's, then the sync's.
+FILE_KEYS = (
+    "backlog_id",
+    "status",
+    "title",
+    "priority",
+    "points",
+    "epic",
+    "assignee",
+    "tags",
+    "extra",
+    "body",
+    "path",
+    "content_hash",
+    "revision",
+    "synced_revision",
+    "synced_commit",
+)
+CREATE_KEYS = ("id", *FILE_KEYS, "created_at", "updated_at", "deleted_at")
+UPDATE_KEYS = (*FILE_KEYS, "updated_at", "deleted_at", "b_id")
+DELETE_KEYS = ("revision", "synced_revision", "updated_at", "deleted_at", "b_id")
+HISTORY_KEYS = ("story_id", "from_status", "to_status", "changed_at", "commit", "author", "source")
+CHANGE_KEYS = ("story_id", "kind", "source", "run_id", "at")
+DEPENDENCY_KEYS = ("story_id", "depends_on_id")
+_INSERT_STORY = m.stories.insert()
+_UPDATE_STORY = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
+_INSERT_HISTORY = m.status_history.insert()
+_INSERT_CHANGE = m.changes.insert()
+_INSERT_DEPENDENCY = m.dependencies.insert()
 
 
-def _apply_deletes(conn: Connection, rows: list[DbRow], now: datetime, changes: list[dict[str, Any]]) -> None:
+def _file_values(bulk: BulkWriter, story: Record, revision: int, commit: str | None) -> Row:
+    """The ``FILE_KEYS`` values of ``story``'s row at ``revision``, synced from ``commit``."""
+    title, priority, points, epic, assignee, tags, extra = story.columns
+    body = story.body
+    assert body is not None, f"{story.path}: body not loaded"  # Bodies.load runs before each batch
+    return (
+        story.backlog,
+        story.status,
+        title,
+        priority,
+        points,
+        epic,
+        assignee,
+        bulk.json(tags),
+        bulk.json(extra),
+        body,
+        story.path,
+        story.content_hash,
+        revision,
+        revision,
+        commit,
+    )
+
+
+def _apply_deletes(bulk: BulkWriter, rows: list[DbRow], now: datetime, changes: list[tuple[str, str]]) -> None:
     if not rows:
         return
+    conn = bulk.conn
     _record_conflicts(conn, [(None, r) for r in rows if r.revision > r.synced_revision], now)  # deletion wins
-    stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
-    conn.execute(
-        stmt,
-        [
-            {
-                "b_id": r.id,
-                "deleted_at": now,
-                "updated_at": now,
-                "revision": r.revision + 1,
-                "synced_revision": r.revision + 1,
-            }
-            for r in rows
-        ],
-    )
+    stamp = bulk.stamp(now)
+    bulk.run(_UPDATE_STORY, DELETE_KEYS, [(r.revision + 1, r.revision + 1, stamp, stamp, r.id) for r in rows])
     for chunk in _chunks([r.id for r in rows], 500):
         conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id.in_(chunk)))
-    changes.extend({"story_id": r.id, "kind": "deleted"} for r in rows)
+    changes.extend((r.id, "deleted") for r in rows)
 
 
 @dataclass
 class _Feed:
     """The run's changes and status-history rows not written yet (written a batch at a time)."""
 
+    bulk: BulkWriter
     run_id: int
-    now: datetime
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    hist: list[dict[str, Any]] = field(default_factory=list)
+    at: Any  # the run's time, as a parameter
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (story id, kind)
+    hist: list[Row] = field(default_factory=list)
 
-    def flush(self, conn: Connection) -> None:
+    def flush(self) -> None:
         """Insert what has gathered (after the story rows it refers to)."""
         if self.hist:
-            conn.execute(m.status_history.insert(), self.hist)
+            self.bulk.run(_INSERT_HISTORY, HISTORY_KEYS, self.hist)
             self.hist = []
         if self.changes:
-            for change in self.changes:
-                change.update(run_id=self.run_id, at=self.now, source="file")
-            conn.execute(m.changes.insert(), self.changes)
+            run_id, at = self.run_id, self.at
+            rows = [(story_id, kind, "file", run_id, at) for story_id, kind in self.changes]
+            self.bulk.run(_INSERT_CHANGE, CHANGE_KEYS, rows)
             self.changes = []
 
 
@@ -431,14 +472,14 @@ class _Feed:
 class _Writing:
     """What the story writes of one ``apply`` share."""
 
-    conn: Connection
+    bulk: BulkWriter
     provenance: Provenance
     now: datetime
     feed: _Feed
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None
     bodies: Bodies | None
 
-    def batches(self, stories: list[Story]) -> Iterable[tuple[int, int]]:
+    def batches(self, stories: list[Record]) -> Iterable[tuple[int, int]]:
         """``(start, end)`` of each write batch, with those stories' bodies loaded meanwhile."""
         for start in range(0, len(stories), WRITE_BATCH):
             batch = stories[start : start + WRITE_BATCH]
@@ -447,38 +488,34 @@ class _Writing:
             yield start, start + len(batch)
             if self.bodies is not None:
                 self.bodies.unload(batch)
-            self.feed.flush(self.conn)
+            self.feed.flush()
 
 
 def _apply_updates(w: _Writing, plan: Plan) -> None:
-    conn = w.conn
+    conn = w.bulk.conn
     updates = _fresh_revisions(conn, plan.updates)  # the story API may have written since the rows were read
     pairs = updates + plan.revives
     if not pairs:
         return
     _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], w.now)
-    stmt = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
-    moving = [{"b_id": r.id, "path": None} for s, r in pairs if r.path != s.path]
-    if moving:  # free the old paths first: two stories may swap places in one run
-        conn.execute(stmt, moving)
+    moving = [(None, r.id) for s, r in pairs if r.path != s.path]
+    w.bulk.run(_UPDATE_STORY, ("path", "b_id"), moving)  # free the old paths first: two stories may swap places
+    stamp, sha = w.bulk.stamp(w.now), w.provenance.sha
     for start, end in w.batches([s for s, _ in pairs]):
         params = []
         for story, row in pairs[start:end]:
-            values = _story_values(story, w.provenance, w.now)
-            values.pop("id")
-            values.update(b_id=row.id, revision=row.revision + 1, synced_revision=row.revision + 1)
-            params.append(values)
+            params.append((*_file_values(w.bulk, story, row.revision + 1, sha), stamp, None, row.id))
             revived = row.deleted
             kind = "created" if revived else "moved" if _moved(story, row) else "updated"
-            w.feed.changes.append({"story_id": row.id, "kind": kind})
+            w.feed.changes.append((row.id, kind))
             if revived:
-                w.feed.hist.extend(_history_rows(story, None, w.provenance, w.history))
-            elif story.location.status != row.status:
-                w.feed.hist.extend(_history_rows(story, row.status, w.provenance, w.history))
-        conn.execute(stmt, params)  # bounded memory: SQLAlchemy copies every parameter set it is given
+                w.feed.hist.extend(_history_rows(w.bulk, story, None, w.provenance, w.history))
+            elif story.status != row.status:
+                w.feed.hist.extend(_history_rows(w.bulk, story, row.status, w.provenance, w.history))
+        w.bulk.run(_UPDATE_STORY, UPDATE_KEYS, params)
 
 
-def _fresh_revisions(conn: Connection, pairs: list[tuple[Story, DbRow]]) -> list[tuple[Story, DbRow]]:
+def _fresh_revisions(conn: Connection, pairs: list[tuple[Record, DbRow]]) -> list[tuple[Record, DbRow]]:
     """``pairs`` with each row's revisions as they are inside this (the writer's) transaction."""
     if not pairs:
         return pairs
@@ -494,42 +531,29 @@ def _fresh_revisions(conn: Connection, pairs: list[tuple[Story, DbRow]]) -> list
 
 
 def _apply_creates(w: _Writing, plan: Plan) -> None:
-    creates = plan.creates
+    creates, bulk, feed = plan.creates, w.bulk, w.feed
+    stamp, sha = bulk.stamp(w.now), w.provenance.sha
     for start, end in w.batches(creates):
         rows = []
         for story in creates[start:end]:
-            values = _story_values(story, w.provenance, w.now)
-            values.update(revision=1, synced_revision=1, created_at=w.now)
-            rows.append(values)
-            w.feed.changes.append({"story_id": story.id, "kind": "created"})
-            w.feed.hist.extend(_history_rows(story, None, w.provenance, w.history))
-        w.conn.execute(m.stories.insert(), rows)
+            rows.append((story.id, *_file_values(bulk, story, 1, sha), stamp, stamp, None))
+            feed.changes.append((story.id, "created"))
+            feed.hist.extend(_history_rows(bulk, story, None, w.provenance, w.history))
+        bulk.run(_INSERT_STORY, CREATE_KEYS, rows)
 
 
 def _history_rows(
-    story: Story,
+    bulk: BulkWriter,
+    story: Record,
     old_status: str | None,
     provenance: Provenance,
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None,
-) -> list[dict[str, Any]]:
-    moves = (history or {}).get(story.id)
-    if not moves:
-        moves = [(old_status, story.location.status, provenance)]
-    return [
-        {
-            "story_id": story.id,
-            "from_status": frm,
-            "to_status": to,
-            "changed_at": p.when,
-            "commit": p.sha,
-            "author": p.author,
-            "source": "file",
-        }
-        for frm, to, p in moves
-    ]
+) -> list[Row]:
+    moves = (history.get(story.id) if history else None) or [(old_status, story.status, provenance)]
+    return [(story.id, frm, to, bulk.stamp(p.when), p.sha, p.author, "file") for frm, to, p in moves]
 
 
-def _keep_conflicts(conn: Connection, pairs: list[tuple[Story, DbRow]], now: datetime) -> None:
+def _keep_conflicts(conn: Connection, pairs: list[tuple[Record, DbRow]], now: datetime) -> None:
     """The file wins; the DB side's unsynced version is kept as a conflict record."""
     _record_conflicts(conn, [(s.content_hash, r) for s, r in pairs], now)
 
@@ -563,16 +587,15 @@ def _snapshot(row: Any) -> dict[str, Any]:
     return snapshot
 
 
-def _write_dependencies(conn: Connection, plan: Plan) -> None:
+def _write_dependencies(bulk: BulkWriter, plan: Plan) -> None:
     stories = plan.creates + [s for s, _ in plan.updates + plan.revives]
     if not stories:
         return
     ids = [s.id for s, _ in plan.updates + plan.revives]
     for chunk in _chunks(ids, 500):
-        conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id.in_(chunk)))
-    rows = [{"story_id": s.id, "depends_on_id": d} for s in stories for d in dict.fromkeys(s.depends_on)]
-    if rows:
-        conn.execute(m.dependencies.insert(), rows)
+        bulk.conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id.in_(chunk)))
+    rows = [(s.id, d) for s in stories for d in dict.fromkeys(s.deps)]
+    bulk.run(_INSERT_DEPENDENCY, DEPENDENCY_KEYS, rows)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

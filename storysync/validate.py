@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from storysync.checks import Known, check_set, check_story, fold_id
 from storysync.config import Config
 from storysync.errors import Diagnostic, StorysyncError
 from storysync.layout import classify
-from storysync.model import Story
+from storysync.model import KNOWN_KEYS, Record, Story, to_json
 from storysync.parse import parse_story, split_body
 from storysync.schema import SchemaChecker, load_checker
 from storysync.sources import Entry, Source
@@ -25,11 +25,11 @@ from storysync.sources import Entry, Source
 class Checked:
     """The outcome of checking a set of story files."""
 
-    stories: list[Story] = field(default_factory=list)  # parsed and file-level valid
+    stories: list[Record] = field(default_factory=list)  # parsed (file-level problems or not)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     invalid_paths: set[str] = field(default_factory=set)
     files: int = 0
-    bodies: Bodies | None = None  # set when the stories' bodies were dropped (``compact``)
+    bodies: Bodies | None = None  # set when the stories' bodies may have been dropped (``compact``)
 
     def add(self, diags: Iterable[Diagnostic]) -> None:
         for d in diags:
@@ -37,7 +37,7 @@ class Checked:
             self.invalid_paths.add(d.path)
 
     @property
-    def valid_stories(self) -> list[Story]:
+    def valid_stories(self) -> list[Record]:
         return [s for s in self.stories if s.path not in self.invalid_paths]
 
 
@@ -59,33 +59,32 @@ class Bodies:
 
     def __init__(self, source: Source, keep: int) -> None:
         self._source = source
-        self._refs: dict[str, tuple[str, int, bool]] = {}  # path -> the entry's ref, size, symlink
         self._room = keep
 
-    def drop(self, story: Story, entry: Entry) -> None:
-        """Keep ``story``'s body while there is room, else forget it (``entry`` is where it is read back from)."""
-        if len(story.body) <= self._room:
-            self._room -= len(story.body)
+    def drop(self, record: Record, entry: Entry) -> None:
+        """Keep ``record``'s body while there is room, else forget it (``entry`` is where it is read back from)."""
+        size = len(record.body or "")
+        if size <= self._room:
+            self._room -= size
             return
         self._room = 0
-        story.body = ""
-        self._refs[story.path] = (entry.ref, entry.size, entry.symlink)
+        record.body = None
+        record.ref, record.size = entry.ref, entry.size
 
-    def load(self, stories: Sequence[Story]) -> None:
-        """Put back the bodies of ``stories`` (the ones dropped); ``StorysyncError`` if a file changed."""
-        by_path = {s.path: s for s in stories if s.path in self._refs}
-        wanted = [Entry(s.location, *self._refs[path]) for path, s in by_path.items()]
-        for entry, data in read_each(self._source, wanted):
-            story = by_path[entry.location.path]
-            if isinstance(data, Diagnostic) or hashlib.sha256(data).hexdigest() != story.content_hash:
-                raise StorysyncError(f"{story.path}: the file changed while it was being synced; run the sync again")
-            story.body = split_body(data)
+    def load(self, records: Sequence[Record]) -> None:
+        """Put back the bodies of ``records`` (the ones dropped); ``StorysyncError`` if a file changed."""
+        dropped = [r for r in records if r.body is None and r.ref is not None]
+        wanted = [Entry(r.location, r.ref, r.size) for r in dropped if r.ref is not None]
+        for record, (_, data) in zip(dropped, read_each(self._source, wanted), strict=True):
+            if isinstance(data, Diagnostic) or hashlib.sha256(data).hexdigest() != record.content_hash:
+                raise StorysyncError(f"{record.path}: the file changed while it was being synced; run the sync again")
+            record.body = split_body(data)
 
-    def unload(self, stories: Iterable[Story]) -> None:
+    def unload(self, records: Iterable[Record]) -> None:
         """Drop again the bodies ``load`` put back."""
-        for story in stories:
-            if story.path in self._refs:
-                story.body = ""
+        for record in records:
+            if record.ref is not None:
+                record.body = None
 
 
 def checker_for(config: Config) -> SchemaChecker:
@@ -134,10 +133,11 @@ def check_entries(
 ) -> Checked:
     """Check every entry, then the cross-file rules over all of them.
 
-    ``compact`` drops, once a file's own checks are done, the positions that only
-    those checks use (keeping what the cross-file checks point at) and, past
-    ``KEEP_BODIES``, the body (``Checked.bodies`` reads it back for the write): a
-    full sync of 100k stories holds every story at once.
+    Each story that parsed is kept as a ``Record`` once its file's own checks are
+    done: its column values serialised and only the positions the cross-file
+    checks point at.  ``compact`` also drops, past ``KEEP_BODIES``, the body
+    (``Checked.bodies`` reads it back for the write): a full sync of 100k stories
+    holds every record at once.
     """
     result = Checked()
     bodies = result.bodies = Bodies(source, KEEP_BODIES) if compact else None
@@ -147,10 +147,10 @@ def check_entries(
         story, problems = check_data(entry, data, checker)
         result.add(problems)
         if story is not None:
+            record = to_record(story, shared)
             if bodies is not None:
-                compact_positions(story, shared)
-                bodies.drop(story, entry)
-            result.stories.append(story)
+                bodies.drop(record, entry)
+            result.stories.append(record)
         if progress:
             progress(1)
     result.add(check_set(result.stories, known))
@@ -159,44 +159,52 @@ def check_entries(
 
 
 CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
-FEW_VALUES = frozenset({"priority", "epic", "assignee", "tags"})  # values many stories repeat
+FEW_VALUES = frozenset({"priority", "epic", "assignee"})  # values many stories repeat
+EMPTY_LIST, EMPTY_OBJECT = to_json([]), to_json({})
 
 
-def compact_positions(story: Story, shared: dict[Any, Any] | None = None) -> None:
-    """Keep only the positions the cross-file checks can ask for (the id, depends_on, the mapping).
+def to_record(story: Story, shared: dict[Any, Any] | None = None) -> Record:
+    """What a sync keeps of ``story``: its columns (``tags`` and ``extra`` as JSON text),
+    ``depends_on``, body, and the positions the cross-file checks can ask for (the
+    mapping, the id, ``depends_on`` and its entries).
 
-    With ``shared`` (one dict for a whole run), equal key paths and marks of many
-    stories, their frontmatter keys, the strings of ``FEW_VALUES`` and the
-    location's directory names are kept as one object each.
+    With ``shared`` (one dict for a whole run), equal places, marks, ``tags`` texts
+    and the strings of ``FEW_VALUES`` of many stories are kept as one object each.
     """
     one = {} if shared is None else shared
-    if shared is not None:
-        story.frontmatter = {one.setdefault(k, k): _shared_value(one, k, v) for k, v in story.frontmatter.items()}
-        loc = story.location
-        story.location = replace(
-            loc,
-            stage=one.setdefault(loc.stage, loc.stage),
-            status=one.setdefault(loc.status, loc.status),
-            backlog=one.setdefault(loc.backlog, loc.backlog),
-        )
-    values, keys = story.value_marks, story.key_marks
-    story.value_marks = {
-        one.setdefault(p, p): one.setdefault(m, m) for p, m in values.items() if not p or p[0] in CROSS_FILE_KEYS
-    }
-    story.key_marks = {
-        one.setdefault(p, p): one.setdefault(m, m) for p, m in keys.items() if p and p[0] in CROSS_FILE_KEYS
-    }
-    story.written = {}
+    fm, loc = story.frontmatter, story.location
+    tags = fm.get("tags") or []
+    tags_text = to_json(list(tags) if isinstance(tags, (list, dict, str)) else [tags]) if tags else EMPTY_LIST
+    extra = {k: v for k, v in fm.items() if k not in KNOWN_KEYS}
+    columns = (
+        fm.get("title"),
+        _shared_value(one, fm.get("priority")),
+        fm.get("points"),
+        _shared_value(one, fm.get("epic")),
+        _shared_value(one, fm.get("assignee")),
+        one.setdefault(tags_text, tags_text),
+        to_json(extra) if extra else EMPTY_OBJECT,
+    )
+    marks = tuple(
+        (one.setdefault(p, p), one.setdefault(m, m))
+        for p, m in story.value_marks.items()
+        if not p or p[0] in CROSS_FILE_KEYS
+    )
+    place = (loc.stage, loc.status, loc.backlog)
+    return Record(
+        loc.path,
+        one.setdefault(place, place),
+        story.id,
+        tuple(story.depends_on),
+        story.content_hash,
+        columns,
+        one.setdefault(marks, marks),
+        story.body,
+    )
 
 
-def _shared_value(one: dict[Any, Any], key: str, value: Any) -> Any:
-    if key not in FEW_VALUES:
-        return value
-    if isinstance(value, str):
-        return one.setdefault(value, value)
-    if isinstance(value, list):
-        return [one.setdefault(v, v) if isinstance(v, str) else v for v in value]
-    return value
+def _shared_value(one: dict[Any, Any], value: Any) -> Any:
+    return one.setdefault(value, value) if isinstance(value, str) else value
 
 
 class ListingKnown:

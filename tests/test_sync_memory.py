@@ -1,21 +1,23 @@
 """A full sync's memory savings change nothing that is reported or written.
 
-Positions are compacted once a file's own checks are done (the cross-file checks
-still point at the same line and column), and rows are written in batches inside
-the one transaction.
+Each story is kept as a small ``Record`` once its file's own checks are done (the
+cross-file checks still point at the same line and column), and rows are written
+in batches inside the one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from storysync import sync as sync_module
+from storysync.checks import check_set
 from storysync.config import load_config
 from storysync.gitdiff import open_repo
 from storysync.sources import GitTreeSource
-from storysync.validate import check_entries, checker_for
+from storysync.validate import check_entries, check_one, checker_for
 from tests.conftest import Repo
 
 
@@ -27,18 +29,21 @@ def _problem_repo(repo: Repo) -> str:
     return repo.commit("stories with cross-file problems")
 
 
-def test_compacting_positions_keeps_every_diagnostic(repo: Repo) -> None:
+def test_records_keep_every_cross_file_diagnostic(repo: Repo) -> None:
     sha = _problem_repo(repo)
     config = load_config(repo.path)
     source = GitTreeSource(open_repo(repo.path), config, sha)
-    full = check_entries(source, source.entries(), checker_for(config))
-    compact = check_entries(source, source.entries(), checker_for(config), compact=True)
-    assert [str(d) for d in compact.diagnostics] == [str(d) for d in full.diagnostics]
-    codes = {d.code for d in full.diagnostics}
+    checker = checker_for(config)
+    compact = check_entries(source, source.entries(), checker, compact=True)
+    stories = [story for story, _ in (check_one(source, e, checker) for e in source.entries()) if story is not None]
+    assert [str(d) for d in check_set(compact.stories)] == [str(d) for d in check_set(stories)]
+    codes = {d.code for d in compact.diagnostics}
     assert {"duplicate-id", "missing-dependency", "dependency-cycle", "status-dir"} <= codes
-    story = next(s for s in compact.stories if s.id == "WEB-1" and s.location.backlog == "web")
-    assert set(story.value_marks) == {(), ("id",), ("depends_on",), ("depends_on", 0)}
-    assert story.frontmatter["points"] == 3  # values are untouched
+    record = next(s for s in compact.stories if s.id == "WEB-1" and s.backlog == "web")
+    assert {path for path, _ in record.marks} == {(), ("id",), ("depends_on",), ("depends_on", 0)}
+    title, _, points, _, _, tags, extra = record.columns
+    assert (title, points, json.loads(tags), json.loads(extra)) == ("A", 3, ["x", "y"], {})
+    assert record.depends_on == ["WEB-2"]
 
 
 def test_rows_are_written_in_batches_within_one_run(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
