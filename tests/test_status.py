@@ -9,6 +9,7 @@ every command does.  Real repositories, real SQLite files, a real PostgreSQL ser
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import sqlite3
@@ -18,10 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from storysync import queries, sqliteread
 from storysync.db import HEAD_REVISION, Database
+from storysync.report import console_width, plain_stdout, plain_table
 from tests.conftest import Repo, run_cli_subprocess, story_text
 from tests.faults import run, storysync_argv
 
@@ -247,3 +253,83 @@ def test_plain_sqlite_urls_are_their_own_display() -> None:
     for url in ("sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:////a.db?mode=ro", "postgresql://h/db"):
         assert sqliteread.plain_file(url) is None
     assert sqliteread.plain_file("sqlite:////caf\u00e9.db") is None  # SQLAlchemy shows it quoted
+
+
+# --------------------------------------------------------------------------- the table without rich
+
+_PLAIN_NAME = st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9 ._/-]{0,12}[a-zA-Z0-9])?", fullmatch=True)
+_ANY_NAME = st.one_of(_PLAIN_NAME, st.text(alphabet="abcXYZ019-_ .:[]/\\é漢\t", min_size=1, max_size=14))
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]], width: int) -> str:
+    out = io.StringIO()
+    console = Console(file=out, highlight=False, soft_wrap=True, width=width)
+    table = Table(title=title)
+    table.add_column(header[0])
+    for name in header[1:]:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return out.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), odd=st.booleans(), width=st.integers(10, 140))
+def test_the_plain_table_is_what_rich_prints(data: st.DataObject, odd: bool, width: int) -> None:
+    """Whenever ``plain_table`` answers, it answers what rich prints; otherwise rich is used."""
+    name = _ANY_NAME if odd else _PLAIN_NAME
+    title = f"{data.draw(st.integers(0, 10**6))} stories in sqlite:///{data.draw(name)}"
+    header = ["backlog", *data.draw(st.lists(name, min_size=1, max_size=5, unique=True)), "total"]
+    count = st.integers(0, 10**6).map(str)
+    rows = [
+        [b, *data.draw(st.lists(count, min_size=len(header) - 1, max_size=len(header) - 1))]
+        for b in data.draw(st.lists(name, max_size=6, unique=True))
+    ]
+    plain = plain_table(title, header, rows, width)
+    if plain is not None:
+        assert plain == _rich_table(title, header, rows, width)
+
+
+def test_plain_table_answers_for_ordinary_names() -> None:
+    header = ["backlog", "refinements", "backlog", "active", "completed", "total"]
+    rows = [[f"team-{i}", "1", "22", "333", "4444", "4800"] for i in range(500)]
+    title = "2400000 stories in sqlite:////home/ci/my stories/.storysync/storysync.db"
+    plain = plain_table(title, header, rows, 80)
+    assert plain is not None
+    assert plain == _rich_table(title, header, rows, 80)
+    assert plain_table(title, header, [], 80) == _rich_table(title, header, [], 80)
+    assert plain_table(title, header, rows, 40) is None  # rich would squeeze the columns
+    assert plain_table(title, header, [["[b]x", "1", "1", "1", "1", "4"]], 80) is None  # rich markup
+    assert plain_table(title, header, [["x:smile:", "1", "1", "1", "1", "4"]], 80) is None  # an emoji code
+
+
+def test_plain_output_only_where_rich_would_not_see_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+    assert plain_stdout()  # pytest captures stdout: not a terminal
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    assert not plain_stdout()
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    assert plain_stdout()
+    monkeypatch.delenv("TTY_COMPATIBLE")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert not plain_stdout()
+    monkeypatch.setenv("COLUMNS", "132")
+    assert console_width() == Console().width == 132
+
+
+@pytest.mark.parametrize("columns", ["80", "30"])
+def test_status_prints_the_same_with_and_without_rich(backlog_repo: Repo, columns: str) -> None:
+    """FORCE_COLOR='' leaves rich off a terminal but makes status hand its output to rich."""
+    _busy_databases(backlog_repo, backlog_repo.db_url)
+    shown = {}
+    for fmt in ("text", "json"):
+        plain = run_cli_subprocess(backlog_repo, "status", "--format", fmt, env={"COLUMNS": columns})
+        rich = run_cli_subprocess(backlog_repo, "status", "--format", fmt, env={"COLUMNS": columns, "FORCE_COLOR": ""})
+        assert (plain.returncode, plain.stderr) == (rich.returncode, rich.stderr) == (0, "")
+        assert plain.stdout == rich.stdout
+        shown[fmt] = plain.stdout
+    assert json.loads(shown["json"])["stories"] == 5
+    header = shown["text"].splitlines()[2]
+    assert header.startswith("\u2503 backlog " if columns == "80" else "\u2503 b\u2026 ")  # 30: rich squeezes it
