@@ -107,13 +107,13 @@ _PROBE = """
 import sys
 from storysync.cli import main
 code = main(["--repo", sys.argv[1], *sys.argv[2:]])
-print(code, ",".join(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic", "git"})))
+print(code, ",".join(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic", "git", "rich"})))
 """
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_status_on_sqlite_imports_no_sqlalchemy(backlog_repo: Repo, fmt: str) -> None:
-    """As a script or hook runs it, piped: no SQLAlchemy, no Alembic, no GitPython."""
+def test_piped_status_on_sqlite_imports_no_sqlalchemy_nor_rich(backlog_repo: Repo, fmt: str) -> None:
+    """As a script or hook runs it, piped: no SQLAlchemy, no Alembic, no GitPython, no rich."""
     assert backlog_repo.run("-q", "sync") == 0
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, str(backlog_repo.path), "status", "--format", fmt],
