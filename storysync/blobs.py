@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -66,3 +66,66 @@ def _read_one(stdout: IO[bytes], sha: str) -> bytes:
     if len(data) != size:
         raise GitError(f"git cat-file --batch: blob {sha} ended early")
     return data
+
+
+class BlobReader:
+    """One ``git cat-file --batch`` kept open for several rounds of reads.
+
+    A walk that learns which blobs it needs only from the blobs it read (a
+    dependency chain) asks in rounds; this answers each round without starting
+    another process.  Requests go in chunks small enough for the pipe, so neither
+    side waits on the other.  ``close`` ends the process.
+    """
+
+    CHUNK = 64  # object ids a write (~2.6 KB, well inside a pipe's buffer); at most this many blobs held
+
+    def __init__(self, repo: Path) -> None:
+        self._repo = repo
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def read(self, shas: Sequence[str]) -> Iterator[bytes]:
+        """The contents of each of ``shas``, in order; ``GitError`` if one is missing.
+
+        Each chunk is read whole before its blobs are handed out, so a caller that
+        stops early leaves nothing unread in the pipe for the next round.
+        """
+        for start in range(0, len(shas), self.CHUNK):
+            chunk = shas[start : start + self.CHUNK]
+            stdin, stdout = self._pipes()
+            try:
+                stdin.write(b"".join(sha.encode("ascii") + b"\n" for sha in chunk))
+                stdin.flush()
+            except OSError as exc:
+                raise GitError(f"git cat-file --batch stopped: {exc}") from exc
+            try:
+                got = [_read_one(stdout, sha) for sha in chunk]
+            except GitError:
+                self.close()  # answers may be left in the pipe: the next round starts afresh
+                raise
+            yield from got
+
+    def close(self) -> None:
+        """End the ``git cat-file`` process, if one was started."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self._proc is None:
+            try:
+                self._proc = subprocess.Popen(
+                    ["git", "cat-file", "--batch"],
+                    cwd=self._repo,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError as exc:
+                raise GitError(f"cannot run git: {exc.strerror}") from exc
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        return self._proc.stdin, self._proc.stdout

@@ -1,25 +1,36 @@
 """The index (staged) versions of story files, read with plain ``git`` subprocesses.
 
 The pre-commit hook runs this on every commit, so it avoids GitPython's import
-cost: one ``git ls-files`` and one ``git cat-file --batch`` for the wanted blobs.
+cost and never lists the whole index when it can ask git for what it needs: the
+staged blobs come from ``git diff --cached --raw``, the stories that the checked
+ones name (their ids, their dependencies) from ``git ls-files`` pathspec queries,
+and every blob from one ``git cat-file --batch`` kept open for the whole run.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from storysync.blobs import BlobReader
+from storysync.checks import check_set, fold_id
 from storysync.config import Config
 from storysync.errors import Diagnostic, GitError
 from storysync.layout import classify
+from storysync.model import Story
+from storysync.schema import SchemaChecker
 from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
-FEW_LOOKUPS = 32  # after this many searches of the unparsed listing (~2 ms each at 100k), it is parsed whole (~110 ms)
-FEW_PATHS = 64  # up to this many wanted paths are searched for rather than the listing parsed
-_PATHS = re.compile("\t([^\0]*)\0")  # the path of each ``mode sha stage<TAB>path<NUL>`` record
+FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
+DEEP_WALK = 8  # lookup rounds (one ``ls-files`` each) before a dependency walk lists the whole index instead
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+# git reads these to change how every pathspec is read; the queries here spell out their own magic
+_PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
+NON_ASCII = "[\udc80-\udcff]"  # any byte >= 0x80 (passed to git as raw bytes): a name with a non-ASCII character
 
 
 class IndexSource:
@@ -29,96 +40,120 @@ class IndexSource:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._records: dict[str, tuple[str, str]] | None = None  # path -> (mode, blob sha)
+        self._records: dict[str, tuple[str, str]] = {}  # path -> (mode, blob sha), as far as known
+        self._complete = False  # whether ``_records`` holds the whole index under the root
+        self._asked: set[str] = set()  # paths asked for by name (found or not)
         self._unmerged: set[str] = set()
-        self._text: str | None = None  # the unparsed index listing
-        self._lookups = 0  # searches of the unparsed listing so far
+        self._non_ascii: list[str] | None = None  # story-depth paths whose file name is not ASCII
+        self._blobs = BlobReader(config.repo)
+        env = os.environ.copy()
+        for key in _PATHSPEC_ENV:
+            env.pop(key, None)
+        self._env = env
 
-    def _git(self, *args: str, data: bytes | None = None) -> bytes:
+    def close(self) -> None:
+        """End the ``git cat-file`` process this source keeps open."""
+        self._blobs.close()
+
+    def _git(self, *args: str) -> bytes:
         try:
-            done = subprocess.run(["git", *args], cwd=self.config.repo, input=data, capture_output=True, check=True)
+            done = subprocess.run(["git", *args], cwd=self.config.repo, env=self._env, capture_output=True, check=True)
         except subprocess.CalledProcessError as exc:
             raise GitError(f"git {args[0]} failed: {exc.stderr.decode(errors='replace').strip()}") from exc
         except OSError as exc:
             raise GitError(f"cannot run git: {exc.strerror}") from exc
         return done.stdout
 
-    def _index_text(self) -> str:
-        """``git ls-files -s -z`` under the root, decoded once and kept unparsed."""
-        if self._text is None:
-            raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
-            self._text = raw.decode("utf-8", "surrogateescape")  # one decode, not one a path
-        return self._text
+    def _ls_files(self, *pathspecs: str) -> list[str]:
+        """``git ls-files -s`` of ``pathspecs``: their records are kept; the paths, in index order."""
+        raw = self._git("ls-files", "-s", "-z", "--", *pathspecs)
+        paths: list[str] = []
+        for record in raw.decode("utf-8", "surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, sha, stage = meta.split()
+            if stage != "0":
+                self._unmerged.add(path)
+            if not paths or paths[-1] != path:  # an unmerged path has a record per stage: the last one is kept
+                paths.append(path)
+            self._records[path] = (mode, sha)
+        return paths
 
     def _all(self) -> dict[str, tuple[str, str]]:
         """Every path in the index under the stories root (not yet classified: that is per use)."""
-        if self._records is None:
-            records: dict[str, tuple[str, str]] = {}
-            for record in self._index_text().split("\0"):
-                if not record:
-                    continue
-                meta, _, path = record.partition("\t")
-                mode, sha, stage = meta.split()
-                if stage != "0":
-                    self._unmerged.add(path)
-                records[path] = (mode, sha)
-            self._records = records
-            self._text = None  # parsed: the records answer from now on
+        if not self._complete:
+            self._records = {}
+            self._ls_files(self.config.root or ".")
+            self._complete = True
         return self._records
 
-    def _find(self, path: str) -> tuple[int, tuple[str, str]] | None:
-        """Where ``path``'s first record sits in the listing, and its (mode, blob sha); notes a conflict.
+    @property
+    def complete(self) -> bool:
+        """Whether the whole index under the root has been read."""
+        return self._complete
 
-        A search of the unparsed listing: a record is ``mode sha stage<TAB>path<NUL>``,
-        and a match counts only if no tab precedes it in its record (a path may hold one).
+    def staged(self) -> list[str]:
+        """Paths added, copied, modified or renamed in the index (what a commit would change).
+
+        The same paths as ``staged_paths``; their index blobs are noted on the way,
+        so reading them needs no listing of the index.
         """
-        text = self._index_text()
-        needle = f"\t{path}\0"
-        first: int | None = None
-        found: tuple[str, str] | None = None
-        at = text.find(needle)
-        while at >= 0:
-            meta = text[text.rfind("\0", 0, at) + 1 : at]
-            if "\t" not in meta:
-                mode, sha, stage = meta.split()
-                if stage != "0":
-                    self._unmerged.add(path)
-                first = at if first is None else first
-                found = (mode, sha)  # the last stage, as a parse of the whole listing keeps
-            at = text.find(needle, at + 1)
-        return None if first is None or found is None else (first, found)
+        raw = self._git(
+            "diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-color", "--diff-filter=ACMR"
+        )
+        fields = raw.decode("utf-8", "surrogateescape").split("\0")
+        paths = []
+        for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
+            _, mode, _, sha, _ = meta.split(" ")
+            self._records.setdefault(path, (mode, sha))
+            self._asked.add(path)
+            paths.append(path)
+        return paths
 
     def listing(self) -> list[str]:
-        """Every indexed path under the root, cheaply: callers classify the few they use.
+        """Every indexed path under the root (the whole index is read once)."""
+        return list(self._all())
 
-        The paths are cut out of the listing by one regular expression, without
-        parsing the records; an unmerged path appears once per conflict stage.
+    def named(self, keys: Collection[str]) -> list[str]:
+        """Story-depth index paths whose file names may carry one of the folded ids ``keys``, in index order.
+
+        One ``git ls-files`` asks for the ASCII ids, case-insensitively; names with
+        a non-ASCII character (which may fold to any id) are asked for once a run.
+        The caller folds each name to tell which really carry which id.
         """
-        if self._records is not None:
+        if self._complete:
             return list(self._records)
-        return _PATHS.findall(self._index_text())
+        base = _glob_escape(self.config.root) + "/" if self.config.root else ""
+        specs = [f":(glob,icase){base}*/*/{_glob_escape(k)}[-.]*" for k in sorted(keys) if _askable(k)]
+        if self._non_ascii is None:
+            specs.append(f":(glob){base}*/*/*{NON_ASCII}*")
+        if not specs:
+            return list(self._non_ascii or [])
+        found = self._ls_files(*specs)
+        if self._non_ascii is None:
+            self._non_ascii = [p for p in found if not _name(p).isascii()]
+            return found
+        return _index_order({*found, *self._non_ascii})
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
-        records: dict[str, tuple[str, str]]
         if paths is None:
-            records = self._all()
-            candidates: Iterable[str] = records
+            records: Iterable[str] = self._all()
         else:
-            wanted = set(paths)
-            if self._records is None and len(wanted) <= FEW_PATHS and self._lookups < FEW_LOOKUPS:
-                # a few files (the staged ones, a dependency): searched for in the listing;
-                # a long dependency chain instead parses the whole listing once
-                self._lookups += 1
-                hits = sorted((hit[0], path, hit[1]) for path in wanted if (hit := self._find(path)) is not None)
-                records = {path: record for _, path, record in hits}
-            else:
-                records = self._all()
-            candidates = [p for p in records if p in wanted]
+            wanted = list(dict.fromkeys(paths))
+            missing = [p for p in wanted if p not in self._asked and p not in self._records]
+            if missing and not self._complete:
+                if len(missing) <= FEW_PATHS:
+                    self._ls_files(*(f":(literal){p}" for p in missing))
+                    self._asked.update(missing)
+                else:
+                    self._all()
+            records = _index_order(p for p in wanted if p in self._records)
         out = []
-        for path in candidates:
+        for path in records:
             location = classify(self.config, path)
             if location is not None:
-                mode, sha = records[path]
+                mode, sha = self._records[path]
                 out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
         return out
 
@@ -134,27 +169,137 @@ class IndexSource:
         return _refusal(entry)
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
-        refusal = self._refused(entry)
-        if refusal:
-            return refusal
-        out = self._git("cat-file", "blob", entry.ref)
-        return _refusal(Entry(entry.location, entry.ref, len(out), entry.symlink)) or out
+        return next(self.read_many([entry]))[1]
 
     def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
-        """Each entry's bytes (or refusal), in order, through one ``git cat-file --batch``."""
-        from storysync.blobs import read_blobs
+        """Each entry's bytes (or refusal), in order, through the one ``git cat-file --batch``."""
+        blobs = self._blobs.read([e.ref for e in entries if self._refused(e) is None])
+        for entry in entries:
+            refusal = self._refused(entry)
+            if refusal is not None:
+                yield entry, refusal
+                continue
+            data = next(blobs)
+            yield entry, _refusal(Entry(entry.location, entry.ref, len(data), entry.symlink)) or data
 
-        blobs = read_blobs(self.config.repo, [e.ref for e in entries if self._refused(e) is None])
-        try:
-            for entry in entries:
-                refusal = self._refused(entry)
-                if refusal is not None:
-                    yield entry, refusal
-                    continue
-                data = next(blobs)[1]
-                yield entry, _refusal(Entry(entry.location, entry.ref, len(data), entry.symlink)) or data
-        finally:
-            blobs.close()
+
+class IndexKnown:
+    """``Known`` for the rest of the index, asked id by id: the whole index is never listed
+    for a few checked files, so the hook costs the same in a 1k or a 100k repository.
+
+    ``prepare`` walks what the cross-file checks will ask in rounds: the ids of the
+    checked stories and their dependencies in one ``git ls-files``, the stories
+    found read in one batch, their dependencies in the next round.  A story's id
+    is its file name's prefix, so a name folding to the id (case and Unicode form,
+    as ``fold_id``) is a candidate; the first in index order that is a story file
+    answers, as ``validate.ListingKnown`` does over the whole listing.  A walk
+    deeper than ``DEEP_WALK`` rounds lists the whole index once instead.
+    """
+
+    def __init__(self, config: Config, source: IndexSource, checker: SchemaChecker, exclude: Collection[str]) -> None:
+        self._config = config
+        self._source = source
+        self._checker = checker
+        self._exclude = exclude
+        self._found: dict[str, tuple[str, Entry] | None] = {}  # folded id -> (id from the name, entry)
+        self._deps: dict[str, list[str] | None] = {}
+        self._rounds = 0
+        self._groups: dict[str, list[str]] | None = None  # the whole index by folded id, once it is listed
+
+    def prepare(self, stories: Sequence[Story]) -> None:
+        """Look up, in batches, everything the cross-file checks of ``stories`` will ask."""
+        checked = {s.id for s in stories if s.id}
+        wanted = [d for s in stories for d in s.depends_on if d not in checked]
+        self._resolve({fold_id(sid) for sid in checked} | {fold_id(d) for d in wanted})
+        while wanted:
+            fresh = [d for d in dict.fromkeys(wanted) if d not in self._deps]
+            wanted = [d for deps in self._read(fresh) for d in deps if d not in checked and d not in self._deps]
+            self._resolve({fold_id(d) for d in wanted})
+
+    def lookup(self, folded: str) -> tuple[str, str] | None:
+        self._resolve({folded})
+        found = self._found[folded]
+        return None if found is None else (found[0], found[1].location.path)
+
+    def deps(self, story_id: str) -> list[str] | None:
+        if story_id not in self._deps:
+            self._resolve({fold_id(story_id)})
+            self._read([story_id])
+        return self._deps[story_id]
+
+    def _resolve(self, keys: Collection[str]) -> None:
+        """Find the story file answering each folded id of ``keys`` not looked up yet."""
+        todo = {k for k in keys if k not in self._found}
+        if not todo:
+            return
+        self._rounds += 1
+        if self._groups is None and (self._rounds > DEEP_WALK or self._source.complete):
+            self._groups = self._group(self._source.listing())  # from now on without more queries
+        groups = self._groups if self._groups is not None else self._group(self._source.named(todo))
+        for key in todo:
+            self._found[key] = next(filter(None, map(self._story, groups.get(key, ()))), None)
+
+    def _group(self, paths: Iterable[str]) -> dict[str, list[str]]:
+        """``paths`` (not the checked ones) by the folded id their names carry, each in index order."""
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            key = _id_key(path) if path not in self._exclude else None
+            if key is not None:
+                groups.setdefault(key, []).append(path)
+        return groups
+
+    def _story(self, path: str) -> tuple[str, Entry] | None:
+        if classify(self._config, path) is None:
+            return None
+        found = self._source.entries([path])
+        if not found:
+            return None
+        sid = found[0].location.name[:-3].split("-", 2)
+        return f"{sid[0]}-{sid[1]}", found[0]
+
+    def _read(self, ids: Iterable[str]) -> list[list[str]]:
+        """Read the stories with exactly these ids (one batch) and note their ``depends_on``."""
+        from storysync.validate import check_data
+
+        todo: list[tuple[str, Entry]] = []
+        for sid in ids:
+            found = self._found.get(fold_id(sid))
+            if found is None or found[0] != sid:
+                self._deps[sid] = None
+            else:
+                todo.append((sid, found[1]))
+        out = []
+        for (sid, _), (entry, data) in zip(todo, self._source.read_many([e for _, e in todo]), strict=True):
+            story, _ = check_data(entry, data, self._checker)
+            deps = self._deps[sid] = story.depends_on if story is not None else []
+            out.append(deps)
+        return out
+
+
+def validate_index(config: Config, source: IndexSource, paths: Sequence[str]) -> tuple[list[Diagnostic], int]:
+    """Check the staged versions of ``paths`` against the rest of the index: every
+    diagnostic (sorted) and how many story files were checked.
+
+    The same checks and report as ``validate.validate_paths``; the rest of the
+    index is asked for by id (``IndexKnown``) instead of listed.
+    """
+    from storysync.validate import Checked, check_data, checker_for
+
+    checker = checker_for(config)
+    wanted = [p for p in paths if classify(config, p) is not None]
+    result = Checked()
+    stories: list[Story] = []
+    for entry, data in source.read_many(source.entries(wanted)):
+        result.files += 1
+        story, problems = check_data(entry, data, checker)
+        result.add(problems)
+        if story is not None:
+            stories.append(story)
+    known = IndexKnown(config, source, checker, exclude=set(wanted))
+    known.prepare(stories)  # between the files' own checks and the cross-file ones: batched lookups
+    result.add(check_set(stories, known))
+    result.diagnostics.sort()
+    return result.diagnostics, result.files
 
 
 def staged_paths(repo: Path) -> list[str]:
@@ -168,3 +313,32 @@ def staged_paths(repo: Path) -> list[str]:
     if done.returncode != 0:
         raise GitError(f"git diff --cached failed: {done.stderr.decode(errors='replace').strip()}")
     return [p.decode("utf-8", "surrogateescape") for p in done.stdout.split(b"\0") if p]
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def _askable(key: str) -> bool:
+    """Whether an ASCII file name can fold to ``key`` (an id prefix always holds a ``-``, never a ``/``)."""
+    return key.isascii() and "-" in key and "/" not in key and "\0" not in key
+
+
+def _name(path: str) -> str:
+    return path[path.rfind("/") + 1 :]
+
+
+def _id_key(path: str) -> str | None:
+    """The folded id a story file's name carries (``<ID>-<slug>.md`` or ``<ID>.md``), if any."""
+    if not path.endswith(".md"):
+        return None
+    sid = path[path.rfind("/") + 1 : -3].split("-", 2)
+    if len(sid) < 2:
+        return None
+    stem = f"{sid[0]}-{sid[1]}"
+    return stem.lower() if stem.isascii() else fold_id(stem)  # NFKC and casefold are lower() on ASCII
+
+
+def _index_order(paths: Iterable[str]) -> list[str]:
+    """``paths`` sorted as git's index sorts them (by their bytes)."""
+    return sorted(paths, key=lambda p: p.encode("utf-8", "surrogateescape"))

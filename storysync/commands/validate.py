@@ -34,11 +34,13 @@ def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
     source: Source
     wanted: list[str] | None = [app.repo_relative(p) for p in paths] or None
     if staged:
-        from storysync.staged import IndexSource, staged_paths
+        from storysync.staged import IndexSource, validate_index
 
-        source = IndexSource(config)
-        if wanted is None:
-            wanted = staged_paths(config.repo)
+        index = IndexSource(config)
+        try:
+            diagnostics, files = validate_index(config, index, index.staged() if wanted is None else wanted)
+        finally:
+            index.close()
     else:
         source = WorkTreeSource(config)
         top = app.top_level
@@ -51,18 +53,19 @@ def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
             for path, rel in zip(paths, wanted or [], strict=True):
                 if classify(config, rel) is None:
                     sys.stderr.write(f"storysync: {path}: not a story file, skipped\n")
-    checked = validate_paths(config, source, wanted)
-    write_diagnostics(checked.diagnostics, fmt, extra={"files": checked.files})
+        checked = validate_paths(config, source, wanted)
+        diagnostics, files = checked.diagnostics, checked.files
+    write_diagnostics(diagnostics, fmt, extra={"files": files})
     if fmt != "json" and app.verbosity >= 0:
-        bad = len({d.path for d in checked.diagnostics})
-        if checked.diagnostics:
+        bad = len({d.path for d in diagnostics})
+        if diagnostics:
             sys.stderr.write(
-                f"storysync: {plural(len(checked.diagnostics), 'error')} in {plural(bad, 'file')} "
-                f"({plural(checked.files, 'file')} checked); fix them and run again\n"
+                f"storysync: {plural(len(diagnostics), 'error')} in {plural(bad, 'file')} "
+                f"({plural(files, 'file')} checked); fix them and run again\n"
             )
         elif fmt == "text":
-            sys.stderr.write(f"storysync: {plural(checked.files, 'story file')} valid\n")
-    return 1 if checked.diagnostics else 0
+            sys.stderr.write(f"storysync: {plural(files, 'story file')} valid\n")
+    return 1 if diagnostics else 0
 
 
 def _exists(given: str, in_repo: Path) -> bool:

@@ -1,0 +1,199 @@
+"""``validate --staged`` asks git for the ids it needs instead of listing the whole index.
+
+Each test builds a real repository and compares the hook's report with the one
+built from the whole index listing (``validate_paths`` over ``ListingKnown``),
+and checks the exact diagnostics for the tricky cases: ids that differ only in
+case or Unicode form, names with glob characters, a root with glob characters,
+dependency chains through unstaged stories deeper than the batched walk.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from storysync.config import load_config
+from storysync.errors import Diagnostic
+from storysync.staged import DEEP_WALK, IndexSource, validate_index
+from storysync.validate import validate_paths
+from tests.conftest import Repo, story_text
+
+
+def _both(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """The hook's diagnostics for ``paths``, and those from the whole index listing."""
+    config = load_config(repo.path)
+    source = IndexSource(config)
+    try:
+        looked_up, _ = validate_index(config, source, paths)
+    finally:
+        source.close()
+    listed = IndexSource(config)
+    try:
+        whole = validate_paths(config, listed, paths).diagnostics
+    finally:
+        listed.close()
+    return looked_up, whole
+
+
+def _index_stories(repo: Repo) -> list[str]:
+    return [p for p in repo.git("ls-files", "-z").split("\0") if p.endswith(".md") and p.count("/") == 2]
+
+
+def _messages(diags: list[Diagnostic], path: str) -> list[str]:
+    return [f"{d.code}: {d.message}" for d in diags if d.path == path]
+
+
+@pytest.fixture
+def tricky(repo: Repo) -> Repo:
+    """Ids differing in case and Unicode form, odd names, a cycle deeper than the batched walk."""
+    repo.story("backlog", "web", "WEB-1", "login", title="Login", depends_on=["API-1", "NOPE-1", "web-9"])
+    repo.story("backlog", "api", "API-1", "auth", title="Auth")
+    repo.write("active/web/web-1-lower.md", story_text("WEB-1", title="Same id, other case"))
+    repo.story("backlog", "web", "WEB-2", "x", title="Two")
+    repo.write("refinements/web/\uff37\uff25\uff22-2-wide.md", story_text("WEB-2", title="Fullwidth name"))
+    repo.story("backlog", "ops", "OPS-3", "plain", title="Three")
+    repo.write("completed/ops/O\uff30S-3-mixed.md", story_text("OPS-3", title="One fullwidth letter inside"))
+    repo.write("completed/ops/OPS-4.md", story_text("OPS-4", title="No slug"))
+    repo.story("backlog", "ops", "OPS-5", "caf\u00e9", title="Non-ASCII slug", depends_on=["OPS-4"])
+    repo.write("backlog/web/extra/WEB-9-deep.md", story_text("WEB-9", title="Not at story depth"))
+    repo.write("backlog/web/README.md", "# not a story\n")
+    repo.story("backlog", "glob", "G-1", "star", title="Glob deps", depends_on=['"G-*"', '"G-[12]"', '"G-?"'])
+    repo.story("backlog", "glob", "G-2", "two", title="Two")
+    chain = [f"CH-{i}" for i in range(1, DEEP_WALK + 5)]
+    for i, sid in enumerate(chain):
+        repo.story("backlog", "chain", sid, "link", title=sid, depends_on=[chain[(i + 1) % len(chain)]])
+    repo.story("backlog", "loop", "X-1", "a", title="A", depends_on=["X-2"])
+    repo.story("active", "loop", "X-2", "b", title="B", depends_on=["X-1", "OPS-4"])
+    repo.commit("stories")
+    return repo
+
+
+def test_every_story_alone_reports_as_the_whole_index_does(tricky: Repo) -> None:
+    for path in _index_stories(tricky):
+        looked_up, whole = _both(tricky, [path])
+        assert looked_up == whole, path
+
+
+def test_many_stories_at_once_report_as_the_whole_index_does(tricky: Repo) -> None:
+    paths = _index_stories(tricky)
+    looked_up, whole = _both(tricky, paths[::2])
+    assert looked_up == whole
+    assert looked_up
+
+
+def test_ids_that_differ_only_in_case_or_unicode_form_are_duplicates(tricky: Repo) -> None:
+    diags, _ = _both(tricky, ["backlog/web/WEB-1-login.md", "backlog/web/WEB-2-x.md", "backlog/ops/OPS-3-plain.md"])
+    other_form = "which differs only in case or Unicode form); ids are unique across all backlogs"
+    assert f"duplicate-id: id 'WEB-1' is already used by active/web/web-1-lower.md (id 'web-1', {other_form}" in (
+        _messages(diags, "backlog/web/WEB-1-login.md")
+    )
+    wide = "refinements/web/\uff37\uff25\uff22-2-wide.md"
+    assert _messages(diags, "backlog/web/WEB-2-x.md") == [
+        f"duplicate-id: id 'WEB-2' is already used by {wide} (id '\uff37\uff25\uff22-2', {other_form}"
+    ]
+    mixed = "completed/ops/O\uff30S-3-mixed.md"
+    assert _messages(diags, "backlog/ops/OPS-3-plain.md") == [
+        f"duplicate-id: id 'OPS-3' is already used by {mixed} (id 'O\uff30S-3', {other_form}"
+    ]
+
+
+def test_the_same_id_exactly_is_named_as_the_same_id(repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "one", title="One")
+    repo.story("active", "api", "WEB-1", "two", title="Two")
+    repo.commit("two files, one id")
+    diags, whole = _both(repo, ["backlog/web/WEB-1-one.md"])
+    assert diags == whole
+    assert _messages(diags, "backlog/web/WEB-1-one.md") == [
+        "duplicate-id: id 'WEB-1' is already used by active/api/WEB-1-two.md (the same id); "
+        "ids are unique across all backlogs"
+    ]
+
+
+def test_unknown_targets_and_look_alikes_are_missing_dependencies(tricky: Repo) -> None:
+    diags, _ = _both(tricky, ["backlog/web/WEB-1-login.md", "backlog/glob/G-1-star.md"])
+    web = _messages(diags, "backlog/web/WEB-1-login.md")
+    assert "missing-dependency: depends_on: no story has id 'NOPE-1'" in web
+    assert "missing-dependency: depends_on: no story has id 'web-9'" in web  # only a case-folded name, deeper
+    assert "missing-dependency: depends_on: no story has id 'API-1'" not in web
+    globs = _messages(diags, "backlog/glob/G-1-star.md")
+    for dep in ("G-*", "G-[12]", "G-?"):  # glob characters in an id match nothing but themselves
+        assert f"missing-dependency: depends_on: no story has id {dep!r}" in globs
+
+
+def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(tricky: Repo) -> None:
+    path = "backlog/chain/CH-1-link.md"
+    tricky.story("backlog", "chain", "CH-1", "link", title="Edited", depends_on=["CH-2"])
+    tricky.git("add", path)
+    code = tricky.run("validate", "--staged")
+    assert code == 1
+    diags, whole = _both(tricky, [path])
+    assert diags == whole
+    chain = " -> ".join([f"CH-{i}" for i in sorted(range(1, DEEP_WALK + 5), key=lambda i: f"CH-{i}")] + ["CH-1"])
+    assert _messages(diags, path) == [f"dependency-cycle: depends_on: dependency cycle {chain}"]
+
+
+def test_a_cycle_through_a_staged_and_an_unstaged_story(tricky: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    tricky.story("backlog", "loop", "X-1", "a", title="A, edited", depends_on=["X-2"])
+    tricky.git("add", "-A")
+    assert tricky.run("validate", "--staged") == 1
+    out = capsys.readouterr().out
+    assert "backlog/loop/X-1-a.md:" in out
+    assert "dependency cycle X-1 -> X-2 -> X-1" in out
+    assert "active/loop/X-2-b.md" not in out  # the unstaged member is not reported, as before
+
+
+def test_a_root_with_glob_characters(repo: Repo) -> None:
+    repo.write("storysync.toml", 'root = "my [stories]*"\n')
+    root = "my [stories]*"
+    repo.write(f"{root}/backlog/web/WEB-1-a.md", story_text("WEB-1", title="A", depends_on=["WEB-2", "WEB-3"]))
+    repo.write(f"{root}/active/web/WEB-2-b.md", story_text("WEB-2", title="B"))
+    repo.write(f"{root}/active/api/web-1-c.md", story_text("WEB-1", title="C"))
+    repo.write("my [stories]x/active/web/WEB-3-d.md", story_text("WEB-3", title="Outside the root"))
+    repo.commit("rooted")
+    path = f"{root}/backlog/web/WEB-1-a.md"
+    diags, whole = _both(repo, [path])
+    assert diags == whole
+    messages = _messages(diags, path)
+    assert "missing-dependency: depends_on: no story has id 'WEB-3'" in messages
+    assert not any("'WEB-2'" in m for m in messages)
+    assert any(m.startswith("duplicate-id:") and f"{root}/active/api/web-1-c.md" in m for m in messages)
+
+
+def test_pathspec_settings_in_the_environment_change_nothing(
+    tricky: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = "backlog/web/WEB-2-x.md"
+    expected = tricky.run("validate", "--staged", path), capsys.readouterr().out
+    assert "is already used by" in expected[1]
+    for var in ("GIT_LITERAL_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS", "GIT_GLOB_PATHSPECS"):
+        monkeypatch.setenv(var, "1")
+        assert (tricky.run("validate", "--staged", path), capsys.readouterr().out) == expected, var
+        monkeypatch.delenv(var)
+
+
+def test_staged_files_come_from_the_index_diff_with_their_blobs(
+    tricky: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tricky.story("backlog", "web", "WEB-7", "new", title="New", depends_on=["WEB-2"])
+    (tricky.path / "active" / "ops").mkdir()
+    tricky.git("mv", "backlog/ops/OPS-3-plain.md", "active/ops/OPS-3-plain.md")
+    tricky.write("backlog/web/WEB-8-later.md", story_text("WEB-8", title="Staged, then edited on disk"))
+    tricky.git("add", "-A")
+    tricky.write("backlog/web/WEB-8-later.md", story_text("WEB-8", title="", points=-1))  # not staged
+    subprocess.run(["git", "rm", "-q", "--cached", "completed/ops/OPS-4.md"], cwd=tricky.path, check=True)
+    assert tricky.run("validate", "--staged", "--format", "json") == 1
+    report = capsys.readouterr().out
+    assert '"files": 3' in report  # WEB-7, WEB-8 and the moved OPS-3; not the removed OPS-4
+    assert "WEB-8" not in report  # its staged version is valid
+    assert "active/ops/OPS-3-plain.md" in report  # still a duplicate of the fullwidth-lettered name
+    config = load_config(tricky.path)
+    source = IndexSource(config)
+    try:
+        assert sorted(source.staged()) == [
+            "active/ops/OPS-3-plain.md",
+            "backlog/web/WEB-7-new.md",
+            "backlog/web/WEB-8-later.md",
+        ]
+    finally:
+        source.close()
