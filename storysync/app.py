@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from storysync.db import Database
+    from storysync.gitplain import GitRepo
 
 
 def find_top_level(start: Path) -> Path:
@@ -54,6 +55,13 @@ class App:
     @cached_property
     def repo(self) -> git.Repo:
         from storysync.gitdiff import open_repo
+
+        return open_repo(self.top_level)
+
+    @cached_property
+    def git(self) -> GitRepo:
+        """The repository asked through plain ``git`` processes (no GitPython import)."""
+        from storysync.gitplain import open_repo
 
         return open_repo(self.top_level)
 

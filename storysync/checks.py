@@ -110,6 +110,7 @@ def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[
     """
     stories = [s for s in stories if s.id]
     by_id = {s.id: s for s in stories}
+    _prefetch(known, [s.id for s in stories], [dep for s in stories for dep in s.depends_on if dep not in by_id])
     out = _duplicates(stories, known)
 
     def deps_of(sid: str) -> list[str] | None:
@@ -129,6 +130,14 @@ def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[
                 idx = next((i for i, d in enumerate(member.depends_on) if d in cycle), 0)
                 out.append(_at(member, ("depends_on", idx), "dependency-cycle", f"depends_on: dependency cycle {text}"))
     return out
+
+
+def _prefetch(known: Known | None, ids: list[str], deps: list[str]) -> None:
+    """Let a ``known`` that can (the database's ``prefetch``) fetch at once what the checks
+    then ask story by story: ``lookup`` of ``ids`` and ``deps`` of ``deps`` and beyond."""
+    prefetch: Callable[[Iterable[str], Iterable[str]], None] | None = getattr(known, "prefetch", None)
+    if prefetch is not None:
+        prefetch([fold_id(sid) for sid in ids], deps)
 
 
 def _duplicates(stories: list[Checkable], known: Known | None) -> list[Diagnostic]:

@@ -1,6 +1,6 @@
 """Status history from git: one row per stage move, in commit order.
 
-The commits of a range are walked oldest first (``gitdiff.log``); a story is
+The commits of a range are walked oldest first (``gitplain.log``); a story is
 known by the id its file name starts with, so a rename (``git mv``, an edit and a
 move, a new slug) and a delete plus an add of the same id in one commit are one
 story.  Merge commits list no changes of their own, so a move made on a branch is
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, select
 
 from storysync import models as m
 from storysync.config import Config
-from storysync.gitdiff import Change, LogCommit
+from storysync.gitplain import Change, LogCommit
 from storysync.layout import classify
 
 ID_PREFIX = re.compile(r"^([A-Z][A-Z0-9]*-[0-9]+)(?:-.*)?\.md$", re.DOTALL)

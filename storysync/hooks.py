@@ -221,7 +221,7 @@ def _sync_for_hook(app: App) -> None:
     from storysync.report import sync_summary, write_diagnostics
     from storysync.sync import SyncOptions, sync
 
-    result = sync(app.config, app.db, app.repo, SyncOptions(trigger="hook"))
+    result = sync(app.config, app.db, app.git, SyncOptions(trigger="hook"))
     for notice in result.notices:
         sys.stderr.write(f"storysync: {notice}\n")
     if result.diagnostics:

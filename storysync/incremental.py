@@ -20,12 +20,12 @@ from storysync import models as m
 from storysync.config import Config
 from storysync.db import Database
 from storysync.layout import classify
+from storysync.model import Location
 from storysync.sources import Entry, Source
 from storysync.validate import Checked, check_entries, checker_for
 
 if TYPE_CHECKING:
-    import git
-
+    from storysync.gitplain import GitRepo
     from storysync.sync import DbRow, Plan, Provenance, SyncOptions, SyncResult
 
 CHUNK = 500
@@ -34,12 +34,14 @@ Planner = Callable[[Connection], "Plan"]
 
 
 class DbKnown:
-    """``Known`` answered by the database's live rows, one indexed query at a time.
+    """``Known`` answered by the database's live rows.
 
     Rows whose path is in ``hidden`` (the paths this run reads) are invisible: the
     run's own files speak for them.  ``exists`` (working-tree runs) hides rows
     whose file is gone from disk, so a move reported by its new path alone is a
-    move, not a duplicate id.
+    move, not a duplicate id.  ``prefetch`` answers the checks' questions in two
+    queries (the dependency walk is one recursive query) instead of one or two
+    indexed queries a story.
     """
 
     def __init__(
@@ -51,15 +53,19 @@ class DbKnown:
         self._conn = conn
         self._hidden = set(hidden)
         self._exists = exists
+        self._live_rows: dict[str, tuple[bool, str | None]] = {}
         self._deps: dict[str, list[str] | None] = {}
+
+    def _found(self, path: str | None) -> tuple[bool, str | None]:
+        return (False, None) if path is not None and path in self._hidden else (True, path)
 
     def _live(self, story_id: str) -> tuple[bool, str | None]:
         """Whether a live row has this id (and is not one this run reads), and its path."""
-        s = m.stories.c
-        row = self._conn.execute(select(s.path).where(s.id == story_id, s.deleted_at.is_(None))).first()
-        if row is None or (row.path is not None and row.path in self._hidden):
-            return False, None
-        return True, row.path
+        if story_id not in self._live_rows:
+            s = m.stories.c
+            row = self._conn.execute(select(s.path).where(s.id == story_id, s.deleted_at.is_(None))).first()
+            self._live_rows[story_id] = (False, None) if row is None else self._found(row.path)
+        return self._live_rows[story_id]
 
     def lookup(self, folded: str) -> tuple[str, str] | None:
         """``(id, path)`` of the live row whose id folds to ``folded`` and whose file is there."""
@@ -84,6 +90,47 @@ class DbKnown:
                 query = select(d.depends_on_id).where(d.story_id == story_id).order_by(d.depends_on_id)
                 self._deps[story_id] = list(self._conn.execute(query).scalars())
         return self._deps[story_id]
+
+    def prefetch(self, folded: Iterable[str], ids: Iterable[str]) -> None:
+        """Fetch at once what ``lookup`` of ``folded`` and ``deps`` of ``ids`` and of every
+        story their stored dependencies reach will be asked."""
+        lookups = sorted({f.upper() for f in folded if f.isascii()} - self._live_rows.keys())
+        s = m.stories.c
+        for chunk in _chunks(lookups):
+            query = select(s.id, s.path).where(s.id.in_(chunk), s.deleted_at.is_(None))
+            rows: dict[str, str | None] = {r.id: r.path for r in self._conn.execute(query)}
+            self._live_rows.update((sid, self._found(rows[sid]) if sid in rows else (False, None)) for sid in chunk)
+        for chunk in _chunks(sorted(set(ids) - self._deps.keys())):
+            self._reach(chunk)
+
+    def _reach(self, seeds: list[str]) -> None:
+        """Every live story reachable from ``seeds`` through stored dependencies, and its own (one query)."""
+        s, d = m.stories.c, m.dependencies.c
+        reach = select(s.id).where(s.id.in_(seeds), s.deleted_at.is_(None)).cte("reach", recursive=True)
+        target = m.stories.alias("target")
+        step = (
+            select(d.depends_on_id)
+            .join(reach, d.story_id == reach.c.id)
+            .join(target, (target.c.id == d.depends_on_id) & target.c.deleted_at.is_(None))
+        )
+        reach = reach.union(step)
+        query = (
+            select(s.id, s.path, d.depends_on_id)
+            .select_from(reach.join(m.stories, s.id == reach.c.id).outerjoin(m.dependencies, d.story_id == s.id))
+            .order_by(s.id, d.depends_on_id)
+        )
+        stored: dict[str, list[str]] = {}
+        for sid, path, dep in self._conn.execute(query):
+            if sid not in stored:
+                stored[sid] = []
+                self._live_rows[sid] = self._found(path)
+            if dep is not None:
+                stored[sid].append(dep)
+        for sid, deps in stored.items():
+            self._deps[sid] = deps if self._live_rows[sid][0] else None
+        for sid in {*seeds, *(dep for deps in stored.values() for dep in deps)} - stored.keys():
+            self._live_rows[sid] = (False, None)  # no live row: a missing or deleted story
+            self._deps[sid] = None
 
 
 def story_paths(config: Config, paths: Iterable[str]) -> list[str]:
@@ -198,25 +245,26 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 def run_git(
     config: Config,
     db: Database,
-    repo: git.Repo,
+    repo: GitRepo,
     options: SyncOptions,
     result: SyncResult,
     progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Sync the commit ``--to`` (default HEAD): only the paths changed since the last
     synced commit, or every story file when there is no usable last commit."""
-    from storysync import gitdiff
+    from storysync import gitplain
     from storysync.sources import GitTreeSource
     from storysync.sync import _provenance
 
-    to = gitdiff.resolve(repo, options.to_rev or "HEAD")
-    start = gitdiff.resolve(repo, options.from_rev) if options.from_rev else None
+    to = gitplain.resolve(repo, options.to_rev or "HEAD")
+    start = gitplain.resolve(repo, options.from_rev) if options.from_rev else None
     last = result.from_commit
-    base, notice = _base(repo, last, to, options)
+    ancestry = Ancestry(repo, to)
+    base, notice = _base(ancestry, last, options)
     if notice:
         result.notices.append(notice)
     result.from_commit, result.to_commit = start or last, to
-    provenance = _provenance(gitdiff.commit_info(repo, to))
+    provenance = _provenance(gitplain.commit_info(repo, to))
     source = GitTreeSource(repo, config, to)
     if base is None:
         checked, planner = check_tree(config, source, progress)
@@ -225,8 +273,8 @@ def run_git(
         paths, entries = changed_entries(config, repo, [base, start], to)
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
-    walk_from = _walk_from(repo, start or last, to, options)
-    if options.full and options.history and gitdiff.is_shallow(repo):
+    walk_from = _walk_from(ancestry, start or last, options)
+    if options.full and options.history and gitplain.is_shallow(repo):
         result.notices.append(
             "this is a shallow clone: the status history is rebuilt from the commits it has "
             "(git fetch --unshallow for all of it)"
@@ -235,61 +283,92 @@ def run_git(
     return finish(db, checked, planner, provenance, options, result, moves)
 
 
-def _base(repo: git.Repo, last: str | None, to: str, options: SyncOptions) -> tuple[str | None, str | None]:
-    """The commit the database reflects, if a diff from it can be trusted; else a notice."""
-    from storysync import gitdiff
+class Ancestry:
+    """Whether commits exist and lead to ``to``, each asked of git once (a run asks twice)."""
 
+    def __init__(self, repo: GitRepo, to: str) -> None:
+        self.repo = repo
+        self.to = to
+        self._contains: dict[str, bool] = {}
+        self._exists: dict[str, bool] = {}
+
+    def contains(self, sha: str) -> bool:
+        """Whether ``sha`` is ``to`` or one of its ancestors (False for an unknown commit)."""
+        from storysync import gitplain
+
+        if sha not in self._contains:
+            self._contains[sha] = gitplain.is_ancestor(self.repo, sha, self.to)
+        return self._contains[sha]
+
+    def exists(self, sha: str) -> bool:
+        """Whether ``sha`` is a commit the repository has."""
+        from storysync import gitplain
+
+        if self._contains.get(sha):
+            return True
+        if sha not in self._exists:
+            self._exists[sha] = gitplain.commit_exists(self.repo, sha)
+        return self._exists[sha]
+
+
+def _base(ancestry: Ancestry, last: str | None, options: SyncOptions) -> tuple[str | None, str | None]:
+    """The commit the database reflects, if a diff from it can be trusted; else a notice."""
+    from storysync import gitplain
+
+    to = ancestry.to
     if options.full:
         return None, None
     if last is None:
         return None, f"no last synced commit: a full sync of {to[:12]}"
-    if not gitdiff.commit_exists(repo, last):
-        why = "this is a shallow clone" if gitdiff.is_shallow(repo) else "it was garbage-collected"
+    if ancestry.contains(last):
+        return last, None
+    if not ancestry.exists(last):
+        why = "this is a shallow clone" if gitplain.is_shallow(ancestry.repo) else "it was garbage-collected"
         return None, f"last synced commit {last[:12]} is not in the repository ({why}): a full reconcile of {to[:12]}"
-    if not gitdiff.is_ancestor(repo, last, to):
-        return None, (
-            f"last synced commit {last[:12]} is not an ancestor of {to[:12]} "
-            f"(history rewritten by a rebase, force-push or reset): a full reconcile of {to[:12]}"
-        )
-    return last, None
+    return None, (
+        f"last synced commit {last[:12]} is not an ancestor of {to[:12]} "
+        f"(history rewritten by a rebase, force-push or reset): a full reconcile of {to[:12]}"
+    )
 
 
-def _walk_from(repo: git.Repo, start: str | None, to: str, options: SyncOptions) -> tuple[bool, str | None]:
+def _walk_from(ancestry: Ancestry, start: str | None, options: SyncOptions) -> tuple[bool, str | None]:
     """Whether to walk commits for history, and from where (None: the whole log)."""
-    from storysync import gitdiff
+    from storysync import gitplain
 
     if options.full and options.history:
         return True, None
-    if start is None or not gitdiff.commit_exists(repo, start):
+    if start is None or not ancestry.exists(start):
         return False, None
-    if gitdiff.is_ancestor(repo, start, to):
+    if ancestry.contains(start):
         return True, start
-    fork = gitdiff.merge_base(repo, start, to)  # rewritten history: the moves since the fork point;
-    return (True, fork) if fork else (False, None)  # ones already recorded are not recorded again
+    fork = gitplain.merge_base(ancestry.repo, start, ancestry.to)  # rewritten history: the moves since the
+    return (True, fork) if fork else (False, None)  # fork point; ones already recorded are not recorded again
 
 
-def changed_entries(config: Config, repo: git.Repo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:
+def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:
     """The story paths that differ between any of ``bases`` and ``to``, and the entries
     (blob, mode, size at ``to``) of those that exist at ``to``."""
-    from storysync import gitdiff
+    from storysync import gitplain
 
     paths: set[str] = set()
-    present: dict[str, gitdiff.Change] = {}
-    change: gitdiff.Change | None
+    present: dict[str, gitplain.Change] = {}
     for base in dict.fromkeys(b for b in bases if b is not None):
-        for change in gitdiff.diff(repo, base, to, config.root):
+        for change in gitplain.diff(repo, base, to, config.root):
             paths.update(p for p in (change.path, change.old) if p is not None)
-            if change.sha is not None and change.mode != gitdiff.SUBMODULE_MODE:
+            if change.sha is not None and change.mode != gitplain.SUBMODULE_MODE:
                 present[change.path] = change
     wanted = story_paths(config, paths)
-    entries = []
+    found: list[tuple[Location, gitplain.Change]] = []
     for path in wanted:
-        change = present.get(path)
         location = classify(config, path)
-        if change is None or change.sha is None or location is None:
-            continue
-        symlink = change.mode == gitdiff.SYMLINK_MODE
-        entries.append(Entry(location, change.sha, gitdiff.blob_size(repo, change.sha), symlink))
+        if path in present and location is not None:
+            found.append((location, present[path]))
+    sizes = gitplain.blob_sizes(repo, [change.sha for _, change in found if change.sha is not None])
+    entries = [
+        Entry(location, change.sha, sizes[change.sha], change.mode == gitplain.SYMLINK_MODE)
+        for location, change in found
+        if change.sha is not None
+    ]
     return wanted, entries
 
 
@@ -337,14 +416,12 @@ class HistoryPlan:
     """The stage moves a range's commits made, split between what ``apply`` records
     (stories whose row it creates or moves) and the rest (recorded by ``after``)."""
 
-    def __init__(
-        self, config: Config, repo: git.Repo, walk: tuple[bool, str | None], to: str, *, rebuild: bool
-    ) -> None:
-        from storysync import gitdiff
+    def __init__(self, config: Config, repo: GitRepo, walk: tuple[bool, str | None], to: str, *, rebuild: bool) -> None:
+        from storysync import gitplain
 
         self.config = config
         self.rebuild = rebuild
-        self.commits = gitdiff.log(repo, walk[1], to, config.root) if walk[0] else []
+        self.commits = gitplain.log(repo, walk[1], to, config.root) if walk[0] else []
         self.rest: list[history.Move] = []
 
     def for_plan(self, conn: Connection, plan: Plan, checked: Checked) -> MovesById:

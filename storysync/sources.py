@@ -23,6 +23,8 @@ from storysync.parse import MAX_FILE
 if TYPE_CHECKING:
     import git
 
+    from storysync.gitplain import GitRepo
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -67,33 +69,42 @@ def _unreadable(entry: Entry, exc: OSError) -> Diagnostic:
 
 
 class GitTreeSource:
-    """Story files as they are in one commit."""
+    """Story files as they are in one commit (read by plain ``git`` processes)."""
 
-    def __init__(self, repo: git.Repo, config: Config, commit: str) -> None:
-        self.repo = repo
+    def __init__(self, repo: GitRepo | git.Repo, config: Config, commit: str) -> None:
+        from storysync.gitplain import as_plain
+
+        self.repo = as_plain(repo)
         self.config = config
         self.commit = commit
         self.label = commit
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
-        from storysync import gitdiff
+        from storysync import gitplain
 
         wanted = None if paths is None else set(paths)
         out = []
-        for item in gitdiff.list_tree(self.repo, self.commit, self.config.root):
+        for item in gitplain.list_tree(self.repo, self.commit, self.config.root):
             if wanted is not None and item.path not in wanted:
                 continue
-            if item.mode == gitdiff.SUBMODULE_MODE:
+            if item.mode == gitplain.SUBMODULE_MODE:
                 continue
             location = classify(self.config, item.path)
             if location is not None:
-                out.append(Entry(location, item.sha, item.size, item.mode == gitdiff.SYMLINK_MODE))
+                out.append(Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE))
         return out
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
-        from storysync import gitdiff
+        from storysync.blobs import read_blobs
 
-        return _refusal(entry) or gitdiff.read_blob(self.repo, entry.ref)
+        refusal = _refusal(entry)
+        if refusal is not None:
+            return refusal
+        blobs = read_blobs(self.config.repo, [entry.ref])
+        try:
+            return next(blobs)[1]
+        finally:
+            blobs.close()
 
     def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
         """Each entry's bytes (or refusal), in order, streamed through one ``git cat-file --batch``."""

@@ -32,7 +32,7 @@ from storysync.sources import Source, WorkTreeSource
 if TYPE_CHECKING:
     import git
 
-    from storysync.gitdiff import CommitInfo
+    from storysync.gitplain import CommitInfo, GitRepo
     from storysync.validate import Bodies
 
 TRIGGERS = ("manual", "hook", "ci", "watch")
@@ -124,20 +124,25 @@ class Provenance:
 def sync(
     config: Config,
     db: Database,
-    repo: git.Repo,
+    repo: GitRepo | git.Repo,
     options: SyncOptions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
-    """Bring the database in step with the story files (SPEC §6)."""
-    from storysync import gitdiff
+    """Bring the database in step with the story files (SPEC §6).
 
+    ``repo`` is a plain ``gitplain.GitRepo`` (no GitPython import, as the CLI passes)
+    or a GitPython ``git.Repo``; git is asked through plain processes either way.
+    """
+    from storysync.gitplain import as_plain
+
+    plain = as_plain(repo)
     options = options or SyncOptions()
     started = time.perf_counter()
     db.ensure_schema()
     if options.dry_run:
-        return _sync_locked(config, db, repo, options, progress)
-    with writer_lock(gitdiff.git_dir(repo)), db.run_lock():
-        result = _sync_locked(config, db, repo, options, progress)
+        return _sync_locked(config, db, plain, options, progress)
+    with writer_lock(plain.common_dir), db.run_lock():
+        result = _sync_locked(config, db, plain, options, progress)
     # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
     # Bounded in time and never raises: a notification never blocks or fails a sync.
     from storysync.notify import after_sync
@@ -149,7 +154,7 @@ def sync(
 def _sync_locked(
     config: Config,
     db: Database,
-    repo: git.Repo,
+    repo: GitRepo,
     options: SyncOptions,
     progress: Callable[[int], None] | None,
 ) -> SyncResult:

@@ -53,7 +53,7 @@ def command(
     )
     bar = nullcontext(None) if surely_not_a_terminal() else progress_bar(app.console, "reading stories")
     with bar as advance:
-        result = sync(app.config, app.db, app.repo, options, progress=advance)
+        result = sync(app.config, app.db, app.git, options, progress=advance)
     write_diagnostics(result.diagnostics, "text")
     for notice in result.notices:
         app.console.print(f"storysync: {notice}", markup=False)

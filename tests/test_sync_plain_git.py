@@ -1,0 +1,216 @@
+"""The incremental sync's cost per run: git through plain processes, the dependency walk in one query.
+
+The post-merge hook runs ``storysync sync`` after every merge; these tests hold
+the things that keep it short: it never imports GitPython, it asks git only what
+it needs (each question once), and the cross-file checks ask the database for
+the stored dependency graph in one recursive query however long the chain,
+with the same answers as asking story by story.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+
+from storysync import gitplain
+from storysync import models as m
+from storysync.config import load_config
+from storysync.db import Database
+from storysync.errors import GitError
+from storysync.incremental import DbKnown
+from storysync.sync import SyncOptions, SyncResult, sync
+from tests.conftest import Repo
+
+
+def do_sync(repo: Repo, **options: Any) -> SyncResult:
+    """The library sync with a plain ``GitRepo`` handle, as the CLI and the hooks call it."""
+    config = load_config(repo.path, db_flag=repo.db_url)
+    db = Database(config.database)
+    try:
+        return sync(config, db, gitplain.open_repo(repo.path), SyncOptions(**options))
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement run meanwhile, whitespace collapsed."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+_PROBE = """
+import sys
+from storysync.cli import main
+code = main(["--repo", sys.argv[1], *sys.argv[2:]])
+print(code, ",".join(sorted(m for m in ("git", "gitdb") if m in sys.modules)))
+"""
+
+
+def _gitpython_after(repo: Repo, *args: str) -> tuple[int, str]:
+    """Run a command in a fresh process, stderr piped as in a hook; whether it imported GitPython."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(repo.path), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_TRACE": str(repo.path.parent / "trace.txt")},
+    )
+    code, _, loaded = done.stdout.strip().splitlines()[-1].partition(" ")
+    return int(code), loaded
+
+
+def _git_commands(repo: Repo) -> list[str]:
+    """The git commands a traced run started (``GIT_TRACE``), in order; the trace is then cleared."""
+    trace = repo.path.parent / "trace.txt"
+    lines = trace.read_text(errors="replace").splitlines()
+    trace.unlink()
+    return [line.split("trace: built-in: git ", 1)[1].split()[0] for line in lines if "trace: built-in: git " in line]
+
+
+INCREMENTAL = [
+    "rev-parse",  # the git directories (the writer lock lives there)
+    "rev-parse",  # HEAD
+    "merge-base",  # the last synced commit is an ancestor of HEAD (asked once, used twice)
+    "show",  # HEAD's author and time
+    "diff-tree",
+    "cat-file",  # the changed blobs' sizes
+    "cat-file",  # their contents, streamed
+    "log",  # the range's moves, for the status history
+]
+
+
+def test_post_merge_hook_and_sync_run_git_without_gitpython(backlog_repo: Repo) -> None:
+    """An incremental run asks git each question once, through plain processes."""
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    repo.commit("one more")
+    assert _gitpython_after(repo, "run-hook", "post-merge", "0") == (0, "")
+    assert _git_commands(repo) == ["rev-parse", *INCREMENTAL]  # first: is a merge or rebase under way
+    repo.story("active", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    repo.git("rm", "-q", "backlog/web/WEB-3-new.md")
+    repo.commit("start it")
+    assert _gitpython_after(repo, "sync") == (0, "")
+    assert _git_commands(repo) == INCREMENTAL
+    db = Database(repo.db_url)
+    try:
+        with db.read() as conn:
+            h = m.status_history.c
+            query = select(h.from_status, h.to_status).where(h.story_id == "WEB-3").order_by(h.id)
+            assert [tuple(r) for r in conn.execute(query)] == [(None, "backlog"), ("backlog", "active")]
+            deps = conn.execute(select(m.dependencies.c.depends_on_id).where(m.dependencies.c.story_id == "WEB-3"))
+            assert list(deps.scalars()) == ["WEB-2"]
+    finally:
+        db.dispose()
+
+
+def test_open_repo_outside_a_repository_is_a_git_error(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not a git repository"):
+        gitplain.open_repo(tmp_path)
+
+
+def _chain(repo: Repo, n: int) -> None:
+    """S-1 -> S-2 -> ... -> S-n, committed."""
+    for i in range(1, n + 1):
+        deps = [f"S-{i + 1}"] if i < n else []
+        repo.story("backlog", "core", f"S-{i}", "step", title=f"Step {i}", depends_on=deps)
+    repo.commit("a long chain")
+
+
+@pytest.mark.usefixtures("any_db")
+def test_a_cycle_through_a_long_stored_chain_is_found_in_one_query(repo: Repo) -> None:
+    _chain(repo, 40)
+    assert do_sync(repo).exit_code == 0
+    path = repo.story("backlog", "core", "S-40", "step", title="Step 40", depends_on=["S-1"])
+    repo.commit("close the loop")
+    with statements() as seen:
+        result = do_sync(repo)
+    assert result.exit_code == 1
+    [diag] = result.diagnostics
+    members = sorted(f"S-{i}" for i in range(1, 41))
+    assert (diag.path, diag.line, diag.code) == (path, 4, "dependency-cycle")
+    assert diag.message == f"depends_on: dependency cycle {' -> '.join([*members, members[0]])}"
+    walks = [s for s in seen if "dependencies" in s and not s.startswith(("DELETE", "INSERT"))]
+    assert len(walks) == 1 and walks[0].startswith("WITH RECURSIVE")
+    assert len(seen) < 20  # was one or two queries a story of the chain
+
+
+@pytest.mark.usefixtures("any_db")
+def test_dependencies_on_deleted_and_on_this_run_s_deleted_stories_are_missing(repo: Repo) -> None:
+    _chain(repo, 3)
+    repo.story("backlog", "core", "D-1", "gone", title="Gone soon")
+    repo.commit("one to delete")
+    assert do_sync(repo).exit_code == 0
+    repo.git("rm", "-q", "backlog/core/D-1-gone.md")
+    repo.commit("deleted")
+    assert do_sync(repo).exit_code == 0  # D-1's row is soft-deleted
+    repo.git("rm", "-q", "backlog/core/S-3-step.md")  # this run deletes S-3: its row no longer counts
+    a = repo.story("backlog", "core", "A-1", "uses", title="Uses them", depends_on=["D-1", "S-1", "S-3"])
+    repo.commit("depends on the gone ones")
+    result = do_sync(repo)
+    assert sorted((d.path, d.code, d.message) for d in result.diagnostics) == [
+        (a, "missing-dependency", "depends_on: no story has id 'D-1'"),
+        (a, "missing-dependency", "depends_on: no story has id 'S-3'"),
+    ]
+
+
+def _random_graph(repo: Repo, rng: random.Random, n: int) -> None:
+    for i in range(1, n + 1):
+        deps = sorted({f"G-{rng.randint(1, n)}" for _ in range(rng.randint(0, 3))} - {f"G-{i}"})
+        deps = [d for d in deps if int(d[2:]) > i]  # acyclic, so that it syncs
+        repo.story("backlog", "graph", f"G-{i}", "node", title=f"Node {i}", depends_on=deps)
+    repo.commit("a random graph")
+
+
+@pytest.mark.usefixtures("any_db")
+def test_prefetched_answers_equal_the_story_by_story_ones(repo: Repo) -> None:
+    """Every ``lookup`` and ``deps`` answer after ``prefetch`` is the one asked story by story,
+    with rows this run hides, deleted rows, DB rows kept over invalid files, and ids no row has."""
+    rng = random.Random(7)
+    _random_graph(repo, rng, 60)
+    assert do_sync(repo).exit_code == 0
+    for i in rng.sample(range(1, 61), 8):
+        repo.git("rm", "-q", f"backlog/graph/G-{i}-node.md")
+    repo.commit("delete some")
+    assert do_sync(repo, keep_going=True).exit_code in (0, 1)
+    ids = [f"G-{i}" for i in range(0, 63)]
+    hidden = [f"backlog/graph/G-{i}-node.md" for i in rng.sample(range(1, 61), 10)]
+    db = Database(repo.db_url)
+    try:
+        with db.read() as conn:
+            one_by_one = DbKnown(conn, hidden=hidden)
+            expected = {sid: (one_by_one.deps(sid), one_by_one.lookup(sid.lower())) for sid in ids}
+            batched = DbKnown(conn, hidden=hidden)
+            with statements() as seen:
+                batched.prefetch([sid.lower() for sid in ids[:20]], ids[20:40])
+                prefetched = len(seen)
+                got = {sid: batched.lookup(sid.lower()) for sid in ids[:20]}
+                deps = {sid: batched.deps(sid) for sid in ids[20:40]}
+            assert (prefetched, len(seen)) == (2, 2)  # then every answer came from what it fetched
+            rest = {sid: (batched.deps(sid), batched.lookup(sid.lower())) for sid in ids}
+    finally:
+        db.dispose()
+    assert rest == expected
+    assert got == {sid: expected[sid][1] for sid in ids[:20]}
+    assert deps == {sid: expected[sid][0] for sid in ids[20:40]}
+    assert any(v[0] for v in expected.values()) and any(v[0] is None for v in expected.values())
+    assert any(v[1] is None for v in expected.values()) and any(v[1] for v in expected.values())
