@@ -10,9 +10,11 @@ SQLAlchemy, GitPython, rich or jsonschema.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.conftest import Repo, story_text
 
 LOC = Location("backlog/web/WEB-1-x.md", "backlog", "backlog", "web", "WEB-1-x.md")
 HEAVY = ("sqlalchemy", "git", "rich", "jsonschema")
+NOT_FOR_A_VALID_FILE = (*HEAVY, "fastjsonschema", "decimal")  # the cached validator needs none
 
 
 def _story(text: str) -> Story:
@@ -53,7 +56,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_compiled_validator_is_written_once_and_reused(cache: Path) -> None:
     assert cache_dir() == cache
     first = _reports(SchemaChecker(_schema(), "schema.json"))
-    files = list(cache.glob("validator-*.py"))
+    files = list(cache.glob("validator-*.bin"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
     second = _reports(SchemaChecker(_schema(), "schema.json"))
@@ -67,29 +70,68 @@ def test_a_different_schema_gets_its_own_cache_entry(cache: Path) -> None:
     SchemaChecker(_schema(), "a.json")
     strict = {**_schema(), "additionalProperties": False}
     SchemaChecker(strict, "b.json")
-    assert len(list(cache.glob("validator-*.py"))) == 2
+    assert len(list(cache.glob("validator-*.bin"))) == 2
 
 
 def test_broken_cache_file_falls_back_to_compiling(cache: Path) -> None:
     expected = _reports(SchemaChecker(_schema(), "schema.json"))
-    (entry,) = cache.glob("validator-*.py")
-    entry.write_text("def this is not python(", encoding="utf-8")
-    assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
-    assert "def this is not python" not in entry.read_text(encoding="utf-8")  # compiled afresh
+    (entry,) = cache.glob("validator-*.bin")
+    for broken in (b"def this is not marshal(", marshal.dumps(("validate", "not code")), marshal.dumps(42), b""):
+        entry.write_bytes(broken)
+        assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
+        assert entry.read_bytes() != broken  # compiled afresh
 
 
 def test_a_cache_file_others_can_write_is_never_run(cache: Path, tmp_path: Path) -> None:
     expected = _reports(SchemaChecker(_schema(), "schema.json"))
-    (entry,) = cache.glob("validator-*.py")
+    (entry,) = cache.glob("validator-*.bin")
     marker = tmp_path / "ran"
     planted = (
         f"open({str(marker)!r}, 'w').close()\n"
         "def validate(data, custom_formats={}, name_prefix=None):\n    return data\n"
     )
-    entry.write_text(planted, encoding="utf-8")
+    entry.write_bytes(marshal.dumps(("validate", compile(planted, "planted", "exec"))))
     entry.chmod(0o666)
     assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
     assert not marker.exists()
+
+
+def test_the_cached_validator_judges_as_fastjsonschema_does(cache: Path) -> None:
+    """Loaded from the cache without fastjsonschema's imports, it accepts and rejects the same frontmatter."""
+    import fastjsonschema
+
+    from storysync.schema import _cached_fast, _draft7
+
+    SchemaChecker(_schema(), "schema.json")  # writes the cache
+    cached = _cached_fast(_schema())
+    assert cached is not None
+    reference = fastjsonschema.compile(_draft7(_schema()))
+    samples: list[object] = [
+        {"id": "WEB-1", "title": "T"},
+        {"id": "WEB-1", "title": "T", "points": 3, "priority": None, "tags": ["a"], "depends_on": ["API-2"]},
+        {"id": "WEB-1", "title": "T", "created": "2026-11-25", "updated": "2026-11-25T10:30:00Z", "x": [1]},
+        {"id": "web-1", "title": "T"},
+        {"id": "WEB-1"},
+        {"id": "WEB-1", "title": ""},
+        {"id": "WEB-1", "title": "T", "points": -1},
+        {"id": "WEB-1", "title": "T", "points": 1.5},
+        {"id": "WEB-1", "title": "T", "points": True},
+        {"id": "WEB-1", "title": "T", "priority": "urgent"},
+        {"id": "WEB-1", "title": "T", "depends_on": ["api-2"]},
+        {"id": "WEB-1", "title": "T", "created": "25.11.2026"},
+        ["not", "a", "mapping"],
+    ]
+    for data in samples:
+        expected = _verdict(reference, data)
+        assert _verdict(cached, data) == expected, data
+
+
+def _verdict(validate: Callable[[object], object], data: object) -> bool:
+    try:
+        validate(data)
+    except Exception:
+        return False
+    return True
 
 
 def test_unwritable_cache_location_still_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,9 +152,9 @@ print(code, ",".join(heavy))
 """
 
 
-def _hook(repo: Repo) -> tuple[int, str]:
+def _hook(repo: Repo, watched: tuple[str, ...] = HEAVY) -> tuple[int, str]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(repo.path), ",".join(HEAVY)],
+        [sys.executable, "-c", _PROBE, str(repo.path), ",".join(watched)],
         capture_output=True,
         text=True,
         check=True,
@@ -125,7 +167,7 @@ def test_hook_on_a_valid_staged_file_imports_nothing_heavy(backlog_repo: Repo, c
     backlog_repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
     backlog_repo.git("add", "-A")
     _hook(backlog_repo)  # the first run compiles the schema into the cache
-    assert _hook(backlog_repo) == (0, "")
+    assert _hook(backlog_repo, NOT_FOR_A_VALID_FILE) == (0, "")
 
 
 def test_hook_on_an_invalid_staged_file_still_gives_the_full_report(backlog_repo: Repo, cache: Path) -> None:
