@@ -15,7 +15,7 @@ from storysync.checks import Known, check_set, check_story, fold_id
 from storysync.config import Config
 from storysync.errors import Diagnostic, StorysyncError
 from storysync.layout import classify
-from storysync.model import KNOWN_KEYS, Record, Story, to_json
+from storysync.model import KNOWN_KEYS, KeyPath, Mark, Record, Story, to_json
 from storysync.parse import parse_story, split_body
 from storysync.schema import SchemaChecker, load_checker
 from storysync.sources import Entry, Source
@@ -159,8 +159,9 @@ def check_entries(
 
 
 CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
-FEW_VALUES = frozenset({"priority", "epic", "assignee"})  # values many stories repeat
 EMPTY_LIST, EMPTY_OBJECT = to_json([]), to_json({})
+_MARKED: tuple[KeyPath, ...] = ((), ("id",), ("depends_on",))  # and ("depends_on", i) for each entry
+_TAGS = object()  # the key, in a run's shared dict, of its tags texts by tags
 
 
 def to_record(story: Story, shared: dict[Any, Any] | None = None) -> Record:
@@ -169,26 +170,19 @@ def to_record(story: Story, shared: dict[Any, Any] | None = None) -> Record:
     mapping, the id, ``depends_on`` and its entries).
 
     With ``shared`` (one dict for a whole run), equal places, marks, ``tags`` texts
-    and the strings of ``FEW_VALUES`` of many stories are kept as one object each.
+    and the strings of priority, epic and assignee of many stories are kept as one
+    object each.
     """
     one = {} if shared is None else shared
     fm, loc = story.frontmatter, story.location
-    tags = fm.get("tags") or []
-    tags_text = to_json(list(tags) if isinstance(tags, (list, dict, str)) else [tags]) if tags else EMPTY_LIST
-    extra = {k: v for k, v in fm.items() if k not in KNOWN_KEYS}
     columns = (
         fm.get("title"),
         _shared_value(one, fm.get("priority")),
         fm.get("points"),
         _shared_value(one, fm.get("epic")),
         _shared_value(one, fm.get("assignee")),
-        one.setdefault(tags_text, tags_text),
-        to_json(extra) if extra else EMPTY_OBJECT,
-    )
-    marks = tuple(
-        (one.setdefault(p, p), one.setdefault(m, m))
-        for p, m in story.value_marks.items()
-        if not p or p[0] in CROSS_FILE_KEYS
+        _tags_text(one, fm.get("tags")),
+        _extra_text(fm),
     )
     place = (loc.stage, loc.status, loc.backlog)
     return Record(
@@ -198,9 +192,39 @@ def to_record(story: Story, shared: dict[Any, Any] | None = None) -> Record:
         tuple(story.depends_on),
         story.content_hash,
         columns,
-        one.setdefault(marks, marks),
+        _cross_file_marks(story, one),
         story.body,
     )
+
+
+def _tags_text(one: dict[Any, Any], tags: Any) -> str:
+    """``tags`` as the JSON text of the list stored (serialised once per distinct list of strings)."""
+    if not tags:
+        return EMPTY_LIST
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return to_json(list(tags) if isinstance(tags, (dict, str)) else [tags])
+    texts: dict[tuple[str, ...], str] = one.setdefault(_TAGS, {})
+    key = tuple(tags)
+    found = texts.get(key)
+    if found is None:
+        found = texts[key] = to_json(tags)
+    return found
+
+
+def _extra_text(fm: dict[str, Any]) -> str:
+    """The JSON text of every frontmatter key without a column of its own."""
+    extra = {k: v for k, v in fm.items() if k not in KNOWN_KEYS}
+    return to_json(extra) if extra else EMPTY_OBJECT
+
+
+def _cross_file_marks(story: Story, one: dict[Any, Any]) -> tuple[tuple[KeyPath, Mark], ...]:
+    """The marks of the mapping, the id, ``depends_on`` and its entries: all that ``check_set`` asks."""
+    values = story.value_marks
+    deps = story.frontmatter.get("depends_on")
+    paths = _MARKED + tuple(("depends_on", i) for i in range(len(deps))) if isinstance(deps, list) else _MARKED
+    marks = tuple((one.setdefault(p, p), one.setdefault(m, m)) for p in paths if (m := values.get(p)) is not None)
+    kept: tuple[tuple[KeyPath, Mark], ...] = one.setdefault(marks, marks)
+    return kept
 
 
 def _shared_value(one: dict[Any, Any], value: Any) -> Any:
