@@ -520,7 +520,8 @@ def _integer(text: str, event: Event) -> int:
     try:
         value = _constructor.construct_yaml_int(yaml.ScalarNode(_INT, text))
     except (ValueError, IndexError):  # not digits (an explicit !!int), or over Python's digit limit
-        if not text.lstrip("+-").replace("_", "").isdigit():
+        digits = text.lstrip("+-").replace("_", "")
+        if not digits.isdigit() or digits.startswith("0"):  # "09": a leading 0 reads as octal
             raise _Refused(_mark(event), "tag", f"{_shown(text)!r} is not an integer; drop the !!int tag") from None
         value = INT_LIMIT
     if not -INT_LIMIT <= value < INT_LIMIT:

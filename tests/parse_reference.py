@@ -159,7 +159,8 @@ def integer(node: yaml.ScalarNode) -> int:
     try:
         value = CONSTRUCTOR.construct_yaml_int(node)
     except (ValueError, IndexError):  # IndexError: an empty !!int (the old reader crashed on it)
-        if not node.value.lstrip("+-").replace("_", "").isdigit():
+        digits = node.value.lstrip("+-").replace("_", "")
+        if not digits.isdigit() or digits.startswith("0"):  # "09": invalid octal
             raise Refused(mark(node), "tag", f"{shown(node)!r} is not an integer; drop the !!int tag") from None
         value = INT_LIMIT
     if not -INT_LIMIT <= value < INT_LIMIT:

@@ -201,6 +201,7 @@ def test_tags_and_merge_keys_refused() -> None:
     ("value", "expected"),
     [
         ("!!int abc", "'abc' is not an integer; drop the !!int tag"),
+        ("!!int 09", "'09' is not an integer; drop the !!int tag"),  # a leading 0 is octal: not '64 bits'
         ("!!float abc", "'abc' is not a number; drop the !!float tag"),
         ("!!bool maybe", "'maybe' is not a boolean; drop the !!bool tag"),
         ("!!str [1]", "YAML tag 'tag:yaml.org,2002:str' does not fit this value"),
