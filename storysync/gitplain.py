@@ -30,6 +30,7 @@ SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
 ZERO_SHA = "0" * 40
 LOG_FORMAT = "%x01%H%x00%an <%ae>%x00%at%x00%P"
+_INFO_FORMAT = "%H%x00%an <%ae>%x00%at"
 # As GitPython runs git: messages in English whatever the user's locale.
 _ENV_OVERRIDES = {"LANGUAGE": "C", "LC_ALL": "C"}
 
@@ -84,6 +85,9 @@ class GitRepo:
     @cached_property
     def dirs(self) -> tuple[Path, Path]:
         """The git directory and the common one (shared by worktrees), absolute."""
+        plain = _plain_git_dir(self.top)
+        if plain is not None:
+            return plain, plain
         done = _git(self.top, "rev-parse", "--git-dir", "--git-common-dir")
         lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
         if done.returncode != 0 or len(lines) != 2:
@@ -99,6 +103,18 @@ class GitRepo:
     def common_dir(self) -> Path:
         """The repository's common git directory (shared by worktrees)."""
         return self.dirs[1]
+
+
+def _plain_git_dir(top: Path) -> Path | None:
+    """``top/.git`` when it is an ordinary repository's own directory, as git would find it
+    (no ``GIT_DIR``/``GIT_COMMON_DIR`` override, not a worktree's or submodule's pointer file);
+    None when only git can say (then ``rev-parse`` does)."""
+    if "GIT_DIR" in os.environ or "GIT_COMMON_DIR" in os.environ:
+        return None
+    git_dir = top / ".git"
+    if not (git_dir / "HEAD").is_file() or not (git_dir / "objects").is_dir() or (git_dir / "commondir").exists():
+        return None
+    return git_dir.resolve()
 
 
 def open_repo(top: Path) -> GitRepo:
@@ -164,6 +180,17 @@ def resolve(repo: GitRepo, rev: str) -> str:
     return sha
 
 
+def head_info(repo: GitRepo) -> CommitInfo:
+    """HEAD's commit (full sha), author and author time, asked in one process (``resolve``
+    and ``commit_info`` of ``HEAD`` together); ``GitError`` if HEAD names no commit."""
+    args = ["show", "-s", "--no-show-signature", f"--format={_INFO_FORMAT}", "--end-of-options", "HEAD^{commit}", "--"]
+    done = _git(repo.top, *args)
+    records = done.stdout.decode("utf-8", "replace").strip().split("\n")
+    if done.returncode != 0 or len(records) != 1 or records[0].count("\x00") != 2:
+        raise GitError("git: 'HEAD' does not name a commit in this repository")
+    return _commit_info(records[0])
+
+
 def commit_exists(repo: GitRepo, sha: str) -> bool:
     """Whether ``sha`` is a commit this repository still has."""
     try:
@@ -186,8 +213,12 @@ def merge_base(repo: GitRepo, one: str, two: str) -> str | None:
 
 def commit_info(repo: GitRepo, sha: str) -> CommitInfo:
     """Author and author time of a commit."""
-    out = _output(repo, "show", ["show", "-s", "--format=%H%x00%an <%ae>%x00%at", sha])
-    full, author, stamp = out.decode("utf-8", "replace").strip().split("\x00")
+    out = _output(repo, "show", ["show", "-s", "--no-show-signature", f"--format={_INFO_FORMAT}", sha])
+    return _commit_info(out.decode("utf-8", "replace").strip())
+
+
+def _commit_info(record: str) -> CommitInfo:
+    full, author, stamp = record.split("\x00")
     return CommitInfo(full, author, datetime.fromtimestamp(int(stamp), tz=timezone.utc))
 
 

@@ -87,10 +87,8 @@ def _git_commands(repo: Repo) -> list[str]:
 
 
 INCREMENTAL = [
-    "rev-parse",  # the git directories (the writer lock lives there)
-    "rev-parse",  # HEAD
+    "show",  # HEAD: its sha, author and time
     "merge-base",  # the last synced commit is an ancestor of HEAD (asked once, used twice)
-    "show",  # HEAD's author and time
     "diff-tree",
     "cat-file",  # the changed blobs' sizes
     "cat-file",  # their contents, streamed
@@ -126,6 +124,25 @@ def test_post_merge_hook_and_sync_run_git_without_gitpython(backlog_repo: Repo) 
 def test_open_repo_outside_a_repository_is_a_git_error(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="not a git repository"):
         gitplain.open_repo(tmp_path)
+
+
+def test_git_directories_of_a_repository_and_of_a_linked_worktree(backlog_repo: Repo, tmp_path: Path) -> None:
+    """Read from ``.git`` where it is the repository's own directory, else asked of git."""
+    top = backlog_repo.path
+    assert gitplain.open_repo(top).dirs == ((top / ".git").resolve(), (top / ".git").resolve())
+    backlog_repo.git("worktree", "add", "-q", str(tmp_path / "wt"))
+    linked = gitplain.open_repo(tmp_path / "wt")
+    assert linked.common_dir == (top / ".git").resolve()
+    assert linked.git_dir == (top / ".git" / "worktrees" / "wt").resolve()
+
+
+def test_head_info_is_resolve_and_commit_info_in_one(backlog_repo: Repo) -> None:
+    plain = gitplain.open_repo(backlog_repo.path)
+    sha = gitplain.resolve(plain, "HEAD")
+    assert gitplain.head_info(plain) == gitplain.commit_info(plain, sha)
+    backlog_repo.git("checkout", "-q", "--orphan", "unborn")
+    with pytest.raises(GitError, match="'HEAD' does not name a commit"):
+        gitplain.head_info(plain)
 
 
 def _chain(repo: Repo, n: int) -> None:
