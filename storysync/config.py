@@ -17,11 +17,6 @@ from typing import Any
 
 from storysync.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 DEFAULT_STAGES: Mapping[str, str] = {
     "refinements": "refinements",
     "backlog": "backlog",
@@ -135,6 +130,11 @@ def _read_raw(repo: Path, config_file: Path | None) -> tuple[Path | None, dict[s
 
 
 def _load_toml(path: Path, *, pyproject: bool) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):  # imported only where a config file exists (~2 ms the hook need not pay)
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
