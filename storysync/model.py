@@ -16,7 +16,7 @@ Mark = tuple[int, int]  # 1-based (line, column) in the file
 KeyPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where a story file lives: its stage directory and backlog directory."""
 

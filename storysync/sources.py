@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from storysync.gitplain import GitRepo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """A story candidate in a source: its location and how to fetch it."""
 

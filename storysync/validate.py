@@ -15,7 +15,7 @@ from storysync.checks import Known, check_set, check_story, fold_id
 from storysync.config import Config
 from storysync.errors import Diagnostic, StorysyncError
 from storysync.layout import classify
-from storysync.model import KNOWN_KEYS, KeyPath, Mark, Record, Story, to_json
+from storysync.model import KNOWN_KEYS, KeyPath, Location, Mark, Record, Story, to_json
 from storysync.parse import parse_story, split_body
 from storysync.schema import SchemaChecker, load_checker
 from storysync.sources import Entry, Source
@@ -122,6 +122,9 @@ def read_each(source: Source, entries: Sequence[Entry]) -> Iterator[tuple[Entry,
         yield entry, source.read(entry)
 
 
+_READ = Entry(Location("", "", "", "", ""), "", 0)  # what a compacted check leaves in place of an entry read
+
+
 def check_entries(
     source: Source,
     entries: Iterable[Entry],
@@ -136,13 +139,19 @@ def check_entries(
     Each story that parsed is kept as a ``Record`` once its file's own checks are
     done: its column values serialised and only the positions the cross-file
     checks point at.  ``compact`` also drops, past ``KEEP_BODIES``, the body
-    (``Checked.bodies`` reads it back for the write): a full sync of 100k stories
-    holds every record at once.
+    (``Checked.bodies`` reads it back for the write), and consumes ``entries``: a
+    list given is emptied and each entry let go once its file is read.  A full
+    sync of 100k stories holds every record at once, but not every entry too.
     """
     result = Checked()
     bodies = result.bodies = Bodies(source, KEEP_BODIES) if compact else None
     shared: dict[Any, Any] = {}
-    for entry, data in read_each(source, list(entries)):
+    todo = list(entries)
+    if compact and isinstance(entries, list):
+        entries.clear()
+    for i, (entry, data) in enumerate(read_each(source, todo)):
+        if compact:
+            todo[i] = _READ  # the reader is past it (read_each reads in order)
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)

@@ -87,3 +87,16 @@ def test_status_counts_read_an_index_not_every_row(backlog_repo: Repo) -> None:
     assert "ix_stories_deleted" in deleted
     assert "sqlite_autoindex_stories_1" in by_id  # the primary key, not a scan of every live row
     assert "uq_stories_live_path" in by_path
+
+
+def test_a_compacted_check_lets_go_of_the_entries_it_read(repo: Repo) -> None:
+    sha = _problem_repo(repo)
+    config = load_config(repo.path)
+    source = GitTreeSource(open_repo(repo.path), config, sha)
+    entries = source.entries()
+    count = len(entries)
+    full = check_entries(source, list(entries), checker_for(config))
+    compact = check_entries(source, entries, checker_for(config), compact=True)
+    assert entries == []  # consumed: a full sync does not hold every entry until its end
+    assert compact.files == full.files == count
+    assert [str(d) for d in compact.diagnostics] == [str(d) for d in full.diagnostics]
