@@ -26,7 +26,11 @@ from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
 FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
-DEEP_WALK = 8  # lookup rounds (one ``ls-files`` each) before a dependency walk lists the whole index instead
+# Lookup rounds (one ``ls-files`` each) before a dependency walk lists the whole index instead: a round
+# costs ~2 ms plus git reading the index (~1.3 ms per MB), the listing ~2 ms plus ~15 ms per MB parsed in
+# Python, so a small index is soon cheaper to list whole and a big one is worth many rounds.
+DEEP_WALK = 12  # at most
+ROUND_MS, ROUND_MS_PER_MB, LISTING_MS, LISTING_MS_PER_MB = 2.2, 1.3, 2.0, 15.0
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # git reads these to change how every pathspec is read; the queries here spell out their own magic
 _PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
@@ -87,6 +91,16 @@ class IndexSource:
             self._ls_files(self.config.root or ".")
             self._complete = True
         return self._records
+
+    def walk_rounds(self) -> int:
+        """How many lookup rounds cost less than listing this index whole (1 to ``DEEP_WALK``)."""
+        index = Path(os.environ.get("GIT_INDEX_FILE") or ".git/index")  # git sets it for a commit's hooks
+        try:
+            megabytes = (self.config.repo / index).stat().st_size / 1e6
+        except OSError:  # a worktree's .git file, an unusual layout: rounds as for a big index
+            return DEEP_WALK
+        rounds = (LISTING_MS + LISTING_MS_PER_MB * megabytes) / (ROUND_MS + ROUND_MS_PER_MB * megabytes)
+        return max(1, min(DEEP_WALK, round(rounds)))
 
     @property
     def complete(self) -> bool:
@@ -193,7 +207,7 @@ class IndexKnown:
     is its file name's prefix, so a name folding to the id (case and Unicode form,
     as ``fold_id``) is a candidate; the first in index order that is a story file
     answers, as ``validate.ListingKnown`` does over the whole listing.  A walk
-    deeper than ``DEEP_WALK`` rounds lists the whole index once instead.
+    deeper than ``walk_rounds`` (fewer for a small index) lists the whole index once instead.
     """
 
     def __init__(self, config: Config, source: IndexSource, checker: SchemaChecker, exclude: Collection[str]) -> None:
@@ -204,6 +218,7 @@ class IndexKnown:
         self._found: dict[str, tuple[str, Entry] | None] = {}  # folded id -> (id from the name, entry)
         self._deps: dict[str, list[str] | None] = {}
         self._rounds = 0
+        self._max_rounds = source.walk_rounds()
         self._groups: dict[str, list[str]] | None = None  # the whole index by folded id, once it is listed
 
     def prepare(self, stories: Sequence[Story]) -> None:
@@ -233,7 +248,7 @@ class IndexKnown:
         if not todo:
             return
         self._rounds += 1
-        if self._groups is None and (self._rounds > DEEP_WALK or self._source.complete):
+        if self._groups is None and (self._rounds > self._max_rounds or self._source.complete):
             self._groups = self._group(self._source.listing())  # from now on without more queries
         groups = self._groups if self._groups is not None else self._group(self._source.named(todo))
         for key in todo:

@@ -69,7 +69,11 @@ def tricky(repo: Repo) -> Repo:
     return repo
 
 
-def test_every_story_alone_reports_as_the_whole_index_does(tricky: Repo) -> None:
+@pytest.mark.parametrize("rounds", [1, DEEP_WALK])
+def test_every_story_alone_reports_as_the_whole_index_does(
+    tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(IndexSource, "walk_rounds", lambda self: rounds)
     for path in _index_stories(tricky):
         looked_up, whole = _both(tricky, [path])
         assert looked_up == whole, path
@@ -121,7 +125,12 @@ def test_unknown_targets_and_look_alikes_are_missing_dependencies(tricky: Repo) 
         assert f"missing-dependency: depends_on: no story has id {dep!r}" in globs
 
 
-def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(tricky: Repo) -> None:
+@pytest.mark.parametrize("rounds", [1, 3, DEEP_WALK])
+def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(
+    tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many lookup rounds the index's size allows before it is listed whole."""
+    monkeypatch.setattr(IndexSource, "walk_rounds", lambda self: rounds)
     path = "backlog/chain/CH-1-link.md"
     tricky.story("backlog", "chain", "CH-1", "link", title="Edited", depends_on=["CH-2"])
     tricky.git("add", path)
@@ -197,3 +206,17 @@ def test_staged_files_come_from_the_index_diff_with_their_blobs(
         ]
     finally:
         source.close()
+
+
+def test_a_small_index_is_walked_in_fewer_rounds_than_a_big_one(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.story("backlog", "web", "WEB-1", "a", title="A")
+    repo.commit("one")
+    source = IndexSource(load_config(repo.path))
+    assert source.walk_rounds() == 1  # a tiny index: listing it whole is as cheap as one lookup
+    big = repo.path / "big-index"
+    with big.open("wb") as fh:
+        fh.truncate(20_000_000)  # sparse: the size of a 150k-entry index
+    monkeypatch.setenv("GIT_INDEX_FILE", str(big))  # as git sets it for a commit's hooks
+    assert 10 <= source.walk_rounds() <= DEEP_WALK
+    monkeypatch.setenv("GIT_INDEX_FILE", str(repo.path / "missing"))
+    assert source.walk_rounds() == DEEP_WALK
