@@ -13,20 +13,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 
 from storysync.errors import DatabaseError
+
+if TYPE_CHECKING:  # tenacity is imported when a server connection is opened (SQLite needs none)
+    from tenacity import RetryCallState
 
 log = logging.getLogger("storysync.db")
 
@@ -86,6 +81,8 @@ def open_with_retry(connect: Callable[[], T], url: URL, display: str) -> T:
     When every attempt fails, raises a one-line ``DatabaseError`` naming the host
     and port (never the password).
     """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
     attempts = connect_attempts()
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
