@@ -248,7 +248,9 @@ class IndexKnown:
         if not todo:
             return
         self._rounds += 1
-        if self._groups is None and (self._rounds > self._max_rounds or self._source.complete):
+        if self._groups is None and (
+            self._rounds > self._max_rounds or len(todo) > FEW_PATHS or self._source.complete
+        ):  # git matches every pathspec against every index entry: many ids are cheaper from a listing
             self._groups = self._group(self._source.listing())  # from now on without more queries
         groups = self._groups if self._groups is not None else self._group(self._source.named(todo))
         for key in todo:
