@@ -26,14 +26,14 @@ from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
 FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
-# Lookup rounds (one ``ls-files`` each) before a dependency walk lists the whole index instead: a round
-# costs ~2 ms plus git reading the index (~1.3 ms per MB), the listing ~2 ms plus ~15 ms per MB parsed in
-# Python, so a small index is soon cheaper to list whole and a big one is worth many rounds.
-DEEP_WALK = 12  # at most
-ROUND_MS, ROUND_MS_PER_MB, LISTING_MS, LISTING_MS_PER_MB = 2.2, 1.3, 2.0, 15.0
+# Lookup rounds (one ``ls-files`` each: git reads the whole index, ~17 ms at 100k, and matches each id's
+# pathspec against every entry, ~2 ms each) before a dependency walk searches one unparsed ``ls-files -s``
+# of the index instead (~2.3x a round at any size); a few hundred ids at once are found by parsing it.
+LOOKUP_ROUNDS = 2
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # git reads these to change how every pathspec is read; the queries here spell out their own magic
 _PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
+_HIGH_BYTE = re.compile(b"[\x80-\xff]")
 NON_ASCII = "[\udc80-\udcff]"  # any byte >= 0x80 (passed to git as raw bytes): a name with a non-ASCII character
 
 
@@ -49,6 +49,8 @@ class IndexSource:
         self._asked: set[str] = set()  # paths asked for by name (found or not)
         self._unmerged: set[str] = set()
         self._non_ascii: list[str] | None = None  # story-depth paths whose file name is not ASCII
+        self._raw: bytes | None = None  # an unparsed ``ls-files -s -z``, searched by ``named`` (``use_listing``)
+        self._low = b""  # the same, ASCII letters lowered
         self._blobs = BlobReader(config.repo)
         env = os.environ.copy()
         for key in _PATHSPEC_ENV:
@@ -92,15 +94,11 @@ class IndexSource:
             self._complete = True
         return self._records
 
-    def walk_rounds(self) -> int:
-        """How many lookup rounds cost less than listing this index whole (1 to ``DEEP_WALK``)."""
-        index = Path(os.environ.get("GIT_INDEX_FILE") or ".git/index")  # git sets it for a commit's hooks
-        try:
-            megabytes = (self.config.repo / index).stat().st_size / 1e6
-        except OSError:  # a worktree's .git file, an unusual layout: rounds as for a big index
-            return DEEP_WALK
-        rounds = (LISTING_MS + LISTING_MS_PER_MB * megabytes) / (ROUND_MS + ROUND_MS_PER_MB * megabytes)
-        return max(1, min(DEEP_WALK, round(rounds)))
+    def use_listing(self) -> None:
+        """From now on ``named`` searches one unparsed ``git ls-files -s`` of the index (a long walk)."""
+        if self._raw is None:
+            self._raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
+            self._low = self._raw.lower()  # ASCII letters only: every position stays
 
     @property
     def complete(self) -> bool:
@@ -138,6 +136,8 @@ class IndexSource:
         """
         if self._complete:
             return list(self._records)
+        if self._raw is not None:
+            return self._search(keys)
         base = _glob_escape(self.config.root) + "/" if self.config.root else ""
         specs = [f":(glob,icase){base}*/*/{_glob_escape(k)}[-.]*" for k in sorted(keys) if _askable(k)]
         if self._non_ascii is None:
@@ -149,6 +149,44 @@ class IndexSource:
             self._non_ascii = [p for p in found if not _name(p).isascii()]
             return found
         return _index_order({*found, *self._non_ascii})
+
+    def _search(self, keys: Collection[str]) -> list[str]:
+        """``named`` over the unparsed listing: names starting ``<id>-`` or ``<id>.`` (ASCII case
+        ignored), and names with a non-ASCII byte; each found record is kept."""
+        askable = sorted(k for k in keys if _askable(k))
+        found: list[str] = []
+        if askable:
+            names = re.compile(b"/(?:" + b"|".join(re.escape(k.encode()) for k in askable) + b")[-.]")
+            found = [p for m in names.finditer(self._low) if (p := self._record_at(m.start())) is not None]
+        if self._non_ascii is None:
+            self._non_ascii = self._non_ascii_names()
+        return _index_order({*found, *self._non_ascii})
+
+    def _non_ascii_names(self) -> list[str]:
+        """The listing's paths whose file name has a non-ASCII byte (their records are kept)."""
+        raw = self._raw or b""
+        out: list[str] = []
+        at = 0 if not raw.isascii() else len(raw)  # isascii: one fast pass, and the usual answer
+        while (hit := _HIGH_BYTE.search(raw, at)) is not None:
+            end = raw.find(b"\0", hit.start())
+            start = max(raw.rfind(b"/", 0, end), raw.rfind(b"\0", 0, end)) + 1
+            if not raw[start:end].isascii() and (path := self._record_at(end - 1)) is not None:
+                out.append(path)
+            at = end + 1
+        return out
+
+    def _record_at(self, at: int) -> str | None:
+        """The path of the listing's record around ``at`` if ``at`` is in its file name (the record is kept)."""
+        raw = self._raw or b""
+        end = raw.find(b"\0", at)
+        if raw.find(b"/", at + 1, end) >= 0:
+            return None  # a directory name matched, not the file's
+        meta, _, path = raw[raw.rfind(b"\0", 0, at) + 1 : end].decode("utf-8", "surrogateescape").partition("\t")
+        mode, sha, stage = meta.split()
+        if stage != "0":
+            self._unmerged.add(path)
+        self._records[path] = (mode, sha)  # the listing is in index order: the last stage stays
+        return path
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
         if paths is None:
@@ -207,7 +245,8 @@ class IndexKnown:
     is its file name's prefix, so a name folding to the id (case and Unicode form,
     as ``fold_id``) is a candidate; the first in index order that is a story file
     answers, as ``validate.ListingKnown`` does over the whole listing.  A walk
-    deeper than ``walk_rounds`` (fewer for a small index) lists the whole index once instead.
+    deeper than ``LOOKUP_ROUNDS`` searches one unparsed listing of the index instead, and a
+    round of more than ``FEW_PATHS`` ids parses it.
     """
 
     def __init__(self, config: Config, source: IndexSource, checker: SchemaChecker, exclude: Collection[str]) -> None:
@@ -218,7 +257,6 @@ class IndexKnown:
         self._found: dict[str, tuple[str, Entry] | None] = {}  # folded id -> (id from the name, entry)
         self._deps: dict[str, list[str] | None] = {}
         self._rounds = 0
-        self._max_rounds = source.walk_rounds()
         self._groups: dict[str, list[str]] | None = None  # the whole index by folded id, once it is listed
 
     def prepare(self, stories: Sequence[Story]) -> None:
@@ -248,10 +286,10 @@ class IndexKnown:
         if not todo:
             return
         self._rounds += 1
-        if self._groups is None and (
-            self._rounds > self._max_rounds or len(todo) > FEW_PATHS or self._source.complete
-        ):  # git matches every pathspec against every index entry: many ids are cheaper from a listing
+        if self._groups is None and (len(todo) > FEW_PATHS or self._source.complete):
             self._groups = self._group(self._source.listing())  # from now on without more queries
+        elif self._rounds > LOOKUP_ROUNDS:
+            self._source.use_listing()
         groups = self._groups if self._groups is not None else self._group(self._source.named(todo))
         for key in todo:
             self._found[key] = next(filter(None, map(self._story, groups.get(key, ()))), None)

@@ -13,9 +13,10 @@ import subprocess
 
 import pytest
 
+from storysync import staged
 from storysync.config import load_config
 from storysync.errors import Diagnostic
-from storysync.staged import DEEP_WALK, IndexSource, validate_index
+from storysync.staged import IndexSource, validate_index
 from storysync.validate import validate_paths
 from tests.conftest import Repo, story_text
 
@@ -60,7 +61,7 @@ def tricky(repo: Repo) -> Repo:
     repo.write("backlog/web/README.md", "# not a story\n")
     repo.story("backlog", "glob", "G-1", "star", title="Glob deps", depends_on=['"G-*"', '"G-[12]"', '"G-?"'])
     repo.story("backlog", "glob", "G-2", "two", title="Two")
-    chain = [f"CH-{i}" for i in range(1, DEEP_WALK + 5)]
+    chain = [f"CH-{i}" for i in range(1, 13)]
     for i, sid in enumerate(chain):
         repo.story("backlog", "chain", sid, "link", title=sid, depends_on=[chain[(i + 1) % len(chain)]])
     repo.story("backlog", "loop", "X-1", "a", title="A", depends_on=["X-2"])
@@ -69,11 +70,12 @@ def tricky(repo: Repo) -> Repo:
     return repo
 
 
-@pytest.mark.parametrize("rounds", [1, DEEP_WALK])
+@pytest.mark.parametrize("rounds", [0, 1, 100])
 def test_every_story_alone_reports_as_the_whole_index_does(
     tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(IndexSource, "walk_rounds", lambda self: rounds)
+    """Looked up by pathspec queries, by searching one listing, or first one then the other."""
+    monkeypatch.setattr(staged, "LOOKUP_ROUNDS", rounds)
     for path in _index_stories(tricky):
         looked_up, whole = _both(tricky, [path])
         assert looked_up == whole, path
@@ -125,12 +127,12 @@ def test_unknown_targets_and_look_alikes_are_missing_dependencies(tricky: Repo) 
         assert f"missing-dependency: depends_on: no story has id {dep!r}" in globs
 
 
-@pytest.mark.parametrize("rounds", [1, 3, DEEP_WALK])
+@pytest.mark.parametrize("rounds", [0, 1, 3, 100])
 def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(
     tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """However many lookup rounds the index's size allows before it is listed whole."""
-    monkeypatch.setattr(IndexSource, "walk_rounds", lambda self: rounds)
+    """However many pathspec rounds come before the listing is searched instead."""
+    monkeypatch.setattr(staged, "LOOKUP_ROUNDS", rounds)
     path = "backlog/chain/CH-1-link.md"
     tricky.story("backlog", "chain", "CH-1", "link", title="Edited", depends_on=["CH-2"])
     tricky.git("add", path)
@@ -138,7 +140,7 @@ def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(
     assert code == 1
     diags, whole = _both(tricky, [path])
     assert diags == whole
-    chain = " -> ".join([f"CH-{i}" for i in sorted(range(1, DEEP_WALK + 5), key=lambda i: f"CH-{i}")] + ["CH-1"])
+    chain = " -> ".join([f"CH-{i}" for i in sorted(range(1, 13), key=lambda i: f"CH-{i}")] + ["CH-1"])
     assert _messages(diags, path) == [f"dependency-cycle: depends_on: dependency cycle {chain}"]
 
 
@@ -206,17 +208,3 @@ def test_staged_files_come_from_the_index_diff_with_their_blobs(
         ]
     finally:
         source.close()
-
-
-def test_a_small_index_is_walked_in_fewer_rounds_than_a_big_one(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo.story("backlog", "web", "WEB-1", "a", title="A")
-    repo.commit("one")
-    source = IndexSource(load_config(repo.path))
-    assert source.walk_rounds() == 1  # a tiny index: listing it whole is as cheap as one lookup
-    big = repo.path / "big-index"
-    with big.open("wb") as fh:
-        fh.truncate(20_000_000)  # sparse: the size of a 150k-entry index
-    monkeypatch.setenv("GIT_INDEX_FILE", str(big))  # as git sets it for a commit's hooks
-    assert 10 <= source.walk_rounds() <= DEEP_WALK
-    monkeypatch.setenv("GIT_INDEX_FILE", str(repo.path / "missing"))
-    assert source.walk_rounds() == DEEP_WALK
