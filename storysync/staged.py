@@ -26,10 +26,12 @@ from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
 FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
-# Lookup rounds (one ``ls-files`` each: git reads the whole index, ~17 ms at 100k, and matches each id's
-# pathspec against every entry, ~2 ms each) before a dependency walk searches one unparsed ``ls-files -s``
-# of the index instead (~2.3x a round at any size); a few hundred ids at once are found by parsing it.
-LOOKUP_ROUNDS = 2
+# Pathspec lookup rounds (one ``ls-files`` each: git reads the whole index, ~17 ms at 100k, matches each
+# id's pattern against every entry, ~2 ms each, and the first round asks for non-ASCII names, ~28 ms)
+# before a walk searches one unparsed ``ls-files -s`` of the index instead (~55 ms at 100k, then nearly
+# free a round); a first round of more than FEW_IDS ids searches the listing at once.
+LOOKUP_ROUNDS = 1
+FEW_IDS = 6
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # git reads these to change how every pathspec is read; the queries here spell out their own magic
 _PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
@@ -245,8 +247,8 @@ class IndexKnown:
     is its file name's prefix, so a name folding to the id (case and Unicode form,
     as ``fold_id``) is a candidate; the first in index order that is a story file
     answers, as ``validate.ListingKnown`` does over the whole listing.  A walk
-    deeper than ``LOOKUP_ROUNDS`` searches one unparsed listing of the index instead, and a
-    round of more than ``FEW_PATHS`` ids parses it.
+    deeper than ``LOOKUP_ROUNDS``, or a round of more than ``FEW_IDS`` ids, searches one unparsed
+    listing of the index instead, and a round of more than ``FEW_PATHS`` ids parses it.
     """
 
     def __init__(self, config: Config, source: IndexSource, checker: SchemaChecker, exclude: Collection[str]) -> None:
@@ -288,7 +290,7 @@ class IndexKnown:
         self._rounds += 1
         if self._groups is None and (len(todo) > FEW_PATHS or self._source.complete):
             self._groups = self._group(self._source.listing())  # from now on without more queries
-        elif self._rounds > LOOKUP_ROUNDS:
+        elif self._rounds > LOOKUP_ROUNDS or len(todo) > FEW_IDS:
             self._source.use_listing()
         groups = self._groups if self._groups is not None else self._group(self._source.named(todo))
         for key in todo:
