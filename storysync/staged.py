@@ -26,12 +26,13 @@ from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
 FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
-# Pathspec lookup rounds (one ``ls-files`` each: git reads the whole index, ~17 ms at 100k, matches each
-# id's pattern against every entry, ~2 ms each, and the first round asks for non-ASCII names, ~28 ms)
-# before a walk searches one unparsed ``ls-files -s`` of the index instead (~55 ms at 100k, then nearly
-# free a round); a first round of more than FEW_IDS ids searches the listing at once.
+# The ids of the checked stories alone (no dependency walk) are asked for by pathspec: git reads the
+# whole index (~17 ms at 100k), matches each id's pattern against every entry (~2 ms each) and lists the
+# names with a non-ASCII byte (~28 ms).  A dependency walk, a second round or more than FEW_IDS ids
+# search one unparsed ``ls-files -s`` instead (~60 ms at 100k, then ~5 ms a round).
 LOOKUP_ROUNDS = 1
 FEW_IDS = 6
+WALK_BY_LISTING = True
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # git reads these to change how every pathspec is read; the queries here spell out their own magic
 _PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
@@ -242,13 +243,14 @@ class IndexKnown:
     for a few checked files, so the hook costs the same in a 1k or a 100k repository.
 
     ``prepare`` walks what the cross-file checks will ask in rounds: the ids of the
-    checked stories and their dependencies in one ``git ls-files``, the stories
-    found read in one batch, their dependencies in the next round.  A story's id
+    checked stories and their dependencies, the stories found read in one batch,
+    their dependencies in the next round.  A story's id
     is its file name's prefix, so a name folding to the id (case and Unicode form,
     as ``fold_id``) is a candidate; the first in index order that is a story file
-    answers, as ``validate.ListingKnown`` does over the whole listing.  A walk
-    deeper than ``LOOKUP_ROUNDS``, or a round of more than ``FEW_IDS`` ids, searches one unparsed
-    listing of the index instead, and a round of more than ``FEW_PATHS`` ids parses it.
+    answers, as ``validate.ListingKnown`` does over the whole listing.  Without
+    dependencies, up to ``FEW_IDS`` ids are asked for by one ``git ls-files``
+    pathspec query; a walk searches one unparsed listing of the index instead,
+    and a round of more than ``FEW_PATHS`` ids parses it.
     """
 
     def __init__(self, config: Config, source: IndexSource, checker: SchemaChecker, exclude: Collection[str]) -> None:
@@ -265,6 +267,8 @@ class IndexKnown:
         """Look up, in batches, everything the cross-file checks of ``stories`` will ask."""
         checked = {s.id for s in stories if s.id}
         wanted = [d for s in stories for d in s.depends_on if d not in checked]
+        if wanted and WALK_BY_LISTING:  # a walk: likely more than one round, cheaper from one listing
+            self._source.use_listing()
         self._resolve({fold_id(sid) for sid in checked} | {fold_id(d) for d in wanted})
         while wanted:
             fresh = [d for d in dict.fromkeys(wanted) if d not in self._deps]

@@ -70,12 +70,13 @@ def tricky(repo: Repo) -> Repo:
     return repo
 
 
-@pytest.mark.parametrize("rounds", [0, 1, 100])
+@pytest.mark.parametrize(("rounds", "walk_by_listing"), [(0, True), (1, True), (1, False), (100, False)])
 def test_every_story_alone_reports_as_the_whole_index_does(
-    tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
+    tricky: Repo, rounds: int, walk_by_listing: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Looked up by pathspec queries, by searching one listing, or first one then the other."""
     monkeypatch.setattr(staged, "LOOKUP_ROUNDS", rounds)
+    monkeypatch.setattr(staged, "WALK_BY_LISTING", walk_by_listing)
     for path in _index_stories(tricky):
         looked_up, whole = _both(tricky, [path])
         assert looked_up == whole, path
@@ -127,12 +128,13 @@ def test_unknown_targets_and_look_alikes_are_missing_dependencies(tricky: Repo) 
         assert f"missing-dependency: depends_on: no story has id {dep!r}" in globs
 
 
-@pytest.mark.parametrize("rounds", [0, 1, 3, 100])
+@pytest.mark.parametrize(("rounds", "walk_by_listing"), [(1, True), (0, False), (3, False), (100, False)])
 def test_a_cycle_through_unstaged_stories_deeper_than_the_batched_walk(
-    tricky: Repo, rounds: int, monkeypatch: pytest.MonkeyPatch
+    tricky: Repo, rounds: int, walk_by_listing: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """However many pathspec rounds come before the listing is searched instead."""
     monkeypatch.setattr(staged, "LOOKUP_ROUNDS", rounds)
+    monkeypatch.setattr(staged, "WALK_BY_LISTING", walk_by_listing)
     path = "backlog/chain/CH-1-link.md"
     tricky.story("backlog", "chain", "CH-1", "link", title="Edited", depends_on=["CH-2"])
     tricky.git("add", path)
