@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -83,7 +83,7 @@ class BlobReader:
         self._repo = repo
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def read(self, shas: Sequence[str]) -> Iterator[bytes]:
+    def read(self, shas: Sequence[str]) -> Generator[bytes, None, None]:
         """The contents of each of ``shas``, in order; ``GitError`` if one is missing.
 
         Each chunk is read whole before its blobs are handed out, so a caller that
