@@ -1,10 +1,11 @@
 """The index (staged) versions of story files, read with plain ``git`` subprocesses.
 
 The pre-commit hook runs this on every commit, so it avoids GitPython's import
-cost and never lists the whole index when it can ask git for what it needs: the
-staged blobs come from ``git diff --cached --raw``, the stories that the checked
-ones name (their ids, their dependencies) from ``git ls-files`` pathspec queries,
-and every blob from one ``git cat-file --batch`` kept open for the whole run.
+cost and never parses the whole index for a few files: the staged blobs come
+from ``git diff --cached --raw``; the checked stories' own ids (for duplicates)
+from one ``git ls-files`` pathspec query; a dependency walk searches one
+unparsed ``git ls-files -s``; every blob comes through one ``git cat-file
+--batch`` kept open for the whole run.
 """
 
 from __future__ import annotations
