@@ -12,6 +12,7 @@ its generated commit first.  Results are merged into
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import subprocess
 import sys
@@ -71,6 +72,19 @@ def micro(files: int) -> dict[str, float]:
     return costs
 
 
+def compile_bytecode() -> None:
+    """Byte-compile storysync and the benchmark scripts, as ``pip install`` does for a package.
+
+    An editable install writes its ``.pyc`` files on first import, unless
+    ``PYTHONDONTWRITEBYTECODE`` is set (as in some sandboxes and containers);
+    then every measured process would compile each module from source again.
+    """
+    import storysync
+
+    for package in (Path(storysync.__file__).parent, Path(__file__).parent):
+        compileall.compile_dir(package, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the table, and (unless ``--no-write``) store and document the results."""
     args = parse_args(argv)
@@ -80,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     args.cache.mkdir(parents=True, exist_ok=True)
     (args.cache / "commands.log").write_bytes(b"")
+    compile_bytecode()
     try:
         for size in sizes:
             with tempfile.TemporaryDirectory(prefix=f"storysync-bench-{size}-") as tmp:

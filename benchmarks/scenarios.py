@@ -146,6 +146,7 @@ def validate_staged(ctx: Context) -> list[Row]:
     rng = random.Random(ctx.size + 1)
 
     def stage_one(i: int) -> None:
+        git(ctx.repo, "reset", "-q", "--hard")  # one staged file per run, not the runs so far
         chosen = rng.choice(paths)
         edit_stories(ctx.repo, [chosen], rng, f"staged run {i}")
         git(ctx.repo, "add", "--", chosen)
