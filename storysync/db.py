@@ -17,7 +17,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
@@ -208,6 +221,8 @@ class Database:
             return
         if current is None:
             self._refuse_foreign_tables()
+            if self._create_new():
+                return
         if current is not None and current not in _known_revisions():
             raise DatabaseError(
                 f"{self.display}: schema version {current} is newer than this storysync knows; upgrade storysync"
@@ -229,6 +244,32 @@ class Database:
                 "schema version); point --db at a new file or an existing storysync database"
             )
 
+    def _create_new(self) -> bool:
+        """Create the schema of a database with no tables yet; False if it has some by now.
+
+        Alembic's recipe for a new database: create the tables from the models and
+        stamp the head revision (its version table as Alembic makes it).  Importing
+        Alembic costs ~0.1 s (its dialects, mako, pygments); the migrations are for
+        upgrading existing databases.  ``tests/test_db.py`` checks that both ways give
+        the same schema.  Two first runs at once: the second waits for the write lock,
+        finds the tables, and leaves it to the migrations (which find it current).
+        """
+        from storysync.models import metadata
+
+        with self.errors("create schema"), self.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(storysync_immediate=True)
+            with conn.begin():
+                if not self.is_sqlite:
+                    _advisory_lock(conn)
+                if inspect(conn).get_table_names():
+                    return False
+                metadata.create_all(conn)
+                version = version_table()
+                version.create(conn)
+                conn.execute(version.insert().values(version_num=HEAD_REVISION))
+        return True
+
     def upgrade(self, target: str = "head") -> None:
         """Run the migrations up to ``target``."""
         from alembic import command
@@ -246,6 +287,16 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def version_table() -> Table:
+    """Alembic's version table, as Alembic creates it (``alembic.ddl.impl``)."""
+    return Table(
+        VERSION_TABLE,
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+    )
 
 
 def alembic_config() -> Any:

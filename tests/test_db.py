@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select, text
+from sqlalchemy import MetaData, Table, inspect, select, text
 
 from storysync import models as m
 from storysync.db import HEAD_REVISION, Database, alembic_config, get_state, set_state
@@ -300,3 +300,59 @@ def test_errors_json_is_valid_json(repo: Repo) -> None:
         assert json.loads(json.dumps(errors))[0]["code"] == "yaml-syntax"
     finally:
         db.dispose()
+
+
+SQLITE_SCHEMA = (
+    "SELECT m.type, m.name, m.tbl_name, p.* FROM sqlite_master m, pragma_table_xinfo(m.name) p "
+    "WHERE m.type = 'table' ORDER BY m.name, p.cid",
+    "SELECT m.name, p.* FROM sqlite_master m, pragma_foreign_key_list(m.name) p WHERE m.type = 'table' "
+    "ORDER BY m.name, p.id, p.seq",
+    'SELECT m.name, l.name, l."unique", l.origin, l.partial, i.* FROM sqlite_master m, pragma_index_list(m.name) l, '
+    "pragma_index_xinfo(l.name) i WHERE m.type = 'table' ORDER BY m.name, l.name, i.seqno",
+    "SELECT name, substr(sql, instr(sql, ' WHERE ')) FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %' "
+    "ORDER BY name",
+)
+POSTGRES_SCHEMA = (
+    "SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length, is_nullable, "
+    "column_default FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 3",
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+    "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2",
+    "SELECT sequencename, data_type, start_value, increment_by FROM pg_sequences WHERE schemaname = 'public' "
+    "ORDER BY 1",
+)
+
+
+def _schema_and_rows(db: Database) -> list[object]:
+    """Every table, column, key, index (with its predicate) and row of ``db``."""
+    queries = SQLITE_SCHEMA if db.is_sqlite else POSTGRES_SCHEMA
+    with db.read() as conn:
+        found: list[object] = [conn.execute(text(q)).all() for q in queries]
+        for table in sorted(inspect(conn).get_table_names()):
+            rows = conn.execute(select(Table(table, MetaData(), autoload_with=conn))).all()
+            found.append((table, sorted(map(tuple, rows))))
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_new_database_gets_the_schema_the_migrations_make(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A new database is created from the models and stamped (no Alembic import); the
+    same as running every migration, down to index predicates, defaults and rows."""
+    if backend == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'migrated.db'}", f"sqlite:///{tmp_path / 'created.db'}"]
+    else:
+        server = request.getfixturevalue("pg_server")
+        names = [server.create_database(), server.create_database()]
+        request.addfinalizer(lambda: [server.drop_database(n) for n in names])
+        urls = [server.url(n) for n in names]
+    migrated, created = Database(urls[0]), Database(urls[1])
+    try:
+        migrated.upgrade()
+        created.ensure_schema()
+        assert created.schema_revision() == migrated.schema_revision() == HEAD_REVISION
+        assert _schema_and_rows(created) == _schema_and_rows(migrated)
+    finally:
+        migrated.dispose()
+        created.dispose()
