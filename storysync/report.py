@@ -90,12 +90,15 @@ _BOX_TOP, _BOX_HEAD, _BOX_RULE, _BOX_ROW, _BOX_BOTTOM = "┏━┳┓", "┃ ┃
 
 def plain_stdout() -> bool:
     """True when rich would certainly not treat stdout as a terminal (piped or redirected,
-    no ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR``): its output is then plain text."""
+    no ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR``) and draws its boxes in Unicode (a UTF
+    encoding): its output is then the plain text ``plain_table`` writes."""
     tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
     if tty_compatible == "0":
         return True
     if tty_compatible == "1" or os.environ.get("FORCE_COLOR") is not None:
         return False
+    if not (getattr(sys.stdout, "encoding", None) or "utf-8").lower().startswith("utf"):
+        return False  # rich draws its boxes in ASCII there
     try:
         return not sys.stdout.isatty()
     except (AttributeError, ValueError):  # no stream, or a closed one

@@ -58,11 +58,15 @@ def read(url: str, work: Callable[[SqliteReader], T]) -> T | None:
         return None
     try:
         # timeout 0: a busy database is left to the general path, which waits for it
-        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=0)
+        # read-write but query-only where we may write: a read-only connection can neither
+        # checkpoint nor remove the -wal and -shm files, so they would stay behind
+        mode = "rw" if os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK) else "ro"
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode={mode}", uri=True, timeout=0)
     except sqlite3.Error as exc:
         _declined(url, exc)
         return None
     try:
+        conn.execute("PRAGMA query_only=ON")
         conn.isolation_level = None  # we issue BEGIN ourselves: one snapshot for every query
         conn.execute("BEGIN")
         if not _is_current(conn):

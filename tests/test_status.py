@@ -333,3 +333,23 @@ def test_status_prints_the_same_with_and_without_rich(backlog_repo: Repo, column
     assert json.loads(shown["json"])["stories"] == 5
     header = shown["text"].splitlines()[2]
     assert header.startswith("\u2503 backlog " if columns == "80" else "\u2503 b\u2026 ")  # 30: rich squeezes it
+
+
+def test_status_on_a_non_utf8_pipe_prints_rich_ascii_boxes(backlog_repo: Repo) -> None:
+    """A latin-1 or ASCII stdout (a Windows pipe): rich draws the table in ASCII; never a crash."""
+    _busy_databases(backlog_repo, backlog_repo.db_url)
+    for encoding in ("latin-1", "ascii"):
+        shown = run_cli_subprocess(backlog_repo, "status", env={"PYTHONIOENCODING": encoding, "COLUMNS": "80"})
+        assert (shown.returncode, shown.stderr) == (0, ""), encoding
+        assert shown.stdout.isascii(), shown.stdout
+        assert "| backlog" in shown.stdout, shown.stdout
+
+
+def test_status_leaves_the_database_directory_as_it_found_it(backlog_repo: Repo) -> None:
+    """Reading writes nothing: no -wal or -shm file is left beside the database."""
+    backlog_repo.run("-q", "sync")
+    state = backlog_repo.path / ".storysync"
+    before = {p.name: _digest(p) for p in state.iterdir()}
+    for fmt in ("text", "json"):
+        assert run_cli_subprocess(backlog_repo, "status", "--format", fmt).returncode == 0
+    assert {p.name: _digest(p) for p in state.iterdir()} == before
