@@ -7,6 +7,7 @@ run, so a hook pays for what it uses.  ``main`` is the one error handler.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("storysync: interrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): exit 1 quietly, as click does
+        _quiet_closed_output()
+        return 1
     except StorysyncError as exc:
         sys.stderr.write(f"storysync: error: {exc}\n")
         _log_failure(argv, exc, exc.exit_code, internal=False)
@@ -59,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {exc} (traceback in {where})\n")
         _log_failure(argv, exc, EXIT_RUNTIME, internal=True)
         return EXIT_RUNTIME
+
+
+def _quiet_closed_output() -> None:
+    """Point stdout at ``/dev/null`` so the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no real descriptor behind stdout
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _click_main(argv: list[str] | None) -> int:

@@ -121,3 +121,20 @@ def test_the_hook_imports_no_click(backlog_repo: Repo) -> None:
     done = subprocess.run([sys.executable, "-c", probe, str(backlog_repo.path)], capture_output=True, text=True)
     assert done.stdout.split() == ["0", "False"]
     assert done.stderr == "storysync: 1 story file valid\n"
+
+
+def test_a_reader_that_goes_away_ends_the_hook_quietly(backlog_repo: Repo) -> None:
+    """``storysync validate --staged | head -1``: exit 1 and no traceback, through either path."""
+    for n in range(300):
+        backlog_repo.write(f"backlog/web/WEB-{n + 10}-bad.md", story_text(f"WEB-{n + 10}", title="", points=-1))
+    backlog_repo.git("add", "-A")
+    for extra in ([], ["--log-format", "text"]):  # the fast path, then click
+        argv = [sys.executable, "-m", "storysync", *extra, "--repo", str(backlog_repo.path), "validate", "--staged"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first line
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == 1, err
+        assert "Error" not in err, err
