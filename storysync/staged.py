@@ -26,6 +26,7 @@ from storysync.schema import SchemaChecker
 from storysync.sources import Entry, _refusal
 
 SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"  # a gitlink (gitplain.SUBMODULE_MODE; not imported on the hook path)
 FEW_PATHS = 64  # up to this many wanted paths are asked for by name rather than the whole index parsed
 # The ids of the checked stories alone (no dependency walk) are asked for by pathspec: git reads the
 # whole index (~17 ms at 100k), matches each id's pattern against every entry (~2 ms each) and lists the
@@ -207,9 +208,11 @@ class IndexSource:
             records = _index_order(p for p in wanted if p in self._records)
         out = []
         for path in records:
+            mode, sha = self._records[path]
+            if mode == SUBMODULE_MODE:  # a submodule's commit, not a file: skipped, as sync does
+                continue
             location = classify(self.config, path)
             if location is not None:
-                mode, sha = self._records[path]
                 out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
         return out
 

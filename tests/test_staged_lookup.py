@@ -210,3 +210,19 @@ def test_staged_files_come_from_the_index_diff_with_their_blobs(
         ]
     finally:
         source.close()
+
+
+def test_a_submodule_at_a_story_path_is_skipped_as_sync_skips_it(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gitlink (a submodule's commit) named like a story is not a file to read: the
+    hook no longer fails on it (it blocked every commit), and sync still passes it by."""
+    head = backlog_repo.git("rev-parse", "HEAD").strip()
+    backlog_repo.git("update-index", "--add", "--cacheinfo", f"160000,{head},backlog/web/WEB-9-sub.md")
+    backlog_repo.story("backlog", "web", "WEB-3", "new", title="New")
+    backlog_repo.git("add", "backlog/web/WEB-3-new.md")
+    assert backlog_repo.run("validate", "--staged") == 0
+    assert "1 story file valid" in capsys.readouterr().err
+    backlog_repo.git("commit", "-q", "-m", "a submodule where a story could be")
+    assert backlog_repo.run("-q", "sync") == 0
+    assert backlog_repo.run("show", "WEB-9") != 0
