@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -123,14 +124,36 @@ def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[
         for i, dep in enumerate(s.depends_on):
             if deps_of(dep) is None:
                 out.append(_at(s, ("depends_on", i), "missing-dependency", f"depends_on: no story has id {dep!r}"))
-    for cycle in _cycles(sorted(by_id), deps_of):
-        text = " -> ".join([*cycle, cycle[0]])
-        for sid in cycle:
+    for component in _cycles(sorted(by_id), deps_of):
+        members = set(component)
+        shown = _cycle_path(component[0], members, deps_of)
+        for sid in component:
             member = by_id.get(sid)
             if member is not None:
-                idx = next((i for i, d in enumerate(member.depends_on) if d in cycle), 0)
+                path = shown if sid in shown else _cycle_path(sid, members, deps_of)
+                idx = member.depends_on.index(path[path.index(sid) + 1])
+                text = " -> ".join(path)
                 out.append(_at(member, ("depends_on", idx), "dependency-cycle", f"depends_on: dependency cycle {text}"))
     return out
+
+
+def _cycle_path(start: str, members: set[str], deps_of: Callable[[str], list[str] | None]) -> list[str]:
+    """The shortest cycle from ``start`` back to it through ``members``, in dependency order
+    (``[start, ..., start]``); ``members`` is a strongly connected component holding ``start``."""
+    parent: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for dep in deps_of(node) or []:
+            if dep == start:
+                chain = [node]
+                while chain[-1] != start:
+                    chain.append(parent[chain[-1]])
+                return [*reversed(chain), start]
+            if dep in members and dep not in parent:
+                parent[dep] = node
+                queue.append(dep)
+    return [start, start]  # not reached: every member of a component lies on a cycle
 
 
 def _prefetch(known: Known | None, ids: list[str], deps: list[str]) -> None:

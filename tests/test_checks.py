@@ -149,6 +149,31 @@ def test_cycle_through_stories_outside_the_checked_set() -> None:
     ]
 
 
+def test_a_cycle_is_shown_in_dependency_order_not_sorted() -> None:
+    """A-1 -> A-3 -> A-2 -> A-1 reads as written, from the smallest id."""
+    stories = [
+        make("backlog/a/A-1-x.md", "A-1", depends_on=["A-3"]),
+        make("backlog/a/A-2-x.md", "A-2", depends_on=["A-1"]),
+        make("backlog/a/A-3-x.md", "A-3", depends_on=["A-2"]),
+    ]
+    assert {d.message for d in check_set(stories)} == {"depends_on: dependency cycle A-1 -> A-3 -> A-2 -> A-1"}
+
+
+def test_each_member_of_two_joined_cycles_is_shown_a_cycle_it_is_on() -> None:
+    """A-1 <-> A-2 and A-2 <-> A-3 are one knot: A-3's message names a cycle through A-3,
+    pointing at the dependency that leads round."""
+    stories = [
+        make("backlog/a/A-1-x.md", "A-1", depends_on=["A-2"]),
+        make("backlog/a/A-2-x.md", "A-2", depends_on=["A-1", "A-3"]),
+        make("backlog/a/A-3-x.md", "A-3", depends_on=["A-2"]),
+    ]
+    assert lines(check_set(stories)) == [
+        "backlog/a/A-1-x.md:4:14: depends_on: dependency cycle A-1 -> A-2 -> A-1",
+        "backlog/a/A-2-x.md:4:14: depends_on: dependency cycle A-1 -> A-2 -> A-1",
+        "backlog/a/A-3-x.md:4:14: depends_on: dependency cycle A-3 -> A-2 -> A-3",
+    ]
+
+
 def test_long_chain_has_no_recursion_limit() -> None:
     stories = [make(f"backlog/c/C-{i}-x.md", f"C-{i}", depends_on=[f"C-{i + 1}"]) for i in range(3000)]
     stories.append(make("backlog/c/C-3000-x.md", "C-3000", depends_on=["C-0"]))
