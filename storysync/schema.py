@@ -25,7 +25,7 @@ from storysync.model import Story
 
 SCHEMA_NAME = "story.schema.json"
 MAX_MESSAGE = 240
-CACHE_FORMAT = 2  # what a cache file holds: marshal of (entry name, code object), imports replaced
+CACHE_FORMAT = 3  # a cache file: sha256 of the rest, then marshal of (entry name, code object), imports replaced
 # fastjsonschema's generated imports that _run provides instead (its exception classes)
 _LOCAL_IMPORTS = ("from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n",)
 _ENTRY = re.compile(r"^def (\w+)\(data, custom_formats=\{\}, name_prefix=None\):", re.MULTILINE)
@@ -159,7 +159,11 @@ def _cached_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
             st = os.fstat(fh.fileno())
             if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
                 return None  # only run code this user wrote and nobody else can change
-            entry, code = marshal.loads(fh.read())  # noqa: S302 - our own file, owner-only, as checked above
+            stored = fh.read()
+        digest, payload = stored[:32], stored[32:]
+        if hashlib.sha256(payload).digest() != digest:
+            return None  # torn or corrupted: marshal is not safe on damaged data, so it never sees it
+        entry, code = marshal.loads(payload)  # noqa: S302 - our own file, owner-only, checked above
         if not isinstance(entry, str) or not isinstance(code, CodeType):
             return None
         return _run(entry, code)
@@ -178,7 +182,8 @@ def _compile_fast(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
         func = _run(*compiled)
     except Exception:  # an unsupported construct: the full validator alone is still correct
         return None
-    _store(_cache_file(schema), marshal.dumps(compiled))
+    payload = marshal.dumps(compiled)
+    _store(_cache_file(schema), hashlib.sha256(payload).digest() + payload)
     return func
 
 

@@ -9,6 +9,7 @@ SQLAlchemy, GitPython, rich or jsonschema.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -82,6 +83,26 @@ def test_broken_cache_file_falls_back_to_compiling(cache: Path) -> None:
         assert entry.read_bytes() != broken  # compiled afresh
 
 
+def test_a_damaged_cache_file_never_reaches_marshal(cache: Path, tmp_path: Path) -> None:
+    """A torn write, a flipped byte, or other code behind the stored digest: compiled afresh,
+    never unmarshalled or run."""
+    expected = _reports(SchemaChecker(_schema(), "schema.json"))
+    (entry,) = cache.glob("validator-*.bin")
+    good = entry.read_bytes()
+    marker = tmp_path / "ran"
+    planted = (
+        f"open({str(marker)!r}, 'w').close()\n"
+        "def validate(data, custom_formats={}, name_prefix=None):\n    return data\n"
+    )
+    swapped = good[:32] + marshal.dumps(("validate", compile(planted, "planted", "exec")))
+    for damaged in (good[:-7], good[:40] + bytes([good[40] ^ 0xFF]) + good[41:], good[32:], swapped):
+        entry.write_bytes(damaged)
+        entry.chmod(0o600)
+        assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
+        assert entry.read_bytes() == good  # rewritten whole
+    assert not marker.exists()
+
+
 def test_a_cache_file_others_can_write_is_never_run(cache: Path, tmp_path: Path) -> None:
     expected = _reports(SchemaChecker(_schema(), "schema.json"))
     (entry,) = cache.glob("validator-*.bin")
@@ -90,7 +111,8 @@ def test_a_cache_file_others_can_write_is_never_run(cache: Path, tmp_path: Path)
         f"open({str(marker)!r}, 'w').close()\n"
         "def validate(data, custom_formats={}, name_prefix=None):\n    return data\n"
     )
-    entry.write_bytes(marshal.dumps(("validate", compile(planted, "planted", "exec"))))
+    payload = marshal.dumps(("validate", compile(planted, "planted", "exec")))
+    entry.write_bytes(hashlib.sha256(payload).digest() + payload)  # intact: only its mode gives it away
     entry.chmod(0o666)
     assert _reports(SchemaChecker(_schema(), "schema.json")) == expected
     assert not marker.exists()
