@@ -362,7 +362,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cur, busy_timeout_ms)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -371,6 +371,40 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("storysync_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _use_wal(cur: Any, busy_timeout_ms: int) -> None:
+    """Put the database in WAL mode unless it is already.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at
+    once, without its busy handler, when that could deadlock with another writer
+    (two first runs at once on a new file).  So the switch is retried, for as long
+    as the busy timeout, until this run or the other has made it.
+    """
+    import sqlite3
+
+    try:
+        if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cur.execute("PRAGMA journal_mode = WAL")
+        return
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+    def locked(exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    retrying = Retrying(
+        stop=stop_after_delay(busy_timeout_ms / 1000),
+        wait=wait_random(0.005, 0.05),
+        retry=retry_if_exception(locked),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
 
 
 def get_state(conn: Connection, key: str) -> str | None:

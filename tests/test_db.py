@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -281,6 +282,27 @@ def test_runs_starting_together_all_open_the_new_state_directory(tmp_path: Path)
                 future.result()  # raises the DatabaseError a lost race used to give
         state = tmp_path / str(attempt) / ".storysync"
         assert (state / ".gitignore").read_text(encoding="utf-8") == "# created by storysync\n*\n"
+
+
+def test_a_new_file_reaches_wal_mode_while_another_writer_commits(tmp_path: Path) -> None:
+    """Switching to WAL while another connection holds a write lock on a new (rollback-journal)
+    file: SQLite refuses at once, without waiting; the switch is retried until it is made."""
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    other.execute("SELECT * FROM t").fetchall()
+    later = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    later.start()
+    try:
+        db = Database(f"sqlite:///{path}")
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        db.dispose()
+    finally:
+        later.join()
+        other.close()
 
 
 def test_database_errors_hide_the_password() -> None:
