@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -35,16 +35,17 @@ class BulkWriter:
         self.conn = conn
         self.raw = conn.dialect.name == "sqlite"
         self._stamp = m.Stamp.dialect_impl(conn.dialect).bind_processor(conn.dialect) if self.raw else None
-        self._stamps: dict[datetime, Any] = {}
+        self._stamps: dict[tuple[datetime, timedelta | None], Any] = {}
         self._sql: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, list[int] | None]] = {}
 
     def stamp(self, when: datetime | None) -> Any:
         """A timestamp parameter: on SQLite the text SQLAlchemy would store, computed once per value."""
         if when is None or self._stamp is None:
             return when
-        done = self._stamps.get(when)
+        key = (when, when.utcoffset())  # equal instants at other offsets are stored as other text
+        done = self._stamps.get(key)
         if done is None:
-            done = self._stamps[when] = self._stamp(when)
+            done = self._stamps[key] = self._stamp(when)
         return done
 
     def json(self, text: str) -> Any:

@@ -76,6 +76,8 @@ def test_stamps_are_what_the_datetime_type_writes_on_sqlite(tmp_path: Any) -> No
         assert bulk.stamp(when) == process(when) == "2026-03-04 05:06:07.000089"
         assert bulk.stamp(when) is bulk.stamp(when)  # processed once per distinct value
         assert bulk.stamp(None) is None
+        same_instant = when.astimezone(timezone.utc)  # equal in Python, other text in the column
+        assert bulk.stamp(same_instant) == process(same_instant) == "2026-03-04 12:06:07.000089"
     engine.dispose()
 
 
