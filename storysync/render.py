@@ -285,8 +285,9 @@ def _replacement(text: str, key: yaml.Node, node: yaml.Node, new: Any, eol: str)
 
 def _removal(text: str, key: yaml.Node, node: yaml.Node) -> tuple[int, int, str]:
     end = _line_end(text, _value_end(text, node))
-    while end < node.end_mark.index and not text[end : _line_end(text, end)].strip():
-        end = _line_end(text, end)  # the blank lines a block scalar kept
+    kept_blanks = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+    while kept_blanks and end < node.end_mark.index and not text[end : _line_end(text, end)].strip():
+        end = _line_end(text, end)  # the blank lines a block scalar kept (a sequence's are the file's)
     return _line_start(text, key.start_mark.index), end, ""
 
 

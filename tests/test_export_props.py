@@ -201,6 +201,17 @@ def test_render_changes_only_the_changed_key(data: st.DataObject) -> None:
     check_minimal(old, new, key, want_fm, body)
 
 
+def test_removing_a_block_sequence_keeps_the_blank_line_after_it() -> None:
+    """Found by the property above: libyaml ends a block sequence at the next key, past
+    the blank line; that line is the file's, not the sequence's (only a block scalar keeps one)."""
+    old = b"---\nid: WEB-1\ntitle: T\ncustom:\n- '0'\n\nassignee: a\ncreated: 2026-01-05\n---\n"
+    fm = {"id": "WEB-1", "title": "T", "custom": ["0"], "assignee": "a", "created": "2026-01-05"}
+    want_fm = {k: v for k, v in fm.items() if k != "custom"}
+    new = render_existing(old, _wanted(want_fm, ""), LOCATION)
+    check_minimal(old, new, "custom", want_fm, "")
+    assert new == old.replace(b"custom:\n- '0'\n", b"")
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_update_then_export_changes_only_that_key(data: st.DataObject) -> None:
