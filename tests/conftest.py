@@ -10,9 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from storysync.cli import main
 from tests.pg import PgServer, start_or_skip
+
+# CI runs the same Hypothesis examples every time (a red run is about the change, not
+# the draw); a run without CI set, such as a local run or ``-m slow``, draws new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ada Author",
