@@ -383,17 +383,20 @@ def _use_wal(cur: Any, busy_timeout_ms: int) -> None:
     """
     import sqlite3
 
-    try:
+    def switch() -> None:
         if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             cur.execute("PRAGMA journal_mode = WAL")
-        return
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc):
-            raise
-    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
     def locked(exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    try:
+        switch()
+        return
+    except sqlite3.OperationalError as exc:
+        if not locked(exc):
+            raise
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random  # only when contended
 
     retrying = Retrying(
         stop=stop_after_delay(busy_timeout_ms / 1000),
@@ -403,8 +406,7 @@ def _use_wal(cur: Any, busy_timeout_ms: int) -> None:
     )
     for attempt in retrying:
         with attempt:
-            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cur.execute("PRAGMA journal_mode = WAL")
+            switch()
 
 
 def get_state(conn: Connection, key: str) -> str | None:
