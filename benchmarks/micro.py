@@ -115,9 +115,9 @@ def schema_costs(datas: list[dict[str, Any]]) -> dict[str, float]:
 
 def storysync_costs(texts: list[bytes]) -> dict[str, float]:
     """storysync's own parser (with positions and every safety check) and schema check."""
-    from storysync.model import Location
-    from storysync.parse import parse_story
-    from storysync.schema import load_checker
+    from storysync.check.schema import load_checker
+    from storysync.story.model import Location
+    from storysync.story.parse import parse_story
 
     loc = Location("backlog/b/X-1.md", "backlog", "backlog", "b", "X-1.md")
     parsed = [parse_story(loc, t) for t in texts]

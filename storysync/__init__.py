@@ -2,7 +2,9 @@
 
 The library API (the CLI is a thin layer over it)::
 
-    from storysync import load_config, Database, sync, SyncOptions
+    from storysync import load_config, Database, SyncOptions
+
+    from storysync.ingest import sync
     cfg = load_config(Path("."))
     result = sync(cfg, Database(cfg.database), open_repo(cfg.repo), SyncOptions(full=True))
 
@@ -12,8 +14,6 @@ Names are imported on first use, so ``import storysync`` stays cheap.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -21,39 +21,18 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "storysync.config",
     "load_config": "storysync.config",
-    "Database": "storysync.db",
+    "Database": "storysync.db.database",
     "Diagnostic": "storysync.errors",
     "StorysyncError": "storysync.errors",
-    "parse_story": "storysync.parse",
-    "sync": "storysync.sync",
-    "SyncOptions": "storysync.sync",
-    "SyncResult": "storysync.sync",
-    "validate_paths": "storysync.validate",
-    "open_repo": "storysync.gitdiff",
+    "parse_story": "storysync.story.parse",
+    "sync": "storysync.ingest.sync",
+    "SyncOptions": "storysync.ingest.sync",
+    "SyncResult": "storysync.ingest.sync",
+    "validate_paths": "storysync.check.validate",
+    "open_repo": "storysync.git.repo",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-class _CallableSyncModule(types.ModuleType):
-    """``storysync.sync`` is both the module and, called, the ``sync()`` function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.sync(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """Importing the submodule ``storysync.sync`` sets this package's ``sync`` attribute
-    to the module, shadowing the library function of that name; the module is made
-    callable instead, so ``storysync.sync(config, db, repo, options)`` always works."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "sync" and type(value) is types.ModuleType:
-            value.__class__ = _CallableSyncModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

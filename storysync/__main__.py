@@ -2,6 +2,6 @@
 
 import sys
 
-from storysync.cli import main
+from storysync.cli.main import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from storysync.sync import SyncResult
+    from storysync.ingest.sync import SyncResult
 
 LOGGER = "storysync"
 _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from storysync.cli import main
+from storysync.cli.main import main
 from tests.pg import PgServer, start_or_skip
 
 # CI runs the same Hypothesis examples every time (a red run is about the change, not

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from storysync import models as m
 from storysync.config import Config, load_config
-from storysync.db import Database
-from storysync.gitdiff import open_repo
-from storysync.writer import StoryWriter
+from storysync.db import tables as m
+from storysync.db.database import Database
+from storysync.db.writer import StoryWriter
+from storysync.git.repo import open_repo
 from tests.conftest import Repo
 
 

@@ -468,10 +468,10 @@ def db_side_changes(repo: Path, db_url: str, fraction: float, seed: int, body_by
     from sqlalchemy import select
 
     from storysync.config import load_config
-    from storysync.db import Database
+    from storysync.db.database import Database
+    from storysync.db.tables import stories
+    from storysync.db.writer import StoryWriter
     from storysync.errors import ValidationFailed
-    from storysync.models import stories
-    from storysync.writer import StoryWriter
 
     rng = random.Random(seed)
     db = Database(db_url)

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from storysync.model import KeyPath, Mark
-from storysync.parse import INT_LIMIT, MAX_DEPTH, depth_bound
+from storysync.story.model import KeyPath, Mark
+from storysync.story.parse import INT_LIMIT, MAX_DEPTH, depth_bound
 
 Loader = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 TAG = "tag:yaml.org,2002:"

@@ -48,7 +48,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_repo_with_env(tmp_path_factory.mktemp("template") / "repo", home)
     repo.write(BASE, story_text("API-1", title="Base story"))
     repo.commit("base")
-    from storysync.cli import main
+    from storysync.cli.main import main
 
     assert main(["--repo", str(repo.path), "--db", repo.db_url, "-q", "sync"]) == 0
     return repo.path
@@ -252,7 +252,7 @@ def test_generated_kind_refused(kind: str, work: Repo, capsys: pytest.CaptureFix
 @pytest.mark.parametrize("name", sorted(p.name for p in VALID.glob("*.md")))
 def test_valid_example_accepted_byte_exact(name: str, work: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     """BOM, CRLF, odd bodies, quoted look-alikes: valid, and the body is stored byte for byte."""
-    from storysync.parse import split_body
+    from storysync.story.parse import split_body
 
     data = (VALID / name).read_bytes()
     rel = f"backlog/web/{name}"

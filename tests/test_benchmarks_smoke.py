@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import floor, generate, report, run
-from storysync.cli import main
+from storysync.cli.main import main
 
 SIZE = 50
 

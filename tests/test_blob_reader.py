@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storysync.blobs import BlobReader
 from storysync.errors import GitError
+from storysync.git.blobs import BlobReader
 from tests.conftest import Repo
 
 

@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from storysync.blobs import read_blobs
+from storysync.check.sources import GitTreeSource
+from storysync.check.validate import check_entries, checker_for
 from storysync.config import load_config
 from storysync.errors import GitError
-from storysync.gitdiff import open_repo
-from storysync.sources import GitTreeSource
-from storysync.validate import check_entries, checker_for
+from storysync.git.blobs import read_blobs
+from storysync.git.repo import open_repo
 from tests.conftest import Repo
 
 

@@ -1,6 +1,6 @@
 """A full sync's bulk writes store exactly what SQLAlchemy's own processing would.
 
-On SQLite the rows skip SQLAlchemy's per-row parameter processing (``storysync.bulk``):
+On SQLite the rows skip SQLAlchemy's per-row parameter processing (``storysync.ingest.bulk``):
 the JSON text and the timestamp strings must be byte for byte what the JSON and
 DateTime types write.  On PostgreSQL the rows go through SQLAlchemy Core; the
 logical values must be the same.
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from storysync import models as m
-from storysync.bulk import BulkWriter
-from storysync.db import Database
-from storysync.model import to_json
+from storysync.db import tables as m
+from storysync.db.database import Database
+from storysync.ingest.bulk import BulkWriter
+from storysync.story.model import to_json
 from tests.conftest import Repo
 
 JSON_VALUES: list[Any] = [

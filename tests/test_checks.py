@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from storysync.checks import KnownRows, check_set, check_story, fold_id
+from storysync.check.rules import KnownRows, check_set, check_story, fold_id
+from storysync.check.sources import WorkTreeSource
+from storysync.check.validate import validate_paths
 from storysync.config import Config
 from storysync.errors import Diagnostic
-from storysync.layout import classify
-from storysync.model import Story
-from storysync.parse import parse_story
-from storysync.sources import WorkTreeSource
-from storysync.validate import validate_paths
+from storysync.story.layout import classify
+from storysync.story.model import Story
+from storysync.story.parse import parse_story
 from tests.conftest import Repo, story_text
 
 CONFIG = Config(repo=Path("/nonexistent"))

@@ -15,8 +15,8 @@ import click
 import pytest
 from rich.console import Console
 
-from storysync import cli
-from storysync.progress import progress_bar
+from storysync.cli import main as cli
+from storysync.cli.progress import progress_bar
 from tests.conftest import Repo, run_cli_subprocess
 
 ANSI = "\x1b["
@@ -104,12 +104,12 @@ def test_unexpected_failure_is_one_line_and_exit_3(
     backlog_repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An internal bug still ends in one line (the traceback goes to the log file)."""
-    import storysync.validate
+    import storysync.check.validate
 
     def explode(*_: object, **__: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(storysync.validate, "validate_paths", explode)
+    monkeypatch.setattr(storysync.check.validate, "validate_paths", explode)
     assert backlog_repo.run("validate") == 3
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("storysync: internal error: ZeroDivisionError: boom (traceback in ")
@@ -183,7 +183,7 @@ def test_status_and_show_json(backlog_repo: Repo, capsys: pytest.CaptureFixture[
 def test_every_command_has_help_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(cli.COMMANDS) >= 5
     for name, module in cli.COMMANDS.items():
-        command = importlib.import_module(f"storysync.commands.{module}").command
+        command = importlib.import_module(f"storysync.cli.commands.{module}").command
         assert isinstance(command, click.Command), name
         assert command.help, f"{name} has no help text"
         assert command.help.strip(), f"{name} has no help text"
@@ -274,7 +274,7 @@ def test_library_use_in_a_fresh_interpreter(backlog_repo: Repo) -> None:
         db = storysync.Database(config.database)
         result = storysync.sync(config, db, storysync.open_repo(Path(".")), storysync.SyncOptions(full=True))
         print(result.exit_code, ",".join(result.created))
-        import storysync.sync
+        import storysync.ingest.sync
         again = storysync.sync(config, db, storysync.open_repo(Path(".")))
         print(again.exit_code, len(again.created), len(again.updated))
         """,
@@ -291,7 +291,7 @@ def test_import_and_validate_stay_light(backlog_repo: Repo) -> None:
         import sys
         import storysync
         assert "sqlalchemy" not in sys.modules and "git" not in sys.modules, "import storysync"
-        from storysync.cli import main
+        from storysync.cli.main import main
         code = main(["-q", "validate"])
         heavy = sorted(m for m in ("sqlalchemy", "git", "alembic") if m in sys.modules)
         print(code, heavy)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from storysync import models as m
-from storysync.db import Database
+from storysync.db import tables as m
+from storysync.db.database import Database
 from tests.conftest import Repo, story_text
 
 STAGES = ("refinements", "backlog", "active", "completed")

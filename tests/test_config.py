@@ -164,7 +164,7 @@ def test_default_database_created_on_first_use_under_the_repo_root(repo: Repo, m
     repo.commit()
     sub = repo.path / "backlog" / "web"
     monkeypatch.chdir(sub)
-    from storysync.cli import main
+    from storysync.cli.main import main
 
     assert not (repo.path / ".storysync").exists()
     assert main(["-q", "sync"]) == 0
@@ -211,7 +211,7 @@ def test_relative_config_database_is_the_same_from_a_subdirectory(repo: Repo, mo
     repo.write("storysync.toml", 'database = "sqlite:///.storysync/team.db"\n')
     repo.story("backlog", "web", "WEB-1")
     repo.commit()
-    from storysync.cli import main
+    from storysync.cli.main import main
 
     monkeypatch.chdir(repo.path / "backlog")
     assert main(["-q", "sync"]) == 0

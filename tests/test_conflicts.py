@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from storysync.writer import update_story
+from storysync.db.writer import update_story
 from tests.conftest import Repo, story_text
 from tests.export_helpers import handles, synced
 
@@ -87,9 +87,9 @@ def test_every_db_version_that_meets_the_edited_file_is_kept(backlog_repo: Repo)
 def test_a_db_write_between_a_syncs_read_and_write_is_kept_as_a_conflict(backlog_repo: Repo) -> None:
     """The sync plans from rows read before its write transaction; the story API may write
     in between.  The file still wins, and that DB-side version is kept, not overwritten."""
-    from storysync import sync as sync_mod
-    from storysync.db import utcnow
-    from storysync.validate import check_entries, checker_for
+    from storysync.check.validate import check_entries, checker_for
+    from storysync.db.database import utcnow
+    from storysync.ingest import sync as sync_mod
 
     repo = backlog_repo
     synced(repo)

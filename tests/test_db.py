@@ -15,8 +15,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, Table, inspect, select, text
 
-from storysync import models as m
-from storysync.db import HEAD_REVISION, Database, alembic_config, get_state, set_state
+from storysync.db import tables as m
+from storysync.db.database import HEAD_REVISION, Database, alembic_config, get_state, set_state
 from storysync.errors import ConfigError, DatabaseError
 from tests.conftest import Repo
 

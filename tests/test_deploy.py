@@ -17,8 +17,8 @@ import yaml
 from click.testing import CliRunner
 from prometheus_client import generate_latest
 
-from storysync.cli import COMMANDS, cli
-from storysync.metrics import Metrics
+from storysync.cli.main import COMMANDS, cli
+from storysync.watch.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 UNIT = DEPLOY / "systemd" / "storysync-watch@.service"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from storysync import docgen
-from storysync.cli import COMMANDS, cli
+from storysync.cli import docgen
+from storysync.cli.main import COMMANDS, cli
 from storysync.config import KNOWN_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def source_text() -> str:
 
 def test_cli_reference_is_the_current_help_text() -> None:
     current = (DOCS / "cli.md").read_text(encoding="utf-8")
-    assert current == docgen.render(), "docs/cli.md is out of date: run python -m storysync.docgen"
+    assert current == docgen.render(), "docs/cli.md is out of date: run python -m storysync.cli.docgen"
     for name in COMMANDS:
         assert f"## storysync {name}\n" in current
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from storysync import doctor
-from storysync import models as m
-from storysync.db import HEAD_REVISION, Database
+from storysync.cli import doctor
+from storysync.db import tables as m
+from storysync.db.database import HEAD_REVISION, Database
 from tests.conftest import Repo, make_repo
 
 HOOK_SHIM = "#!/bin/sh\n# a storysync hook shim; the test's does nothing\nexit 0\n"

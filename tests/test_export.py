@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storysync.writer import create_story, delete_story, update_story
+from storysync.db.writer import create_story, delete_story, update_story
 from tests.conftest import Repo, run_cli_subprocess, story_text
 from tests.export_helpers import handles, synced
 
@@ -439,7 +439,7 @@ def test_a_killed_exports_temporary_files_stay_out_of_git_status_and_syncs(backl
     """SIGKILL export --commit while its undo links sit beside the stories (from the
     pre-commit hook): git status stays clean of them; sync, validate and watch skip them."""
     from storysync.config import load_config
-    from storysync.watch import ChangeKind, StoryFilter
+    from storysync.watch.events import ChangeKind, StoryFilter
 
     synced(backlog_repo)
     exclude = backlog_repo.path / ".git" / "info" / "exclude"

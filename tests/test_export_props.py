@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from storysync.config import load_config
-from storysync.db import Database
-from storysync.export import export
-from storysync.gitdiff import open_repo
-from storysync.model import Location
-from storysync.parse import load_frontmatter, parse_story
-from storysync.render import Wanted, render_existing, render_new
-from storysync.sync import SyncOptions, sync
-from storysync.writer import update_story
+from storysync.db.database import Database
+from storysync.db.writer import update_story
+from storysync.export.run import export
+from storysync.git.repo import open_repo
+from storysync.ingest.sync import SyncOptions, sync
+from storysync.story.model import Location
+from storysync.story.parse import load_frontmatter, parse_story
+from storysync.story.render import Wanted, render_existing, render_new
 from tests.conftest import make_repo
 
 LOCATION = Location("backlog/web/WEB-1-story.md", "backlog", "backlog", "web", "WEB-1-story.md")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from storysync.fastcli import HookArgs, parse
+from storysync.cli.fast import HookArgs, parse
 from tests.conftest import Repo, story_text
 
 
@@ -98,7 +98,7 @@ def test_the_fast_path_and_click_report_alike(backlog_repo: Repo, capsys: pytest
 
 
 def test_errors_end_the_same_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from storysync.cli import main
+    from storysync.cli.main import main
 
     plain = tmp_path / "not-a-repo"
     plain.mkdir()
@@ -114,7 +114,7 @@ def test_the_hook_imports_no_click(backlog_repo: Repo) -> None:
     backlog_repo.git("add", "-A")
     probe = (
         "import sys\n"
-        "from storysync.cli import main\n"
+        "from storysync.cli.main import main\n"
         "code = main(['--repo', sys.argv[1], 'validate', '--staged'])\n"
         "print(code, 'click' in sys.modules)\n"
     )

@@ -55,8 +55,8 @@ def crashable_url(crashable_pg: PgServer) -> Iterator[str]:
 def _pending(url: str) -> int:
     from sqlalchemy import func, select
 
-    from storysync import models as m
-    from storysync.db import Database
+    from storysync.db import tables as m
+    from storysync.db.database import Database
 
     db = Database(url)
     try:

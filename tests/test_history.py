@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storysync import models as m
+from storysync.db import tables as m
 from tests.conftest import Repo, make_repo
 from tests.test_sync_incremental import commit_as, do_sync, git_mv, history_of, table
 

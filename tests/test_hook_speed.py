@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from storysync.model import Location, Story
-from storysync.parse import parse_story
-from storysync.schema import SchemaChecker, cache_dir, default_schema_path
+from storysync.check.schema import SchemaChecker, cache_dir, default_schema_path
+from storysync.story.model import Location, Story
+from storysync.story.parse import parse_story
 from tests.conftest import Repo, story_text
 
 LOC = Location("backlog/web/WEB-1-x.md", "backlog", "backlog", "web", "WEB-1-x.md")
@@ -122,7 +122,7 @@ def test_the_cached_validator_judges_as_fastjsonschema_does(cache: Path) -> None
     """Loaded from the cache without fastjsonschema's imports, it accepts and rejects the same frontmatter."""
     import fastjsonschema
 
-    from storysync.schema import _cached_fast, _draft7
+    from storysync.check.schema import _cached_fast, _draft7
 
     SchemaChecker(_schema(), "schema.json")  # writes the cache
     cached = _cached_fast(_schema())
@@ -167,7 +167,7 @@ def test_unwritable_cache_location_still_validates(tmp_path: Path, monkeypatch: 
 
 _PROBE = """
 import sys
-from storysync.cli import main
+from storysync.cli.main import main
 code = main(["--repo", sys.argv[1], "validate", "--staged"])
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
 print(code, ",".join(heavy))
@@ -275,7 +275,7 @@ def test_a_staged_story_with_a_merge_conflict_is_refused(
 
 _COMMAND_PROBE = """
 import sys
-from storysync.cli import main
+from storysync.cli.main import main
 code = main(["--repo", sys.argv[1], *sys.argv[3:]])
 loaded = sorted(m for m in sys.argv[2].split(",") if m in sys.modules)
 print(code, ",".join(loaded))

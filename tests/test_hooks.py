@@ -11,9 +11,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from storysync import models as m
-from storysync.db import LAST_SYNCED, Database, get_state
-from storysync.hooks import HOOK_NAMES, script
+from storysync.cli.hooks import HOOK_NAMES, script
+from storysync.db import tables as m
+from storysync.db.database import LAST_SYNCED, Database, get_state
 from tests.conftest import Repo, make_repo, story_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -400,7 +400,10 @@ def test_installed_wheel_carries_and_installs_the_shims(tmp_path: Path, backlog_
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    code = "import sys, storysync.hooks as h; from pathlib import Path; print(h.__file__); h.install(Path(sys.argv[1]))"
+    code = (
+        "import sys, storysync.cli.hooks as h; from pathlib import Path; "
+        "print(h.__file__); h.install(Path(sys.argv[1]))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code, str(backlog_repo.path)],
         capture_output=True,

@@ -122,12 +122,12 @@ def test_a_failed_command_is_logged_once_with_its_exit_code(
 def test_an_internal_error_is_logged_with_its_traceback(
     backlog_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import storysync.validate
+    import storysync.check.validate
 
     def explode(*_: object, **__: object) -> None:
         raise ZeroDivisionError(f"boom postgresql://u:{PASSWORD}@db/x")
 
-    monkeypatch.setattr(storysync.validate, "validate_paths", explode)
+    monkeypatch.setattr(storysync.check.validate, "validate_paths", explode)
     log = tmp_path / "crash.log"
     assert backlog_repo.run("--log-file", str(log), "validate") == 3
     assert len(capsys.readouterr().err.splitlines()) == 1

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storysync.db import Database
+from storysync.db.database import Database
 from storysync.errors import Diagnostic, UsageError
-from storysync.metrics import Address, Metrics, MetricsServer, parse_address
-from storysync.sync import SyncResult
-from storysync.watch import Watcher
-from storysync.watchsync import Outcome, health
+from storysync.ingest.sync import SyncResult
+from storysync.watch.events import Watcher
+from storysync.watch.live import Outcome, health
+from storysync.watch.metrics import Address, Metrics, MetricsServer, parse_address
 from tests.conftest import Repo
 
 TIMEOUT = 10
@@ -185,10 +185,10 @@ def test_open_conflicts_gauge_follows_the_conflicts_table(backlog_repo: Repo) ->
     from prometheus_client import generate_latest
 
     from storysync.config import load_config
-    from storysync.gitdiff import open_repo
-    from storysync.watch import Batch, ChangeKind, StoryFilter
-    from storysync.watchsync import LiveSync
-    from storysync.writer import update_story
+    from storysync.db.writer import update_story
+    from storysync.git.repo import open_repo
+    from storysync.watch.events import Batch, ChangeKind, StoryFilter
+    from storysync.watch.live import LiveSync
     from tests.conftest import story_text
     from tests.export_helpers import handles, synced
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storysync import models as m
-from storysync import notify
-from storysync.db import Database
+from storysync.db import notify
+from storysync.db import tables as m
+from storysync.db.database import Database
 from tests.conftest import Repo
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storysync import parse
 from storysync.errors import Diagnostic
-from storysync.model import Location, Story
-from storysync.parse import MAX_DEPTH, MAX_FILE, MAX_FRONTMATTER, parse_story, split_body
+from storysync.story import parse
+from storysync.story.model import Location, Story
+from storysync.story.parse import MAX_DEPTH, MAX_FILE, MAX_FRONTMATTER, parse_story, split_body
 
 PATH = "backlog/web/WEB-1-story.md"
 LOC = Location(PATH, "backlog", "backlog", "web", "WEB-1-story.md")
@@ -250,8 +250,8 @@ def test_huge_compact_nesting_neither_recurses_nor_crashes() -> None:
     import sys
 
     code = (
-        "from storysync.parse import parse_story\n"
-        "from storysync.model import Location\n"
+        "from storysync.story.parse import parse_story\n"
+        "from storysync.story.model import Location\n"
         "loc = Location('backlog/web/WEB-1-x.md', 'backlog', 'backlog', 'web', 'WEB-1-x.md')\n"
         "text = '---\\nid: WEB-1\\ntitle: T\\nx:\\n' + '- ' * 30000 + 'a\\n---\\n'\n"
         "print([d.code for d in parse_story(loc, text.encode())])\n"
@@ -395,8 +395,8 @@ def test_every_frontmatter_problem_is_collected() -> None:
 
 def test_work_tree_source_does_not_follow_a_file_swapped_for_a_symlink(tmp_path: Path) -> None:
     """Listed as a regular file, replaced by a symlink before it is read: refused, not followed."""
+    from storysync.check.sources import WorkTreeSource
     from storysync.config import Config
-    from storysync.sources import WorkTreeSource
 
     story_file = tmp_path / "backlog" / "web" / "WEB-1-a.md"
     story_file.parent.mkdir(parents=True)

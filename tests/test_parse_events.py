@@ -1,6 +1,6 @@
 """Differential tests: the event-stream frontmatter reader against the compose-based one.
 
-``storysync.parse`` builds values straight from libyaml's events; ``parse_reference``
+``storysync.story.parse`` builds values straight from libyaml's events; ``parse_reference``
 keeps the reader it replaced (libyaml composes a node tree, PyYAML's resolver tags
 each scalar, a walk builds the values).  On generated stories, on mutations of them,
 on the tricky cases below and on Hypothesis' YAML-ish text, both must answer the same:
@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.generate import story_files
-from storysync import parse
-from storysync.parse import MAX_DEPTH, load_frontmatter
+from storysync.story import parse
+from storysync.story.parse import MAX_DEPTH, load_frontmatter
 from tests.parse_reference import Problem, reference_load
 
 Answer = tuple[str, str, str, str] | list[Problem]

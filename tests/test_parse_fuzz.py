@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storysync.checks import check_story
+from storysync.check.rules import check_story
+from storysync.check.schema import load_checker
 from storysync.errors import Diagnostic
-from storysync.model import Location, Story
-from storysync.parse import parse_story
-from storysync.schema import load_checker
+from storysync.story.model import Location, Story
+from storysync.story.parse import parse_story
 
 LOC = Location("backlog/web/WEB-1-fuzz.md", "backlog", "backlog", "web", "WEB-1-fuzz.md")
 MEMORY_BASE = 16 * 1024 * 1024  # bytes of headroom for one parse, plus a factor of the input size
@@ -239,7 +239,7 @@ def test_cheap_depth_bound_is_an_upper_bound(value: Any, flow: bool | None, inde
     """The bound that lets most files skip the event scan never underestimates the depth."""
     import yaml
 
-    from storysync.parse import depth_bound
+    from storysync.story.parse import depth_bound
 
     text = yaml.safe_dump({"x": value}, default_flow_style=flow, indent=indent)
     if compact:  # PyYAML never writes "- - a"; people can
@@ -252,7 +252,7 @@ def test_cheap_depth_bound_is_an_upper_bound(value: Any, flow: bool | None, inde
 @FAST
 @given(yamlish)
 def test_cheap_depth_bound_holds_for_yamlish_text(text: str) -> None:
-    from storysync.parse import depth_bound
+    from storysync.story.parse import depth_bound
 
     exact = _exact_depth(text)
     if exact is not None:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from storysync import models as m
-from storysync.db import HEAD_REVISION, LAST_SYNCED, RUN_LOCK_KEY, WRITE_LOCK_KEY, Database, get_state
+from storysync.db import tables as m
+from storysync.db.database import HEAD_REVISION, LAST_SYNCED, RUN_LOCK_KEY, WRITE_LOCK_KEY, Database, get_state
 from tests import pg
 from tests.conftest import Repo, make_repo, run_cli_subprocess
 from tests.pg import PgServer, free_port, start_or_skip

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from storysync.check.schema import SchemaChecker, default_schema_path, load_checker
 from storysync.errors import ConfigError
-from storysync.model import Location, Story
-from storysync.parse import parse_story
-from storysync.schema import SchemaChecker, default_schema_path, load_checker
+from storysync.story.model import Location, Story
+from storysync.story.parse import parse_story
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "backlog/web/WEB-1-story.md"

@@ -13,11 +13,11 @@ import subprocess
 
 import pytest
 
-from storysync import staged
+from storysync.check import index as staged
+from storysync.check.index import IndexSource, validate_index
+from storysync.check.validate import validate_paths
 from storysync.config import load_config
 from storysync.errors import Diagnostic
-from storysync.staged import IndexSource, validate_index
-from storysync.validate import validate_paths
 from tests.conftest import Repo, story_text
 
 

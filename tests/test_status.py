@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from storysync import queries, sqliteread
-from storysync.db import HEAD_REVISION, Database
-from storysync.report import console_width, plain_stdout, plain_table
+from storysync.cli.report import console_width, plain_stdout, plain_table
+from storysync.db import queries
+from storysync.db import sqlite_reader as sqliteread
+from storysync.db.database import HEAD_REVISION, Database
 from tests.conftest import Repo, run_cli_subprocess, story_text
 from tests.faults import run, storysync_argv
 
@@ -105,7 +106,7 @@ def test_sqlite3_and_sqlalchemy_read_the_same_status(backlog_repo: Repo) -> None
 
 _PROBE = """
 import sys
-from storysync.cli import main
+from storysync.cli.main import main
 code = main(["--repo", sys.argv[1], *sys.argv[2:]])
 print(code, ",".join(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic", "git", "rich"})))
 """

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storysync import models as m
-from storysync.db import Database
+from storysync.db import tables as m
+from storysync.db.database import Database
 from tests.conftest import Repo, story_text
 
 DATA_TABLES = ("backlogs", "stories", "dependencies", "status_history", "sync_state", "conflicts", "changes")

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storysync import models as m
 from storysync.config import load_config
-from storysync.db import LAST_SYNCED, Database, get_state
+from storysync.db import tables as m
+from storysync.db.database import LAST_SYNCED, Database, get_state
 from storysync.errors import GitError
-from storysync.gitdiff import open_repo
-from storysync.sync import SyncOptions, SyncResult, sync
+from storysync.git.repo import open_repo
+from storysync.ingest.sync import SyncOptions, SyncResult, sync
 from tests.conftest import Repo, make_repo, story_text
 
 pytestmark = pytest.mark.usefixtures("any_db")

@@ -12,12 +12,12 @@ import sqlite3
 
 import pytest
 
-from storysync import sync as sync_module
-from storysync.checks import check_set
+from storysync.check.rules import check_set
+from storysync.check.sources import GitTreeSource
+from storysync.check.validate import check_entries, check_one, checker_for
 from storysync.config import load_config
-from storysync.gitdiff import open_repo
-from storysync.sources import GitTreeSource
-from storysync.validate import check_entries, check_one, checker_for
+from storysync.git.repo import open_repo
+from storysync.ingest import sync as sync_module
 from tests.conftest import Repo
 
 

@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from storysync import gitplain
-from storysync import models as m
 from storysync.config import load_config
-from storysync.db import Database
+from storysync.db import tables as m
+from storysync.db.database import Database
 from storysync.errors import GitError
-from storysync.incremental import DbKnown
-from storysync.sync import SyncOptions, SyncResult, sync
+from storysync.git import runner as gitplain
+from storysync.ingest.incremental import DbKnown
+from storysync.ingest.sync import SyncOptions, SyncResult, sync
 from tests.conftest import Repo
 
 
@@ -59,7 +59,7 @@ def statements() -> Iterator[list[str]]:
 
 _PROBE = """
 import sys
-from storysync.cli import main
+from storysync.cli.main import main
 code = main(["--repo", sys.argv[1], *sys.argv[2:]])
 print(code, ",".join(sorted(m for m in ("git", "gitdb") if m in sys.modules)))
 """

@@ -13,16 +13,16 @@ import sqlite3
 
 import pytest
 
-from storysync import sync as sync_module
-from storysync import validate as validate_module
+from storysync.check import validate as validate_module
+from storysync.check.sources import GitTreeSource
+from storysync.check.validate import check_entries, checker_for
 from storysync.config import load_config
-from storysync.db import Database
+from storysync.db.database import Database
 from storysync.errors import StorysyncError
-from storysync.gitdiff import open_repo
-from storysync.parse import split_body
-from storysync.sources import GitTreeSource
-from storysync.sync import SyncOptions, sync
-from storysync.validate import check_entries, checker_for
+from storysync.git.repo import open_repo
+from storysync.ingest import sync as sync_module
+from storysync.ingest.sync import SyncOptions, sync
+from storysync.story.parse import split_body
 from tests.conftest import Repo
 
 BODIES = [

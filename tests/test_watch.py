@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from storysync.config import load_config
-from storysync.db import Database
-from storysync.gitdiff import open_repo
-from storysync.metrics import Metrics
-from storysync.watch import StoryFilter, Watcher
-from storysync.watchsync import LiveSync, Outcome
+from storysync.db.database import Database
+from storysync.git.repo import open_repo
+from storysync.watch.events import StoryFilter, Watcher
+from storysync.watch.live import LiveSync, Outcome
+from storysync.watch.metrics import Metrics
 from tests.conftest import Repo, story_text
 
 TIMEOUT = 10.0

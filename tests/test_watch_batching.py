@@ -20,7 +20,7 @@ from watchdog.events import (
 
 from storysync.config import load_config
 from storysync.errors import ConfigError
-from storysync.watch import (
+from storysync.watch.events import (
     Batch,
     Change,
     ChangeKind,
@@ -31,7 +31,7 @@ from storysync.watch import (
     is_editor_temporary,
     limit_error,
 )
-from storysync.watchsync import differing
+from storysync.watch.live import differing
 
 A, M, D = ChangeKind.added, ChangeKind.modified, ChangeKind.deleted
 STORY = "backlog/web/WEB-1-login.md"

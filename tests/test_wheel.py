@@ -49,9 +49,9 @@ def test_wheel_contains_the_schema(wheel: Path) -> None:
         names = set(zf.namelist())
         assert "storysync/schemas/story.schema.json" in names
         packaged = json.loads(zf.read("storysync/schemas/story.schema.json"))
-        assert any(n.startswith("storysync/migrations/versions/0001") for n in names)
-        assert "storysync/migrations/env.py" in names
-        assert "storysync/migrations/script.py.mako" in names
+        assert any(n.startswith("storysync/db/migrations/versions/0001") for n in names)
+        assert "storysync/db/migrations/env.py" in names
+        assert "storysync/db/migrations/script.py.mako" in names
         assert not any(n.startswith("tests/") for n in names)
     assert packaged == json.loads((ROOT / "schemas/story.schema.json").read_text(encoding="utf-8"))
 
@@ -62,8 +62,8 @@ def test_installed_wheel_finds_its_own_schema_and_migrations(installed: Path, tm
         import json, sys
         from pathlib import Path
         import storysync
-        from storysync.schema import default_schema_path, load_checker
-        from storysync.db import Database
+        from storysync.check.schema import default_schema_path, load_checker
+        from storysync.db.database import Database
         path = default_schema_path()
         checker = load_checker()
         db = Database("sqlite:///" + sys.argv[1])
@@ -90,6 +90,6 @@ def test_installed_wheel_finds_its_own_schema_and_migrations(installed: Path, tm
     assert Path(found["package"]).is_relative_to(installed)
     assert Path(found["schema"]) == installed / "storysync" / "schemas" / "story.schema.json"
     assert found["checker"] == found["schema"]
-    from storysync.db import HEAD_REVISION
+    from storysync.db.database import HEAD_REVISION
 
     assert found["revision"] == HEAD_REVISION

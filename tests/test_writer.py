@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from storysync.db.writer import create_story, delete_story, update_story
 from storysync.errors import UsageError, ValidationFailed
-from storysync.writer import create_story, delete_story, update_story
 from tests.conftest import Repo
 from tests.export_helpers import handles, synced
 

@@ -1,0 +1,62 @@
+"""``storysync show ID``: one story as the database has it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from storysync.cli.app import App
+from storysync.cli.commands.options import FORMAT_TEXT_JSON
+
+
+@click.command("show")
+@click.argument("story_id", metavar="ID")
+@FORMAT_TEXT_JSON
+@click.pass_obj
+def command(app: App, story_id: str, fmt: str) -> int:
+    """Show one story: its fields, dependencies and body."""
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from storysync.db import queries
+
+    app.db.ensure_schema()
+    story = queries.get_story(app.db, story_id)
+    if fmt == "json":
+        app.out.print_json(json.dumps(story, default=str))
+        return 0
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key in (
+        "id",
+        "title",
+        "backlog_id",
+        "status",
+        "priority",
+        "points",
+        "epic",
+        "assignee",
+        "tags",
+        "depends_on",
+        "blocks",
+        "extra",
+        "path",
+        "revision",
+        "synced_revision",
+        "synced_commit",
+        "updated_at",
+        "deleted_at",
+    ):
+        value = story.get(key)
+        if value in (None, [], {}):
+            continue
+        table.add_row(
+            key, escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
+        )
+    app.out.print(table)
+    if story.get("body", "").strip():
+        app.out.print(Panel(escape(story["body"].rstrip()), title="body", expand=False))
+    return 0

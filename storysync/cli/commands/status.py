@@ -1,0 +1,119 @@
+"""``storysync status``: what the database holds and how far it is behind HEAD."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from storysync.cli.app import App
+from storysync.cli.commands.options import FORMAT_TEXT_JSON
+from storysync.cli.report import console_width, plain_stdout, plain_table, plain_text
+
+if TYPE_CHECKING:
+    from storysync.db.queries import Status
+
+
+@click.command("status")
+@FORMAT_TEXT_JSON
+@click.pass_obj
+def command(app: App, fmt: str) -> int:
+    """Show the database's stories per backlog and status, and its drift from HEAD."""
+    from storysync.git import runner as gitplain
+
+    st, display = _read(app)
+    head = gitplain.head(app.top_level)
+    behind = None
+    if st.last_synced_commit and head:
+        behind = gitplain.commits_between(app.top_level, st.last_synced_commit, head)
+    if fmt == "json":
+        _print_json(
+            app,
+            {
+                "database": display,
+                "head": head,
+                "last_synced_commit": st.last_synced_commit,
+                "commits_behind": behind,
+                "stories": st.total,
+                "deleted": st.deleted,
+                "pending_export": st.pending_export,
+                "open_conflicts": st.open_conflicts,
+                "by_backlog": [{"backlog": b, "status": s, "count": n} for (b, s), n in sorted(st.counts.items())],
+            },
+        )
+        return 0
+    _print_table(app, st, display)
+    notes = [_drift_line(st.last_synced_commit, head, behind)]
+    if st.pending_export:
+        notes.append(f"{st.pending_export} DB-side change(s) waiting for 'storysync export'")
+    if st.open_conflicts:
+        notes.append(f"{st.open_conflicts} open conflict(s): see 'storysync conflicts'")
+    _print_lines(app, notes)
+    return 0
+
+
+def _read(app: App) -> tuple[Status, str]:
+    """The status and how the database is named: read with sqlite3 when it is a current
+    SQLite file, else through SQLAlchemy, which creates or upgrades it first (as every
+    command does) and reports a locked, corrupt or foreign one."""
+    from storysync.db import queries
+    from storysync.db import sqlite_reader as sqliteread
+
+    fast = sqliteread.read(app.config.database, queries.read_status)
+    if fast is not None:
+        return fast, app.config.database  # a plain SQLite URL is its own display
+    app.db.ensure_schema()
+    return queries.status(app.db), app.db.display
+
+
+def _print_json(app: App, payload: dict[str, Any]) -> None:
+    """Indented JSON; off a terminal rich prints exactly this, so it is written without it."""
+    if plain_stdout():
+        sys.stdout.write(json.dumps(payload, default=str, indent=2, ensure_ascii=False) + "\n")
+    else:
+        app.out.print_json(json.dumps(payload, default=str))
+
+
+def _print_table(app: App, st: Status, display: str) -> None:
+    """Stories per backlog (rows) and status (columns), configured stages first."""
+    statuses = list(dict.fromkeys(app.config.stages.values()))
+    statuses += sorted({s for _, s in st.counts} - set(statuses))
+    header = ["backlog", *statuses, "total"]
+    rows = []
+    for backlog in sorted({b for b, _ in st.counts}):
+        cells = [st.counts.get((backlog, s), 0) for s in statuses]
+        rows.append([backlog, *map(str, cells), str(sum(cells))])
+    title = f"{st.total} stories in {display}"
+    text = plain_table(title, header, rows, console_width()) if plain_stdout() else None
+    if text is not None:
+        sys.stdout.write(text)
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(header[0])
+    for name in header[1:]:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    app.out.print(table)
+
+
+def _print_lines(app: App, lines: list[str]) -> None:
+    if plain_stdout() and all(map(plain_text, lines)):
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        return
+    for line in lines:
+        app.out.print(line, markup=False)
+
+
+def _drift_line(last: str | None, head: str | None, behind: int | None) -> str:
+    if last is None:
+        return "never synced: run 'storysync sync'"
+    if head == last:
+        return f"in step with HEAD ({last[:12]})"
+    if behind is None:
+        return f"last synced {last[:12]}, which HEAD no longer contains: run 'storysync sync' (a full reconcile)"
+    return f"{behind} commit(s) behind HEAD (last synced {last[:12]}): run 'storysync sync'"

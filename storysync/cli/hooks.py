@@ -1,0 +1,233 @@
+"""The git hooks: install the shims, and what a post-* hook runs.
+
+The shims (``storysync/hook_scripts/``, copied to ``hooks/`` in the source tree)
+are tiny shell scripts: pre-commit runs ``storysync validate --staged``; the
+post-merge, post-checkout and post-rewrite shims run ``storysync run-hook``,
+which syncs the new HEAD and never fails the git command.  Nothing here imports
+GitPython or SQLAlchemy until a sync actually runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from storysync.errors import GitError, StorysyncError, UsageError
+
+if TYPE_CHECKING:
+    from storysync.cli.app import App
+
+HOOK_NAMES = ("pre-commit", "post-merge", "post-checkout", "post-rewrite")
+POST_HOOKS = ("post-merge", "post-checkout", "post-rewrite", "sync")  # "sync": the pre-commit framework's hook
+MARKER = "# storysync-hook:"
+LOCAL_SUFFIX = ".local"
+PYTHON_KEY = "storysync.python"
+IN_PROGRESS = {
+    "MERGE_HEAD": "merge",
+    "rebase-merge": "rebase",
+    "rebase-apply": "rebase",
+    "CHERRY_PICK_HEAD": "cherry-pick",
+    "REVERT_HEAD": "revert",
+}
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What installing one hook did."""
+
+    name: str
+    path: Path
+    action: str  # installed | updated | unchanged | chained
+
+    def describe(self) -> str:
+        if self.action == "chained":
+            return f"{self.path}: installed; the hook that was there runs first as {self.name}{LOCAL_SUFFIX}"
+        return f"{self.path}: {self.action}"
+
+
+def script(name: str) -> str:
+    """The shim for hook ``name``, as shipped in the package."""
+    return (resources.files("storysync.cli.hook_scripts") / name).read_text(encoding="utf-8")
+
+
+def _git(top: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror}") from exc
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def hooks_dir(top: Path) -> Path:
+    """Where git looks for hooks (``core.hooksPath`` honoured, shared by worktrees)."""
+    return (top / _git(top, "rev-parse", "--git-path", "hooks")).resolve()
+
+
+def install(top: Path, python: str | None = None) -> list[Installed]:
+    """Install every shim into the repository's hooks directory; safe to run twice.
+
+    A hook that is already there and is not ours is kept: it is renamed to
+    ``<hook>.local`` and the shim runs it first.  ``python`` (default: this
+    interpreter) is remembered in ``git config storysync.python`` for the shims.
+    """
+    directory = hooks_dir(top)
+    directory.mkdir(parents=True, exist_ok=True)
+    done = [_install_one(directory, name) for name in HOOK_NAMES]
+    _git(top, "config", PYTHON_KEY, python or sys.executable)
+    return done
+
+
+def _install_one(directory: Path, name: str) -> Installed:
+    target = directory / name
+    wanted = script(name)
+    if not os.path.lexists(target):
+        _write_executable(target, wanted)
+        return Installed(name, target, "installed")
+    current = _read(target)
+    if current is not None and MARKER in current:
+        if current == wanted and os.access(target, os.X_OK):
+            return Installed(name, target, "unchanged")
+        _write_executable(target, wanted)
+        return Installed(name, target, "updated")
+    local = directory / f"{name}{LOCAL_SUFFIX}"
+    if os.path.lexists(local):
+        raise UsageError(
+            f"{target}: another hook is installed and {local.name} exists too; "
+            f"merge them into {local.name} by hand, remove {target.name}, and run 'storysync install-hooks' again"
+        )
+    target.rename(local)
+    _write_executable(target, wanted)
+    return Installed(name, target, "chained")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_executable(target: Path, text: str) -> None:
+    """Write atomically (a temporary file in the same directory, then a rename)."""
+    tmp = target.with_name(f".{target.name}.storysync-tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o755)
+    os.replace(tmp, target)
+
+
+def in_progress(top: Path) -> str | None:
+    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way."""
+    git_dir = top / _git(top, "rev-parse", "--git-dir")
+    for marker, state in IN_PROGRESS.items():
+        if os.path.lexists(git_dir / marker) and not (state == "merge" and _merge_concluded(top, git_dir)):
+            return state
+    return None
+
+
+def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
+    """Whether the rebase under way has nothing left to pick and this checkout is onto
+    its ``onto`` commit: a fast-forward (``git rebase main`` on a branch behind main,
+    a ``pull --rebase`` with no local commits), which git ends without post-rewrite."""
+    state = top / _git(top, "rev-parse", "--git-dir") / "rebase-merge"
+    try:
+        todo = (state / "git-rebase-todo").read_text(encoding="utf-8").splitlines()
+        onto = (state / "onto").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if any(line.split()[0] != "noop" for line in todo if line.strip() and not line.lstrip().startswith("#")):
+        return False
+    return onto == (new_head or _git(top, "rev-parse", "HEAD"))
+
+
+def _merge_concluded(top: Path, git_dir: Path) -> bool:
+    """MERGE_HEAD lingers while post-merge runs: the merge is done once HEAD contains it."""
+    try:
+        merged = (git_dir / "MERGE_HEAD").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    if not merged:
+        return False
+    done = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", merged[0], "HEAD"], cwd=top, capture_output=True, check=False
+    )
+    return done.returncode == 0
+
+
+def skip_reason(name: str, args: Sequence[str], env: Mapping[str, str], top: Path) -> str | None:
+    """Why a post-* hook should not sync now: '' to skip silently, a notice, or None to sync."""
+    if name not in POST_HOOKS:
+        raise UsageError(f"unknown hook {name!r}; one of {', '.join(POST_HOOKS)}")
+    hook, args = _as_git_hook(name, args, env)
+    if hook == "post-checkout" and (len(args) < 3 or args[2] != "1"):
+        return ""  # a file checkout
+    state = in_progress(top)
+    if state is None or state == _finishing(hook, args):
+        return None
+    if hook == "post-checkout" and state == "rebase" and _rebase_only_checks_out(top, args[1]):
+        return None  # a fast-forward rebase: this checkout is its whole result, and no post-rewrite follows
+    return f"storysync: a {state} is in progress; not syncing now (run 'storysync sync' when it is done)"
+
+
+def _as_git_hook(name: str, args: Sequence[str], env: Mapping[str, str]) -> tuple[str, Sequence[str]]:
+    """The git hook and arguments behind a run (the pre-commit framework passes them in env)."""
+    if name != "sync":
+        return name, args
+    if "PRE_COMMIT_CHECKOUT_TYPE" in env:
+        refs = (env.get("PRE_COMMIT_FROM_REF", ""), env.get("PRE_COMMIT_TO_REF", ""))
+        return "post-checkout", (*refs, env["PRE_COMMIT_CHECKOUT_TYPE"])
+    if "PRE_COMMIT_REWRITE_COMMAND" in env:
+        return "post-rewrite", (env["PRE_COMMIT_REWRITE_COMMAND"],)
+    return "post-merge", ()
+
+
+def _finishing(hook: str, args: Sequence[str]) -> str | None:
+    """The operation a hook reports the end of, whose state files may linger meanwhile."""
+    if hook == "post-rewrite" and tuple(args[:1]) == ("rebase",):
+        return "rebase"  # post-rewrite runs before the rebase's state directory is removed
+    return None
+
+
+def run_post_hook(app: App, name: str, args: Sequence[str]) -> int:
+    """Sync HEAD for a post-merge/post-checkout/post-rewrite hook; always 0.
+
+    Quiet when nothing changed, one line when the database did, the errors and
+    the fix when it could not; never an exit code that would fail git.
+    """
+    try:
+        reason = skip_reason(name, args, os.environ, app.top_level)
+        if reason is not None:
+            if reason:
+                sys.stderr.write(reason + "\n")
+            return 0
+        _sync_for_hook(app)
+    except StorysyncError as exc:
+        sys.stderr.write(f"storysync: the database was not synced: {exc}; fix that, then run 'storysync sync'\n")
+    except Exception as exc:  # a hook must never fail the git command
+        sys.stderr.write(
+            f"storysync: the database was not synced ({type(exc).__name__}: {exc}); run 'storysync sync'\n"
+        )
+    return 0
+
+
+def _sync_for_hook(app: App) -> None:
+    from storysync.cli.report import sync_summary, write_diagnostics
+    from storysync.ingest.sync import SyncOptions, sync
+
+    result = sync(app.config, app.db, app.git, SyncOptions(trigger="hook"))
+    for notice in result.notices:
+        sys.stderr.write(f"storysync: {notice}\n")
+    if result.diagnostics:
+        write_diagnostics(result.diagnostics, "text", out=sys.stderr)
+        sys.stderr.write(
+            "storysync: the database was not synced: fix the files above, commit, and run 'storysync sync'\n"
+        )
+    elif result.upserted or result.deleted:
+        sys.stderr.write(sync_summary(result) + "\n")

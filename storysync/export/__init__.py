@@ -1,0 +1,1 @@
+"""database -> files: render rows the database changed, write them atomically, commit them."""

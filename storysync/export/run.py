@@ -1,0 +1,537 @@
+"""DB → files: write back the rows a DB-side writer changed (SPEC §7).
+
+``export()`` takes exactly the rows with ``revision > synced_revision`` and, for
+each, decides one action: update the file in place, move it (a new status or
+backlog; written at the new path, then the old one removed, as ``git mv`` would),
+create it (a row made in the database), delete it (a row deleted in the
+database), or nothing to write (the file already holds the row).  Files are
+written atomically (a temporary file in the same directory, fsync, rename), and
+only under the stories root.
+
+A file whose bytes no longer match the row's ``content_hash`` was edited since
+its last sync: the file wins.  The row's version goes into ``conflicts``, the file
+is not touched, and the export exits 1.  The row is then marked exported
+(``synced_revision = revision``, its ``content_hash`` unchanged), so it is not
+exported again and the next sync that reads the edited file takes the file's
+values; the database's version lives on in the conflict's ``db_snapshot`` until
+someone resolves it (``storysync conflicts --resolve ID``).
+
+A row that cannot be written safely (a bad id or backlog, a status without a
+stage directory, a path leading out of the stories root, a value the schema
+refuses) is named with the reason, not written, left pending, and makes the exit
+code 1.  If anything fails after files were written (git, the database), every
+file is put back as it was and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from sqlalchemy import Connection, select
+
+from storysync.check.rules import check_story
+from storysync.check.schema import SchemaChecker, load_checker
+from storysync.config import Config
+from storysync.db import tables as m
+from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
+from storysync.db.locks import writer_lock
+from storysync.db.writer import backlog_problem, id_problem
+from storysync.errors import RepositoryStateError, StorysyncError
+from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
+from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
+from storysync.story.layout import classify, slugify, story_path
+from storysync.story.model import Location
+from storysync.story.parse import MAX_FILE, parse_story
+from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
+
+if TYPE_CHECKING:
+    import git
+
+WRITES = ("update", "move", "create", "delete")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export should do (the ``storysync export`` flags)."""
+
+    commit: bool = False
+    message: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class Action:
+    """What the export does with one pending row."""
+
+    story_id: str
+    kind: str  # update | move | create | delete | in-step | conflict | refused
+    revision: int
+    old_path: str | None = None
+    new_path: str | None = None
+    data: bytes | None = None
+    reason: str = ""
+    file_hash: str | None = None
+    snapshot: dict[str, Any] | None = None
+
+    @property
+    def content_hash(self) -> str | None:
+        if self.kind == "in-step":
+            return self.file_hash
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+    @property
+    def where(self) -> str:
+        """The path, or ``old -> new`` for a move."""
+        if self.kind == "move":
+            return f"{self.old_path} -> {self.new_path}"
+        return self.new_path or self.old_path or ""
+
+    def describe(self, dry_run: bool = False) -> str:
+        """One line for the report."""
+        verb = {"in-step": "in step", "refused": "refused", "conflict": "conflict"}.get(self.kind, self.kind + "d")
+        if dry_run and self.kind in WRITES:
+            verb = "would " + self.kind
+        text = f"{verb:<14} {self.story_id}  {self.where}".rstrip()
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+@dataclass
+class ExportResult:
+    """What an export did (or would do), for the report and the exit code."""
+
+    actions: list[Action] = field(default_factory=list)
+    dry_run: bool = False
+    commit: str | None = None
+    parent: str | None = None  # HEAD before the export's commit
+
+    def of(self, *kinds: str) -> list[Action]:
+        return [a for a in self.actions if a.kind in kinds]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.of("conflict", "refused") else 0
+
+
+def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions | None = None) -> ExportResult:
+    """Write every row a DB-side writer changed back to its story file (SPEC §7)."""
+    from storysync.git import repo as gitdiff
+
+    options = options or ExportOptions()
+    if db.schema_revision() is None:
+        raise RepositoryStateError(
+            f"{db.display}: the database was never initialised; run 'storysync init' and 'storysync sync' first"
+        )
+    state = gitdiff.operation_in_progress(repo)
+    if state:
+        raise RepositoryStateError(f"{gitdiff.top_level(repo)}: a {state} is in progress; finish or abort it first")
+    if options.commit and not options.dry_run:
+        gitdiff.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
+    db.ensure_schema()
+    if options.dry_run:
+        return ExportResult(plan(config, db), dry_run=True)
+    with writer_lock(gitdiff.git_dir(repo)):
+        result = ExportResult(plan(config, db))
+        _carry_out(config, db, repo, options, result)
+    return result
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan(config: Config, db: Database) -> list[Action]:
+    """One action for each row with ``revision > synced_revision``, in id order."""
+    checker = load_checker(str(config.schema) if config.schema else None)
+    s, d = m.stories.c, m.dependencies.c
+    with db.read() as conn:
+        pending = select(m.stories).where(s.revision > s.synced_revision).order_by(s.id)
+        rows = [dict(r._mapping) for r in conn.execute(pending)]
+        deps: dict[str, list[str]] = {}
+        pending_deps = (
+            select(d.story_id, d.depends_on_id)
+            .join(m.stories, s.id == d.story_id)
+            .where(s.revision > s.synced_revision)
+        )
+        for sid, dep in conn.execute(pending_deps):
+            deps.setdefault(sid, []).append(dep)
+        live_paths = dict(conn.execute(select(s.path, s.id).where(s.deleted_at.is_(None), s.path.is_not(None))).all())
+    return [_plan_row(config, checker, row, deps.get(row["id"], []), live_paths) for row in rows]
+
+
+class _Refusal(Exception):
+    pass
+
+
+def _plan_row(
+    config: Config, checker: SchemaChecker, row: Mapping[str, Any], deps: list[str], live_paths: Mapping[str, str]
+) -> Action:
+    action = Action(row["id"], "refused", row["revision"], old_path=row["path"])
+    try:
+        _decide(config, checker, row, deps, live_paths, action)
+    except (_Refusal, RenderError) as exc:
+        action.kind, action.reason, action.data = "refused", str(exc), None
+    if action.kind == "conflict":
+        action.snapshot = _snapshot(row, deps)
+    return action
+
+
+def _decide(
+    config: Config,
+    checker: SchemaChecker,
+    row: Mapping[str, Any],
+    deps: list[str],
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    for problem in (id_problem(row["id"]), backlog_problem(row["backlog_id"])):
+        if problem:
+            raise _Refusal(problem)
+    old = row["path"]
+    current = _read_story_file(config, old) if old else None
+    if row["deleted_at"] is not None:
+        _decide_delete(row, current, action)
+        return
+    want = wanted_from_row(row, deps)
+    target = _target_path(config, row, old)
+    action.new_path = target
+    location = _location(config, target)
+    if old and current is None:
+        _decide_missing(config, want, location, action)
+    elif current is not None and _sha(current) != row["content_hash"]:
+        _decide_edited(current, want, location, old == target, action)
+    elif current is None:
+        _decide_create(config, checker, want, location, live_paths, action)
+    else:
+        _decide_write(config, checker, current, want, location, live_paths, action)
+
+
+def _decide_delete(row: Mapping[str, Any], current: bytes | None, action: Action) -> None:
+    if current is None:
+        action.kind = "in-step"  # never written, or already gone
+    elif _sha(current) != row["content_hash"]:
+        action.kind, action.file_hash = "conflict", _sha(current)
+        action.reason = "deleted in the database, but the file was edited since its last sync; the file wins"
+    else:
+        action.kind = "delete"
+
+
+def _decide_missing(config: Config, want: Wanted, location: Location, action: Action) -> None:
+    """The row's file is gone: an export that stopped after a move, or a deletion on disk."""
+    found = _read_story_file(config, location.path) if location.path != action.old_path else None
+    if found is not None and reads_as(found, want, location):
+        action.kind, action.file_hash = "in-step", _sha(found)
+        return
+    action.kind, action.new_path = "conflict", None
+    action.reason = "the file was deleted since its last sync; the file (its deletion) wins"
+
+
+def _decide_edited(current: bytes, want: Wanted, location: Location, same_place: bool, action: Action) -> None:
+    """The file changed since its last sync: in step if it already says what the row says."""
+    if same_place and reads_as(current, want, location):
+        action.kind, action.file_hash = "in-step", _sha(current)
+        return
+    action.kind, action.file_hash, action.new_path = "conflict", _sha(current), None
+    action.reason = "the file was edited since its last sync; the file wins, the database version is kept"
+
+
+def _decide_create(
+    config: Config,
+    checker: SchemaChecker,
+    want: Wanted,
+    location: Location,
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    existing = _read_story_file(config, location.path)
+    if existing is not None:
+        if reads_as(existing, want, location):
+            action.kind, action.file_hash = "in-step", _sha(existing)
+            return
+        raise _Refusal(f"{location.path} already exists and is another file; move it away or change the title")
+    _free(location.path, want.id, live_paths)
+    action.kind, action.old_path = "create", None
+    action.data = _checked(checker, render_new(want, location), location)
+
+
+def _decide_write(
+    config: Config,
+    checker: SchemaChecker,
+    current: bytes,
+    want: Wanted,
+    location: Location,
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    data = _checked(checker, render_existing(current, want, location), location)
+    if location.path == action.old_path:
+        action.kind = "update" if data != current else "in-step"
+        action.data, action.file_hash = data, _sha(current)
+        return
+    there = _read_story_file(config, location.path)
+    if there is not None and there != data:  # the same bytes: a move that stopped before removing the old file
+        raise _Refusal(f"cannot move to {location.path}: a file is already there")
+    _free(location.path, want.id, live_paths)
+    action.kind, action.data = "move", data
+
+
+def _free(path: str, story_id: str, live_paths: Mapping[str, str]) -> None:
+    owner = live_paths.get(path)
+    if owner is not None and owner != story_id:
+        raise _Refusal(f"{path} is the path of story {owner}")
+
+
+def _checked(checker: SchemaChecker, data: bytes, location: Location) -> bytes:
+    story = parse_story(location, data)
+    if isinstance(story, list):
+        raise _Refusal(story[0].message)
+    problems = checker.check(story) + check_story(story)
+    if problems:
+        raise _Refusal("; ".join(p.message for p in problems))
+    if len(data) > MAX_FILE:
+        raise _Refusal(f"the file would be {len(data)} bytes; the limit is {MAX_FILE}")
+    return data
+
+
+def _target_path(config: Config, row: Mapping[str, Any], old: str | None) -> str:
+    name = PurePosixPath(old).name if old else f"{row['id']}-{slugify(row['title'] or '')}.md"
+    if old and not (name == f"{row['id']}.md" or name.startswith(f"{row['id']}-")):
+        name = f"{row['id']}-{slugify(row['title'] or '')}.md"
+    target = story_path(config, row["status"], row["backlog_id"], name)
+    if target is None:
+        known = ", ".join(sorted(set(config.stages.values())))
+        raise _Refusal(f"status {row['status']!r} has no stage directory (known: {known})")
+    _check_inside(config, target)
+    return target
+
+
+def _location(config: Config, rel: str) -> Location:
+    location = classify(config, rel)
+    if location is None:
+        raise _Refusal(f"{rel} is not a story path under the stories root")
+    return location
+
+
+# ---------------------------------------------------------------- paths and files
+
+
+def _check_inside(config: Config, rel: str) -> Path:
+    """The absolute path of ``rel``, refusing anything that leads out of the stories root."""
+    posix = PurePosixPath(rel)
+    if posix.is_absolute() or ".." in posix.parts or "\\" in rel or "\x00" in rel:
+        raise _Refusal(f"unsafe path {rel!r}")
+    if classify(config, rel) is None:
+        raise _Refusal(f"{rel} is not a story path under the stories root")
+    root = os.path.realpath(config.root_path)
+    path = config.repo / rel
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing directory decides where a new one lands
+    real = os.path.realpath(probe)
+    if real != root and not real.startswith(root + os.sep):
+        raise _Refusal(f"{rel}: a symlinked directory leads out of the stories root")
+    return path
+
+
+def _read_story_file(config: Config, rel: str) -> bytes | None:
+    """The bytes of a story file, None if it does not exist; refuses symlinks and oddities."""
+    path = _check_inside(config, rel)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise _Refusal(f"{rel} is not a regular file (a symlink or a directory); not touched")
+    if st.st_size > MAX_FILE:
+        raise _Refusal(f"{rel} is over {MAX_FILE} bytes; not touched")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Refusal(f"{rel}: cannot read: {exc.strerror}") from exc
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- carrying out
+
+
+@dataclass
+class _Undo:
+    """How to put back every file an export touched.  Each old file is kept as a hard
+    link beside it, so putting it back is a rename: it needs no free space (a full
+    disk is a reason to undo) and keeps the file's inode and mode."""
+
+    saved: list[tuple[Path, Path | None]] = field(default_factory=list)
+
+    def remember(self, path: Path) -> None:
+        if not path.exists():
+            self.saved.append((path, None))
+            return
+        keep = path.with_name(f"{TEMP_PREFIX}undo-{os.getpid()}-{len(self.saved)}{TEMP_SUFFIX}")
+        keep.unlink(missing_ok=True)
+        os.link(path, keep)
+        self.saved.append((path, keep))
+
+    def directories(self) -> set[Path]:
+        """The directories whose entries changed."""
+        return {path.parent for path, _ in self.saved if path.parent.is_dir()}
+
+    def restore(self) -> None:
+        for path, keep in reversed(self.saved):
+            if keep is None:
+                path.unlink(missing_ok=True)
+            elif path.exists() and os.path.samefile(keep, path):  # never replaced: rename would be a no-op
+                keep.unlink()
+            else:
+                os.replace(keep, path)
+        self.saved.clear()
+
+    def discard(self) -> None:
+        """Drop the kept old files (the export stands)."""
+        for path, keep in self.saved:
+            if keep is not None:
+                keep.unlink(missing_ok=True)
+                if not path.exists():
+                    _remove_if_empty(path.parent)
+        self.saved.clear()
+
+
+def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOptions, result: ExportResult) -> None:
+    """Write, commit, record.  A failure before the commit puts every file back; after
+    the commit the files match it, and a re-run records them (they read as the rows)."""
+    undo = _Undo()
+    written = result.of(*WRITES)
+    if written:  # before any temporary file exists, so a kill never shows one to git
+        exclude_temporaries(repo, f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
+    _sweep_temporary(config, [a for a in result.actions if a.kind != "refused"])  # refused paths may lead out
+    try:
+        for action in written:
+            _write(config, action, undo)
+        for directory in undo.directories():  # the renames are durable before anything is recorded
+            fsync_dir(directory)
+        to_commit = written + uncommitted(repo, result.of("in-step")) if options.commit else []
+        if to_commit:  # in step but not committed: an earlier export was killed before its commit
+            result.commit, result.parent = commit_paths(repo, to_commit, options.message)
+    except BaseException as exc:
+        undo.restore()
+        _fail(exc, "every exported file was restored and nothing was recorded")
+    try:
+        _record(db, result)
+    except BaseException as exc:
+        if result.commit is None:
+            undo.restore()
+            _fail(exc, "every exported file was restored and nothing was recorded")
+        _fail(exc, f"commit {result.commit[:12]} holds the exported files; run 'storysync export' to record it")
+    finally:
+        undo.discard()
+
+
+def _fail(exc: BaseException, what: str) -> NoReturn:
+    """Raise the failure with what became of the files added to its one-line message; a
+    file system error (a full disk, permissions) becomes a ``StorysyncError`` naming the path."""
+    if isinstance(exc, OSError):
+        where = exc.filename or "a story file"
+        raise StorysyncError(f"{where}: cannot write: {exc.strerror or exc}; {what}") from exc
+    if isinstance(exc, StorysyncError) and exc.args:
+        exc.args = (f"{exc.args[0]}; {what}", *exc.args[1:])
+    raise exc
+
+
+def _sweep_temporary(config: Config, actions: list[Action]) -> None:
+    """Remove the temporary files an export killed mid-write left beside these stories
+    or in any backlog directory (safe: we hold the writer lock, so no other export is
+    writing).  A sync may have recorded the files since, leaving no action to point
+    at them; git does not see them (``info/exclude``), so only a sweep removes them."""
+    directories = {(config.repo / p).parent for a in actions for p in (a.old_path, a.new_path) if p}
+    directories |= _backlog_directories(config)
+    for directory in directories:
+        for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _backlog_directories(config: Config) -> set[Path]:
+    """Every ``stage/backlog`` directory under the stories root (no symlinks followed)."""
+    found: set[Path] = set()
+    for stage in config.stages:
+        stage_dir = config.root_path / stage
+        if stage_dir.is_symlink() or not stage_dir.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            found |= {d for d in stage_dir.iterdir() if d.is_dir() and not d.is_symlink()}
+    return found
+
+
+def _write(config: Config, action: Action, undo: _Undo) -> None:
+    if action.new_path is not None and action.data is not None:
+        target = config.repo / action.new_path
+        undo.remember(target)
+        try:
+            atomic_write(target, action.data, sync_dir=False)
+        except OSError as exc:  # a full disk fails in write(), which names no file: name it
+            exc.filename = exc.filename or action.new_path
+            raise
+    if action.old_path is not None and action.kind in ("move", "delete"):
+        old = config.repo / action.old_path
+        undo.remember(old)
+        old.unlink(missing_ok=True)
+        if action.kind == "move":
+            _remove_if_empty(old.parent)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or not ours to remove
+        directory.rmdir()
+
+
+def _record(db: Database, result: ExportResult) -> None:
+    now = utcnow()
+    with db.write() as conn:
+        for action in result.of(*WRITES, "in-step"):
+            values: dict[str, Any] = {"synced_revision": action.revision}
+            if action.kind != "delete" and action.content_hash is not None:  # a deleted row keeps its last hash
+                values.update(content_hash=action.content_hash, path=action.new_path or action.old_path)
+            if result.commit:
+                values["synced_commit"] = result.commit
+            conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(**values))
+        for action in result.of("conflict"):
+            _record_conflict(conn, action, now)
+        if result.commit:
+            _advance_last_synced(conn, result.commit, result.parent)
+
+
+def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
+    """Keep the row's version (every DB-side version that met an edited file gets its
+    own record), and mark the row exported so the next sync takes the file."""
+    conn.execute(
+        m.conflicts.insert().values(
+            story_id=action.story_id,
+            detected_at=now,
+            file_hash=action.file_hash,
+            db_snapshot=action.snapshot,
+            resolution="file_wins",
+            resolved_at=None,
+        )
+    )
+    conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision))
+
+
+def _advance_last_synced(conn: Connection, commit: str, parent: str | None) -> None:
+    """The export's commit is in step with the database: if the database was at its
+    parent, it is now at the commit (so no hook or sync imports it again)."""
+    if parent is not None and get_state(conn, LAST_SYNCED) == parent:
+        set_state(conn, LAST_SYNCED, commit)
+
+
+def _snapshot(row: Mapping[str, Any], deps: list[str]) -> dict[str, Any]:
+    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    snapshot["depends_on"] = sorted(deps)
+    return snapshot

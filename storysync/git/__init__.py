@@ -1,0 +1,1 @@
+"""Talking to git: running git commands, reading blobs, commits."""

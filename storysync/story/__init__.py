@@ -1,0 +1,1 @@
+"""A story file: the data model, parsing, rendering back to Markdown, and the directory layout. No git, no database."""

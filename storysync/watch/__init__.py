@@ -1,0 +1,1 @@
+"""Real-time local sync: watchdog events -> debounced batches -> working-tree syncs, with metrics."""

@@ -1,0 +1,217 @@
+"""Batches → database: each watch batch is one keep-going working-tree sync.
+
+``LiveSync`` turns a ``watch.Batch`` into ``sync(SyncOptions(working_tree=True,
+paths=...))`` (one transaction; a path gone from disk soft-deletes its row, and
+the disk is looked at only now, after the debounce, so an atomic save is an
+update).  It remembers the size and mtime of every story file as last synced:
+a rescan (the periodic reconcile, a directory event, an inotify overflow) stats
+the tree and syncs only what differs, which heals missed events cheaply.  A bad
+file is reported once, skipped with its last good row kept, and reported fixed
+when it syncs again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from storysync.errors import Diagnostic, StorysyncError
+from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.watch.events import Batch, ChangeFilter, ChangeKind
+
+if TYPE_CHECKING:
+    import git
+
+    from storysync.config import Config
+    from storysync.db.database import Database
+    from storysync.watch.events import Watcher
+    from storysync.watch.metrics import Metrics
+
+Stat = tuple[int, int]  # (size, mtime_ns)
+
+
+@dataclass
+class Outcome:
+    """What one batch did, for the status line, the log and the metrics."""
+
+    paths: int
+    result: SyncResult | None = None
+    problems: list[Diagnostic] = field(default_factory=list)  # first seen in this batch
+    fixed: list[str] = field(default_factory=list)  # paths whose problems are gone
+    error: str | None = None  # the whole batch failed (database, lock); it will be retried
+    duration: float = 0.0
+    lag: float | None = None  # first event → committed, seconds
+    rescan: bool = False
+
+    @property
+    def label(self) -> str:
+        """ok, invalid (some files skipped) or failed."""
+        if self.error is not None:
+            return "failed"
+        return "invalid" if self.result is not None and self.result.diagnostics else "ok"
+
+
+def stat_of(path: str) -> Stat | None:
+    """``(size, mtime_ns)`` of a file, or None if it is not there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def scan_tree(config: Config, keep: ChangeFilter) -> dict[str, Stat]:
+    """The size and mtime of every story file on disk, by repository-relative path."""
+    out: dict[str, Stat] = {}
+    for rel in _story_candidates(config):
+        if keep(ChangeKind.modified, rel):
+            found = stat_of(str(config.repo / rel))
+            if found is not None:
+                out[rel] = found
+    return out
+
+
+def _story_candidates(config: Config) -> Iterator[str]:
+    root = config.root_path
+    for stage in config.stages:
+        for backlog in _subdirs(root / stage):
+            try:
+                names = [e.name for e in os.scandir(backlog) if e.name.endswith(".md")]
+            except OSError:
+                continue
+            for name in names:
+                yield os.path.relpath(os.path.join(backlog, name), config.repo).replace(os.sep, "/")
+
+
+def _subdirs(path: os.PathLike[str]) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def differing(old: dict[str, Stat], new: dict[str, Stat]) -> set[str]:
+    """Paths that appeared, vanished, or changed size or mtime between two scans."""
+    return {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+
+
+class LiveSync:
+    """Applies watch batches to the database, one keep-going transaction each."""
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        repo: git.Repo,
+        keep: ChangeFilter,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.repo = repo
+        self.keep = keep
+        self.metrics = metrics
+        self.synced: dict[str, Stat] = {}  # what the last syncs saw on disk
+        self.reported: dict[str, tuple[Diagnostic, ...]] = {}
+        self.batches = 0
+        self.rescans = 0
+        self.written = 0
+        self.last: Outcome | None = None
+
+    def catch_up(self) -> Outcome:
+        """Sync every story file on disk (the start of a watch), then remember the tree."""
+        before = scan_tree(self.config, self.keep)
+        outcome = self._run(None, sorted(before), None, rescan=True)
+        if outcome.error is None:
+            self.synced = before
+        return outcome
+
+    def apply(self, batch: Batch) -> Outcome | None:
+        """Sync the batch's paths (plus whatever a rescan finds); None if nothing changed."""
+        paths = {p for p in batch.paths if self.keep(ChangeKind.modified, p)}
+        if batch.rescan:
+            self.rescans += 1
+            paths |= differing(self.synced, scan_tree(self.config, self.keep))
+        if not paths:
+            return None
+        return self._run(tuple(sorted(paths)), sorted(paths), batch.first_event, rescan=batch.rescan)
+
+    def _run(self, paths: tuple[str, ...] | None, considered: list[str], first: float | None, rescan: bool) -> Outcome:
+        seen = {p: stat_of(str(self.config.repo / p)) for p in considered}
+        started = time.monotonic()
+        outcome = Outcome(paths=len(considered), rescan=rescan)
+        try:
+            outcome.result = sync(self.config, self.db, self.repo, self._options(paths))
+        except StorysyncError as exc:
+            outcome.error = str(exc)
+        finished = time.monotonic()
+        outcome.duration = finished - started
+        outcome.lag = None if first is None else finished - first
+        if outcome.result is not None:
+            self._remember(seen)
+            self._track_problems(outcome, considered)
+            self.written += outcome.result.upserted + len(outcome.result.deleted)
+        self.batches += 1
+        self.last = outcome
+        if self.metrics is not None:
+            conflicts = self._open_conflicts() if outcome.error is None else None
+            self.metrics.record(outcome, invalid_files=self.open_problems, open_conflicts=conflicts)
+        return outcome
+
+    def _open_conflicts(self) -> int | None:
+        """The open-conflicts count for the gauge; None if the database cannot say now."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from storysync.db.conflicts import count_open
+
+        try:
+            return count_open(self.db)
+        except (SQLAlchemyError, StorysyncError):
+            return None
+
+    @staticmethod
+    def _options(paths: tuple[str, ...] | None) -> SyncOptions:
+        return SyncOptions(working_tree=True, keep_going=True, trigger="watch", paths=paths)
+
+    def _remember(self, seen: dict[str, Stat | None]) -> None:
+        for path, found in seen.items():
+            if found is None:
+                self.synced.pop(path, None)
+            else:
+                self.synced[path] = found
+
+    def _track_problems(self, outcome: Outcome, considered: Iterable[str]) -> None:
+        assert outcome.result is not None
+        now: dict[str, list[Diagnostic]] = {}
+        for diag in outcome.result.diagnostics:
+            now.setdefault(diag.path, []).append(diag)
+        for path, diags in now.items():
+            if self.reported.get(path) != tuple(diags):
+                outcome.problems.extend(d for d in diags if d not in self.reported.get(path, ()))
+                self.reported[path] = tuple(diags)
+        for path in considered:
+            if path in self.reported and path not in now:
+                del self.reported[path]
+                if (self.config.repo / path).exists():
+                    outcome.fixed.append(path)
+
+    @property
+    def open_problems(self) -> int:
+        """How many files are currently skipped as invalid."""
+        return len(self.reported)
+
+
+def health(db: Database, watcher: Watcher) -> dict[str, bool]:
+    """The /healthz checks: the database answers a query, the observer runs."""
+    from sqlalchemy import text
+
+    try:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        reachable = True
+    except StorysyncError:
+        reachable = False
+    return {"database": reachable, "observer": watcher.alive}
