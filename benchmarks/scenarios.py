@@ -166,7 +166,7 @@ def status(ctx: Context) -> list[Row]:
 
 def export_available() -> bool:
     """Whether this storysync has an ``export`` command yet."""
-    from storysync.cli.main import COMMANDS
+    from storysync.cli.registry import COMMANDS
 
     return "export" in COMMANDS
 

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from storysync.cli import main as cli
 from storysync.cli.progress import progress_bar
+from storysync.cli.registry import COMMANDS
 from tests.conftest import Repo, run_cli_subprocess
 
 ANSI = "\x1b["
@@ -181,8 +182,8 @@ def test_status_and_show_json(backlog_repo: Repo, capsys: pytest.CaptureFixture[
 
 
 def test_every_command_has_help_text(capsys: pytest.CaptureFixture[str]) -> None:
-    assert len(cli.COMMANDS) >= 5
-    for name, module in cli.COMMANDS.items():
+    assert len(COMMANDS) >= 5
+    for name, module in COMMANDS.items():
         command = importlib.import_module(f"storysync.cli.commands.{module}").command
         assert isinstance(command, click.Command), name
         assert command.help, f"{name} has no help text"
@@ -196,7 +197,7 @@ def test_every_command_has_help_text(capsys: pytest.CaptureFixture[str]) -> None
         assert " ".join(command.help.split()[:6]) in " ".join(out.split())
     assert cli.main(["--help"]) == 0
     top = capsys.readouterr().out
-    for name in cli.COMMANDS:
+    for name in COMMANDS:
         assert name in top
 
 

@@ -17,7 +17,8 @@ import yaml
 from click.testing import CliRunner
 from prometheus_client import generate_latest
 
-from storysync.cli.main import COMMANDS, cli
+from storysync.cli.group import cli
+from storysync.cli.registry import COMMANDS
 from storysync.watch.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

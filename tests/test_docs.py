@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from storysync.cli import docgen
-from storysync.cli.main import COMMANDS, cli
+from storysync.cli.group import cli
+from storysync.cli.registry import COMMANDS
 from storysync.config import KNOWN_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent

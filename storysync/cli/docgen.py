@@ -35,7 +35,8 @@ def _help(command: click.Command, name: str, parent: click.Context | None) -> tu
 
 def render() -> str:
     """The whole of ``docs/cli.md``: the group's help, then each command's, alphabetically."""
-    from storysync.cli.main import COMMANDS, cli
+    from storysync.cli.group import cli
+    from storysync.cli.registry import COMMANDS
 
     text, root = _help(cli, "storysync", None)
     parts = [HEADER, "## storysync\n", _fence(text)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from storysync.cli.app import App
-from storysync.cli.main import _RUN, COMMANDS
+from storysync.cli.registry import _RUN, COMMANDS
 
 
 class LazyGroup(click.Group):

@@ -11,31 +11,8 @@ import os
 import sys
 from typing import Any
 
+from storysync.cli.registry import _RUN, COMMANDS
 from storysync.errors import EXIT_RUNTIME, EXIT_USAGE, StorysyncError
-
-# name -> module in storysync.cli.commands (each defines ``command``)
-COMMANDS: dict[str, str] = {
-    "init": "init",
-    "validate": "validate",
-    "sync": "sync",
-    "status": "status",
-    "show": "show",
-    "history": "history",
-    "runs": "runs",
-    "install-hooks": "install_hooks",
-    "run-hook": "run_hook",
-    "set": "set",
-    "new": "new",
-    "export": "export",
-    "conflicts": "conflicts",
-    "watch": "watch",
-    "doctor": "doctor",
-    "notify": "notify",
-}
-
-
-# whether this run configured logging (main runs in-process many times in tests)
-_RUN: dict[str, bool] = {"logging": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,15 +67,6 @@ def _click_main(argv: list[str] | None) -> int:
         sys.stderr.write("storysync: interrupted\n")
         return 130
     return int(result or 0)
-
-
-def __getattr__(name: str) -> Any:
-    """``cli`` and ``LazyGroup`` (the click group) are imported only when asked for."""
-    if name in ("cli", "LazyGroup"):
-        from storysync.cli import group as clickgroup
-
-        return getattr(clickgroup, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _log_failure(argv: list[str] | None, exc: BaseException, code: int, internal: bool) -> None:
