@@ -16,8 +16,9 @@ from storysync.db.database import Database
 from storysync.errors import Diagnostic, UsageError
 from storysync.ingest.sync import SyncResult
 from storysync.watch.events import Watcher
-from storysync.watch.live import Outcome, health
+from storysync.watch.live import health
 from storysync.watch.metrics import Address, Metrics, MetricsServer, parse_address
+from storysync.watch.outcome import Outcome
 from tests.conftest import Repo
 
 TIMEOUT = 10

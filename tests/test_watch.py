@@ -28,8 +28,9 @@ from storysync.config import load_config
 from storysync.db.database import Database
 from storysync.git.repo import open_repo
 from storysync.watch.events import StoryFilter, Watcher
-from storysync.watch.live import LiveSync, Outcome
+from storysync.watch.live import LiveSync
 from storysync.watch.metrics import Metrics
+from storysync.watch.outcome import Outcome
 from tests.conftest import Repo, story_text
 
 TIMEOUT = 10.0

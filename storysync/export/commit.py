@@ -18,7 +18,7 @@ from storysync.errors import GitError
 if TYPE_CHECKING:
     import git
 
-    from storysync.export.run import Action
+    from storysync.export.actions import Action
 
 
 def exclude_temporaries(repo: git.Repo, pattern: str) -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from storysync.errors import Diagnostic, StorysyncError
-from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.ingest.sync import SyncOptions, sync
 from storysync.watch.events import Batch, ChangeFilter, ChangeKind
+from storysync.watch.outcome import Outcome
 
 if TYPE_CHECKING:
     import git
@@ -31,27 +31,6 @@ if TYPE_CHECKING:
     from storysync.watch.metrics import Metrics
 
 Stat = tuple[int, int]  # (size, mtime_ns)
-
-
-@dataclass
-class Outcome:
-    """What one batch did, for the status line, the log and the metrics."""
-
-    paths: int
-    result: SyncResult | None = None
-    problems: list[Diagnostic] = field(default_factory=list)  # first seen in this batch
-    fixed: list[str] = field(default_factory=list)  # paths whose problems are gone
-    error: str | None = None  # the whole batch failed (database, lock); it will be retried
-    duration: float = 0.0
-    lag: float | None = None  # first event → committed, seconds
-    rescan: bool = False
-
-    @property
-    def label(self) -> str:
-        """ok, invalid (some files skipped) or failed."""
-        if self.error is not None:
-            return "failed"
-        return "invalid" if self.result is not None and self.result.diagnostics else "ok"
 
 
 def stat_of(path: str) -> Stat | None:

@@ -23,7 +23,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from storysync.errors import UsageError
 
 if TYPE_CHECKING:
-    from storysync.watch.live import Outcome
+    from storysync.watch.outcome import Outcome
 
 PREFIX = "storysync"
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)

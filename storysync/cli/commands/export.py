@@ -14,7 +14,8 @@ from storysync.cli.app import App
 @click.pass_obj
 def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
     """Write the stories changed in the database back to their files."""
-    from storysync.export.run import ExportOptions, export
+    from storysync.export.actions import ExportOptions
+    from storysync.export.run import export
 
     if message is not None and not commit:
         raise click.UsageError("--message needs --commit")
@@ -34,7 +35,7 @@ def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
 def summary(result: object) -> str:
     """One line saying what an export did (or would do)."""
     from storysync.cli.report import plural
-    from storysync.export.run import WRITES, ExportResult
+    from storysync.export.actions import WRITES, ExportResult
 
     assert isinstance(result, ExportResult)
     written = len(result.of(*WRITES))

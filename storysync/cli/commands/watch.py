@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from storysync.watch.events import Watcher
-    from storysync.watch.live import LiveSync, Outcome
+    from storysync.watch.live import LiveSync
+    from storysync.watch.outcome import Outcome
 
 
 @click.command("watch")
