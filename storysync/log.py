@@ -13,10 +13,7 @@ import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from storysync.ingest.sync import SyncResult
+from typing import Any
 
 LOGGER = "storysync"
 _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -120,42 +117,4 @@ def log_failure(command: str | None, exc: BaseException, exit_code: int, interna
             handler.handle(record)
 
 
-def sync_run_fields(result: SyncResult, seconds: float, trigger: str | None = None) -> dict[str, Any]:
-    """The structured fields of one sync run: what it read, wrote and how long it took."""
-    return {
-        "event_type": "sync_run",
-        "run_id": result.run_id,
-        "trigger": trigger,
-        "outcome": result.outcome,
-        "from_commit": result.from_commit,
-        "to_commit": result.to_commit,
-        "full": result.full,
-        "dry_run": result.dry_run,
-        "files": result.files,
-        "created": len(result.created),
-        "updated": len(result.updated),
-        "moved": len(result.moved),
-        "deleted": len(result.deleted),
-        "unchanged": result.unchanged,
-        "conflicts": len(result.conflicts),
-        "errors": len(result.diagnostics),
-        "duration_ms": round(seconds * 1000, 1),
-    }
-
-
-def log_sync_run(result: SyncResult, seconds: float, trigger: str | None = None) -> None:
-    """Emit the one ``sync run`` event of a run (INFO: the terminal shows it with ``-v``)."""
-    fields = sync_run_fields(result, seconds, trigger)
-    get_logger().info(
-        "sync run %s %s: %d files, %d created, %d updated, %d moved, %d deleted, %d errors in %.0f ms",
-        result.run_id,
-        result.outcome,
-        fields["files"],
-        fields["created"],
-        fields["updated"],
-        fields["moved"],
-        fields["deleted"],
-        fields["errors"],
-        fields["duration_ms"],
-        extra={"fields": fields},
-    )
+# END

@@ -27,12 +27,11 @@ from sqlalchemy import Connection, func, select
 from storysync.db import tables as m
 from storysync.db.database import utcnow
 from storysync.errors import ConfigError
-from storysync.log import get_logger, log_sync_run
+from storysync.log import get_logger
 
 if TYPE_CHECKING:
     from storysync.config import Config
     from storysync.db.database import Database
-    from storysync.ingest.sync import SyncResult
 
 AFTER_SYNC_BUDGET = 3.0  # seconds a sync may spend delivering, in process
 REQUEST_TIMEOUT = 2.0  # seconds for one POST
@@ -124,18 +123,6 @@ def check_url(url: str) -> None:
         raise ConfigError(f"webhook_url {display_url(url)!r}: must be an http:// or https:// URL with a host")
 
 
-def after_sync(config: Config, db: Database, result: SyncResult, seconds: float) -> None:
-    """Log the run and push its batch to the webhook; never raises, never waits long."""
-    try:
-        log_sync_run(result, seconds, trigger=_trigger(db, result))
-        if config.webhook_url and result.run_id is not None and not result.dry_run:
-            start = _before_run(db, result)
-            report = deliver(db, config.webhook_url, budget=after_sync_budget(), start_after=start)
-            _log_report(config.webhook_url, report)
-    except Exception as exc:  # a notification problem must never fail the sync
-        get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
-
-
 def feed_end(config: Config, db: Database) -> int | None:
     """The last ``seq`` of the feed before a DB-side write, when a webhook is set.
 
@@ -145,7 +132,7 @@ def feed_end(config: Config, db: Database) -> int | None:
     if not config.webhook_url:
         return None
     try:
-        return _max_seq(db)
+        return max_seq(db)
     except Exception:  # the write itself will report a broken database
         return None
 
@@ -162,14 +149,6 @@ def after_write(config: Config, db: Database, start_after: int | None = None) ->
             _log_report(config.webhook_url, report)
     except Exception as exc:  # a notification problem must never fail the command
         get_logger().warning("webhook: delivery deferred: %s", _one_line(exc))
-
-
-def _trigger(db: Database, result: SyncResult) -> str | None:
-    if result.run_id is None:
-        return None
-    with db.read() as conn:
-        found = conn.execute(select(m.sync_runs.c.trigger).where(m.sync_runs.c.id == result.run_id)).scalar()
-    return str(found) if found is not None else None
 
 
 def deliver(
@@ -218,7 +197,7 @@ def deliver(
 def pending_count(db: Database, url: str) -> int:
     """How many changes the target has not acknowledged yet."""
     state = _get_state(db, url)
-    after = state.delivered_seq if state else _max_seq(db)
+    after = state.delivered_seq if state else max_seq(db)
     with db.read() as conn:
         count: int = conn.execute(
             select(func.count()).select_from(m.changes).where(m.changes.c.seq > after)
@@ -302,16 +281,10 @@ def _pending_batches(db: Database, after: int) -> list[Batch]:
         return batches_from(conn.execute(query))
 
 
-def _max_seq(db: Database) -> int:
+def max_seq(db: Database) -> int:
+    """The last ``seq`` of the change feed (0 when it is empty)."""
     with db.read() as conn:
         return int(conn.execute(select(func.coalesce(func.max(m.changes.c.seq), 0))).scalar_one())
-
-
-def _before_run(db: Database, result: SyncResult) -> int:
-    """The seq just before the run's first change (so a new target gets this run)."""
-    with db.read() as conn:
-        first = conn.execute(select(func.min(m.changes.c.seq)).where(m.changes.c.run_id == result.run_id)).scalar()
-    return int(first) - 1 if first is not None else _max_seq(db)
 
 
 def _get_state(db: Database, url: str) -> TargetState | None:
@@ -327,7 +300,7 @@ def _ensure_state(db: Database, url: str, start_after: int | None) -> TargetStat
     state = _get_state(db, url)
     if state is not None:
         return state
-    start = start_after if start_after is not None else _max_seq(db)
+    start = start_after if start_after is not None else max_seq(db)
     with db.write() as conn:
         _insert_state(conn, url, start)
     return _get_state(db, url) or TargetState(start, 0, None, None)

@@ -16,7 +16,7 @@ removed).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from storysync.check.schema import SchemaChecker, load_checker
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.database import Database, utcnow
+from storysync.db.notify import after_write, feed_end
 from storysync.errors import Diagnostic, UsageError, ValidationFailed
 from storysync.story.model import Location, Story
 from storysync.story.render import same
@@ -82,6 +83,37 @@ class StoryWriter:
 
     def update(self, story_id: str, fields: Mapping[str, Any], *, body: str | None = None) -> WriteResult:
         """Change frontmatter ``fields`` (and the body) of a live story."""
+        return self._notified(lambda: self._update(story_id, fields, body))
+
+    def create(
+        self,
+        story_id: str,
+        backlog: str,
+        title: str,
+        status: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        body: str = "",
+    ) -> WriteResult:
+        """A new story (or a DB-deleted one brought back); ``export`` writes its file."""
+        return self._notified(lambda: self._create(story_id, backlog, title, status, fields, body))
+
+    def delete(self, story_id: str) -> WriteResult:
+        """Delete a story DB-side; ``export`` removes its file."""
+        return self._notified(lambda: self._delete(story_id))
+
+    def _notified(self, write: Callable[[], WriteResult]) -> WriteResult:
+        """Run one write, then push its change to the webhook (SPEC §10) when one is set.
+
+        The push is bounded in time and never raises: a notification problem never
+        fails the write, and what is left goes with the next run.
+        """
+        before = feed_end(self.config, self.db) if self.config is not None else None
+        result = write()
+        if self.config is not None and result.kind != "unchanged":
+            after_write(self.config, self.db, start_after=before)
+        return result
+
+    def _update(self, story_id: str, fields: Mapping[str, Any], body: str | None) -> WriteResult:
         with self.db.write() as conn:
             row = _live_row(conn, story_id)
             deps = _deps(conn, story_id)
@@ -101,16 +133,15 @@ class StoryWriter:
             _feed(conn, story_id, kind, now)
             return WriteResult(story_id, kind, row["revision"] + 1, changed)
 
-    def create(
+    def _create(
         self,
         story_id: str,
         backlog: str,
         title: str,
-        status: str | None = None,
-        fields: Mapping[str, Any] | None = None,
-        body: str = "",
+        status: str | None,
+        fields: Mapping[str, Any] | None,
+        body: str,
     ) -> WriteResult:
-        """A new story (or a DB-deleted one brought back); ``export`` writes its file."""
         problem = id_problem(story_id)
         if problem:
             raise ValidationFailed([_diag(story_id, problem)], f"{story_id}: {problem}")
@@ -132,8 +163,7 @@ class StoryWriter:
             revision = 1 if existing is None else existing["revision"] + 1
             return WriteResult(story_id, "created", revision, tuple(fm))
 
-    def delete(self, story_id: str) -> WriteResult:
-        """Delete a story DB-side; ``export`` removes its file."""
+    def _delete(self, story_id: str) -> WriteResult:
         with self.db.write() as conn:
             row = _live_row(conn, story_id)
             d, s = m.dependencies.c, m.stories.c

@@ -43,6 +43,7 @@ from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
+from storysync.db.notify import after_write
 from storysync.db.writer import backlog_problem, id_problem
 from storysync.errors import RepositoryStateError, StorysyncError
 from storysync.export.actions import WRITES, Action, ExportOptions, ExportResult
@@ -77,6 +78,9 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
     with writer_lock(gitdiff.git_dir(repo)):
         result = ExportResult(plan(config, db))
         _carry_out(config, db, repo, options, result)
+    # After the lock: push what this export (and any set/new before it) left in the change
+    # feed, as a sync does (SPEC §10); bounded in time, never raises.
+    after_write(config, db)
     return result
 
 

@@ -145,7 +145,7 @@ def sync(
         result = _sync_locked(config, db, plain, options, progress)
     # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
     # Bounded in time and never raises: a notification never blocks or fails a sync.
-    from storysync.db.notify import after_sync
+    from storysync.ingest.runlog import after_sync
 
     after_sync(config, db, result, time.perf_counter() - started)
     return result

@@ -20,10 +20,6 @@ def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
     if message is not None and not commit:
         raise click.UsageError("--message needs --commit")
     result = export(app.config, app.db, app.repo, ExportOptions(commit=commit, message=message, dry_run=dry_run))
-    if not dry_run:
-        from storysync.db.notify import after_write
-
-        after_write(app.config, app.db)  # what set/new left pending, as a sync would push it
     for action in result.actions:
         if action.kind != "in-step" or app.verbosity > 0:
             app.out.print(action.describe(dry_run), markup=False, soft_wrap=True)

@@ -16,13 +16,10 @@ from storysync.cli.app import App
 def command(app: App, story_id: str, backlog: str, title: str, status: str | None) -> int:
     """Create a story in the database; `storysync export` writes its new file."""
     from storysync.cli.commands.set import git_author
-    from storysync.db.notify import after_write, feed_end
     from storysync.db.writer import StoryWriter
 
     app.db.ensure_schema()
-    before = feed_end(app.config, app.db)
     result = StoryWriter(app.db, app.config, author=git_author(app)).create(story_id, backlog, title, status)
-    after_write(app.config, app.db, start_after=before)
     app.console.print(
         f"storysync: {story_id}: created (revision {result.revision}); run 'storysync export' to write its file",
         markup=False,

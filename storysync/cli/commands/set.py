@@ -20,15 +20,11 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
     VALUE is read as a YAML scalar or flow list (points=5, tags=[a, b]); an
     empty value removes the key.  Keys without a column go to `extra`.
     """
-    from storysync.db.notify import after_write, feed_end
     from storysync.db.writer import StoryWriter
 
     fields = dict(parse_assignment(story_id, a) for a in assignments)
     app.db.ensure_schema()
-    before = feed_end(app.config, app.db)
     result = StoryWriter(app.db, app.config, author=git_author(app)).update(story_id, fields)
-    if result.kind != "unchanged":
-        after_write(app.config, app.db, start_after=before)
     if result.kind == "unchanged":
         app.console.print(f"storysync: {story_id}: nothing changed", markup=False, soft_wrap=True)
     else:
