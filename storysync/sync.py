@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select
 
 from storysync import models as m
+from storysync import worktree
 from storysync.bulk import BulkWriter, Row
 from storysync.checks import KnownRows
 from storysync.config import Config
@@ -77,6 +78,8 @@ class SyncResult:
     unchanged: int = 0
     diagnostics: list[Diagnostic] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    # The story paths a working-tree run wrote, recorded as such (``storysync.worktree``).
+    worktree_written: list[str] = field(default_factory=list)
 
     @property
     def upserted(self) -> int:
@@ -160,6 +163,7 @@ def _sync_locked(
 ) -> SyncResult:
     with db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
+        marked = set() if options.working_tree else worktree.read(conn)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
     if options.working_tree:
         source: Source = WorkTreeSource(config)
@@ -172,7 +176,7 @@ def _sync_locked(
     else:
         from storysync.incremental import run_git
 
-        return run_git(config, db, repo, options, result, progress)
+        return run_git(config, db, repo, options, result, progress, marked)
     return run_full(config, db, source, provenance, options, result, progress)
 
 
