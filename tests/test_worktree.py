@@ -243,3 +243,23 @@ def test_a_watch_start_reconciles_the_rows_with_the_files(
     assert live_rows(any_db) == head_rows(repo, tmp_path)  # the files are HEAD's again
     assert repo.run("-q", "sync") == 0
     assert status_json(repo, capsys)["working_tree_paths"] == 0
+
+
+def test_a_running_watch_takes_its_files_back_after_a_commit_sync(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hook's sync while watch runs (a branch switch with uncommitted edits) brings the
+    rows back to HEAD; the files on disk are what watch shows, so its reconcile takes them back."""
+    repo = backlog_repo
+    assert repo.run("-q", "sync") == 0
+    session, thread, db = start_session(repo, rescan_interval=0.3)
+    try:
+        repo.write(WEB1, story_text("WEB-1", title="Still being edited", depends_on=["API-1"]))
+        wait_until(lambda: live_rows(any_db)["WEB-1"][4] == "Still being edited", what="the edit")
+        capsys.readouterr()
+        assert repo.run("sync") == 0
+        assert "1 updated" in capsys.readouterr().err  # back to HEAD
+        # the next reconcile takes it back: while watch runs, the file is what counts
+        wait_until(lambda: live_rows(any_db)["WEB-1"][4] == "Still being edited", what="watch taking it back")
+    finally:
+        _stop(session, thread, db)
