@@ -294,27 +294,41 @@ def _write_fix(db: Database) -> str:
 
 
 def check_sync_state(ctx: Context) -> list[Check]:
+    from storysync.db import worktree
     from storysync.db.database import LAST_SYNCED, get_state
-    from storysync.git import repo as gitdiff
 
     if ctx.db is None or not ctx.db_ready or ctx.repo is None:
         return [Check("last sync", SKIP, "database not ready")]
     with ctx.db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
-    head = gitdiff.head(ctx.repo)
+        marked = len(worktree.read(conn))
+    found = _last_sync(ctx.repo, last)
+    if not marked:
+        return [found]
+    drift = f"{marked} story path(s) synced from the working tree, not from a commit"
+    if found.status == PASS:
+        return [Check("last sync", FAIL, f"{drift}; otherwise {found.message}", "storysync sync")]
+    return [Check("last sync", FAIL, f"{found.message}; {drift}", found.fix)]
+
+
+def _last_sync(repo: git.Repo, last: str | None) -> Check:
+    """How far ``last_synced_commit`` is from HEAD."""
+    from storysync.git import repo as gitdiff
+
+    head = gitdiff.head(repo)
     if last is None:
-        return [Check("last sync", FAIL, "the database was never synced", "storysync sync")]
+        return Check("last sync", FAIL, "the database was never synced", "storysync sync")
     if head == last:
-        return [Check("last sync", PASS, f"in step with HEAD ({last[:12]})")]
-    if not gitdiff.commit_exists(ctx.repo, last):
+        return Check("last sync", PASS, f"in step with HEAD ({last[:12]})")
+    if not gitdiff.commit_exists(repo, last):
         msg = f"last synced commit {last[:12]} is not in this repository (rebase, force-push or shallow clone)"
-        return [Check("last sync", FAIL, msg, "storysync sync (it does a full reconcile)")]
-    behind = gitdiff.commits_between(ctx.repo, last, head) if head else None
-    ahead = gitdiff.commits_between(ctx.repo, head, last) if head else None
+        return Check("last sync", FAIL, msg, "storysync sync (it does a full reconcile)")
+    behind = gitdiff.commits_between(repo, last, head) if head else None
+    ahead = gitdiff.commits_between(repo, head, last) if head else None
     if behind == 0 and ahead:
         msg = f"last synced {last[:12]} is {ahead} commit(s) past HEAD (a branch switch or reset)"
-        return [Check("last sync", FAIL, msg, "storysync sync")]
-    return [Check("last sync", FAIL, f"{behind} commit(s) behind HEAD (last synced {last[:12]})", "storysync sync")]
+        return Check("last sync", FAIL, msg, "storysync sync")
+    return Check("last sync", FAIL, f"{behind} commit(s) behind HEAD (last synced {last[:12]})", "storysync sync")
 
 
 def check_conflicts(ctx: Context) -> list[Check]:

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storysync.db.migrations import LAST_SYNCED
+from storysync.db import worktree
+from storysync.db.migrations import LAST_SYNCED, WORKTREE_PATHS
 from storysync.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Status:
     deleted: int = 0
     pending_export: int = 0
     open_conflicts: int = 0
+    worktree_paths: int = 0  # story paths whose rows came from the working tree (storysync.worktree)
 
 
 def status(db: Database) -> Status:
@@ -79,6 +81,8 @@ def read_status(reader: Reader) -> Status:
     result.deleted = _count(reader, DELETED)
     result.pending_export = _count(reader, PENDING_EXPORT)
     result.open_conflicts = _count(reader, OPEN_CONFLICTS)
+    marked = reader.rows(STATE, {"key": WORKTREE_PATHS})
+    result.worktree_paths = len(worktree.parse(marked[0][0] if marked else None))
     return result
 
 

@@ -328,6 +328,22 @@ def list_tree(repo: GitRepo, commit: str, root: str) -> list[TreeEntry]:
     return [_tree_entry(record) for record in raw.split(b"\0") if record]
 
 
+def tree_entries(repo: GitRepo, commit: str, paths: Sequence[str]) -> list[TreeEntry]:
+    """The files among ``paths`` (repository-relative, taken literally) in ``commit``'s tree."""
+    out: list[TreeEntry] = []
+    for start in range(0, len(paths), _PATHS_PER_CALL):
+        chunk = list(paths[start : start + _PATHS_PER_CALL])
+        args = ["--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree", commit, "--", *chunk]
+        raw = _output(repo, "ls-tree", args)
+        out.extend(_tree_entry(record) for record in raw.split(b"\0") if record)
+    wanted = set(paths)
+    return [entry for entry in out if entry.path in wanted and entry.mode != _TREE_MODE]
+
+
+_PATHS_PER_CALL = 500  # keeps a command line far below the system's limit
+_TREE_MODE = "040000"
+
+
 def _tree_entry(record: bytes) -> TreeEntry:
     meta, _, path = record.partition(b"\t")
     mode, _kind, sha, size = meta.split()

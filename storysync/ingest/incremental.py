@@ -202,6 +202,7 @@ def finish(
     options: SyncOptions,
     result: SyncResult,
     moves: HistoryPlan | None = None,
+    resynced: Collection[str] = (),
 ) -> SyncResult:
     """Record an invalid run, or plan and write in one transaction (SPEC §6 rules).
 
@@ -209,8 +210,11 @@ def finish(
     without ``keep_going`` writes only the audit row; a dry run describes the
     plan; otherwise the plan is made inside the writer's transaction, from the
     rows as they are once no other writer can change them, and applied there
-    (bodies a compacted check dropped are read back batch by batch).
+    (bodies a compacted check dropped are read back batch by batch).  The same
+    transaction records the paths a working-tree run wrote, or forgets those of
+    ``resynced`` (paths recorded so, read again from a commit) that were valid.
     """
+    from storysync.db import worktree
     from storysync.ingest.sync import _describe, apply, record_invalid
 
     result.files = checked.files
@@ -236,6 +240,10 @@ def finish(
         )
         if moves is not None:
             moves.after(conn)
+        healed = set(resynced) - checked.invalid_paths
+        result.worktree_written = sorted(
+            worktree.record(conn, written_paths(plan) if provenance.sha is None else None, healed)
+        )
     if checked.diagnostics:
         result.outcome = "invalid"
     return result
@@ -256,9 +264,12 @@ def run_git(
     options: SyncOptions,
     result: SyncResult,
     progress: Callable[[int], None] | None = None,
+    marked: Collection[str] = (),
 ) -> SyncResult:
     """Sync the commit ``--to`` (default HEAD): only the paths changed since the last
-    synced commit, or every story file when there is no usable last commit."""
+    synced commit, or every story file when there is no usable last commit.  The
+    ``marked`` paths, whose rows came from the working tree, are read from the commit
+    too, whatever the range (``storysync.worktree``)."""
     from storysync.check.sources import GitTreeSource
     from storysync.git import runner as gitplain
     from storysync.ingest.sync import _provenance
@@ -279,6 +290,8 @@ def run_git(
         result.full = True
     else:
         paths, entries = changed_entries(config, repo, [base, start], to)
+        if marked:
+            paths, entries = with_marked(config, repo, to, marked, paths, entries)
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
     walk_from = _walk_from(ancestry, start or last, options)
@@ -288,7 +301,25 @@ def run_git(
             "(git fetch --unshallow for all of it)"
         )
     moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
-    return finish(db, checked, planner, provenance, options, result, moves)
+    return finish(db, checked, planner, provenance, options, result, moves, resynced=marked)
+
+
+def with_marked(
+    config: Config, repo: GitRepo, to: str, marked: Collection[str], paths: list[str], entries: list[Entry]
+) -> tuple[list[str], list[Entry]]:
+    """``paths`` and ``entries`` of a range, with the ``marked`` story paths it lacks and
+    their entries at ``to`` (a path missing there deletes the row stored at it)."""
+    from storysync.git import runner as gitplain
+
+    extra = story_paths(config, set(marked) - set(paths))
+    if not extra:
+        return paths, entries
+    found = list(entries)
+    for item in gitplain.tree_entries(repo, to, extra):
+        location = classify(config, item.path)
+        if location is not None and item.mode != gitplain.SUBMODULE_MODE:
+            found.append(Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE))
+    return sorted({*paths, *extra}), found
 
 
 class Ancestry:
@@ -477,3 +508,15 @@ class HistoryPlan:
         rows = history.history_rows(mv for mv in self.rest if mv.story_id in existing)
         if rows:
             conn.execute(m.status_history.insert(), rows)
+
+
+def written_paths(plan: Plan) -> set[str]:
+    """The story paths whose rows ``plan`` writes: created, revived, updated (old and new
+    path) and deleted ones."""
+    paths = {s.path for s in plan.creates}
+    for story, row in plan.updates + plan.revives:
+        paths.add(story.path)
+        if row.path is not None:
+            paths.add(row.path)
+    paths.update(r.path for r in plan.deletes if r.path is not None)
+    return paths

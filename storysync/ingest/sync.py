@@ -23,6 +23,7 @@ from storysync.check.rules import KnownRows
 from storysync.check.sources import Source, WorkTreeSource
 from storysync.config import Config
 from storysync.db import tables as m
+from storysync.db import worktree
 from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
 from storysync.errors import Diagnostic
@@ -77,6 +78,8 @@ class SyncResult:
     unchanged: int = 0
     diagnostics: list[Diagnostic] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    # The story paths a working-tree run wrote, recorded as such (``storysync.worktree``).
+    worktree_written: list[str] = field(default_factory=list)
 
     @property
     def upserted(self) -> int:
@@ -160,6 +163,7 @@ def _sync_locked(
 ) -> SyncResult:
     with db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
+        marked = set() if options.working_tree else worktree.read(conn)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
     if options.working_tree:
         source: Source = WorkTreeSource(config)
@@ -172,7 +176,7 @@ def _sync_locked(
     else:
         from storysync.ingest.incremental import run_git
 
-        return run_git(config, db, repo, options, result, progress)
+        return run_git(config, db, repo, options, result, progress, marked)
     return run_full(config, db, source, provenance, options, result, progress)
 
 

@@ -94,6 +94,7 @@ class LiveSync:
         self.keep = keep
         self.metrics = metrics
         self.synced: dict[str, Stat] = {}  # what the last syncs saw on disk
+        self.marked: set[str] = set()  # paths these syncs wrote, recorded as the working tree's
         self.reported: dict[str, tuple[Diagnostic, ...]] = {}
         self.batches = 0
         self.rescans = 0
@@ -114,6 +115,7 @@ class LiveSync:
         if batch.rescan:
             self.rescans += 1
             paths |= differing(self.synced, scan_tree(self.config, self.keep))
+            paths |= self._taken_back()
         if not paths:
             return None
         return self._run(tuple(sorted(paths)), sorted(paths), batch.first_event, rescan=batch.rescan)
@@ -131,6 +133,7 @@ class LiveSync:
         outcome.lag = None if first is None else finished - first
         if outcome.result is not None:
             self._remember(seen)
+            self.marked.update(outcome.result.worktree_written)
             self._track_problems(outcome, considered)
             self.written += outcome.result.upserted + len(outcome.result.deleted)
         self.batches += 1
@@ -139,6 +142,21 @@ class LiveSync:
             conflicts = self._open_conflicts() if outcome.error is None else None
             self.metrics.record(outcome, invalid_files=self.open_problems, open_conflicts=conflicts)
         return outcome
+
+    def _taken_back(self) -> set[str]:
+        """Paths these syncs wrote that a commit-based sync (a hook's, while watch runs) has
+        since read back from its commit: the files on disk are what watch shows, so they
+        are synced again (and recorded again where they differ)."""
+        from storysync.db import worktree
+
+        if not self.marked:
+            return set()
+        try:
+            gone = self.marked - worktree.current(self.db)
+        except StorysyncError:
+            return set()  # the database cannot say now: the next reconcile asks again
+        self.marked -= gone
+        return gone
 
     def _open_conflicts(self) -> int | None:
         """The open-conflicts count for the gauge; None if the database cannot say now."""

@@ -40,12 +40,13 @@ def command(app: App, fmt: str) -> int:
                 "deleted": st.deleted,
                 "pending_export": st.pending_export,
                 "open_conflicts": st.open_conflicts,
+                "working_tree_paths": st.worktree_paths,
                 "by_backlog": [{"backlog": b, "status": s, "count": n} for (b, s), n in sorted(st.counts.items())],
             },
         )
         return 0
     _print_table(app, st, display)
-    notes = [_drift_line(st.last_synced_commit, head, behind)]
+    notes = _drift_lines(st, head, behind)
     if st.pending_export:
         notes.append(f"{st.pending_export} DB-side change(s) waiting for 'storysync export'")
     if st.open_conflicts:
@@ -107,6 +108,18 @@ def _print_lines(app: App, lines: list[str]) -> None:
         return
     for line in lines:
         app.out.print(line, markup=False)
+
+
+def _drift_lines(st: Status, head: str | None, behind: int | None) -> list[str]:
+    """How far the database is from HEAD: behind it, and rows synced from the working tree."""
+    last = st.last_synced_commit
+    lines = [] if st.worktree_paths and last is not None and head == last else [_drift_line(last, head, behind)]
+    if st.worktree_paths:
+        lines.append(
+            f"{st.worktree_paths} story path(s) synced from the working tree, not from a commit: "
+            "run 'storysync sync' to bring them back to HEAD"
+        )
+    return lines
 
 
 def _drift_line(last: str | None, head: str | None, behind: int | None) -> str:
