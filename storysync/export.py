@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ from storysync import models as m
 from storysync.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.checks import check_story
 from storysync.config import Config
+from storysync.conflicts import db_snapshot
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import RepositoryStateError, StorysyncError
 from storysync.exportgit import commit_paths, exclude_temporaries, uncommitted
@@ -178,7 +178,7 @@ def _plan_row(
     except (_Refusal, RenderError) as exc:
         action.kind, action.reason, action.data = "refused", str(exc), None
     if action.kind == "conflict":
-        action.snapshot = _snapshot(row, deps)
+        action.snapshot = db_snapshot(row, deps)
     return action
 
 
@@ -529,9 +529,3 @@ def _advance_last_synced(conn: Connection, commit: str, parent: str | None) -> N
     parent, it is now at the commit (so no hook or sync imports it again)."""
     if parent is not None and get_state(conn, LAST_SYNCED) == parent:
         set_state(conn, LAST_SYNCED, commit)
-
-
-def _snapshot(row: Mapping[str, Any], deps: list[str]) -> dict[str, Any]:
-    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
-    snapshot["depends_on"] = sorted(deps)
-    return snapshot

@@ -10,7 +10,6 @@ plan and apply steps here take any set of changed paths.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from storysync import models as m
 from storysync.bulk import BulkWriter, Row
 from storysync.checks import KnownRows
 from storysync.config import Config
+from storysync.conflicts import db_snapshots
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.errors import Diagnostic
 from storysync.lock import writer_lock
@@ -567,10 +567,7 @@ def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], n
     """A conflict record per row, with the file's hash (None: the file was deleted)."""
     if not pairs:
         return
-    ids = [r.id for _, r in pairs]
-    snapshots = {
-        row.id: _snapshot(row._mapping) for row in conn.execute(select(m.stories).where(m.stories.c.id.in_(ids)))
-    }
+    snapshots = db_snapshots(conn, [r.id for _, r in pairs])
     conn.execute(
         m.conflicts.insert(),
         [
@@ -585,11 +582,6 @@ def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], n
             for file_hash, r in pairs
         ],
     )
-
-
-def _snapshot(row: Any) -> dict[str, Any]:
-    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
-    return snapshot
 
 
 def _write_dependencies(bulk: BulkWriter, plan: Plan) -> None:
