@@ -24,7 +24,7 @@ from storysync.checks import KnownRows
 from storysync.config import Config
 from storysync.conflicts import db_snapshots
 from storysync.db import LAST_SYNCED, Database, get_state, set_state, utcnow
-from storysync.errors import Diagnostic
+from storysync.errors import EXIT_RUNTIME, DatabaseError, Diagnostic, StorysyncError, utf8_safe
 from storysync.lock import writer_lock
 from storysync.model import Record
 from storysync.sources import Source, WorkTreeSource
@@ -161,6 +161,30 @@ def _sync_locked(
     with db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
+    try:
+        return _run(config, db, repo, options, result, progress)
+    except Exception as exc:
+        if not options.dry_run and _recordable(exc):
+            record_failure(db, options, result, exc)
+        raise
+
+
+def _recordable(exc: Exception) -> bool:
+    """Whether ``exc`` failed the run (git, the database refusing a write, an internal error)
+    and the database can still take its audit row (not unreachable, not locked)."""
+    if isinstance(exc, DatabaseError) and exc.unavailable:
+        return False  # trying would fail, or wait out the lock timeout a second time
+    return not isinstance(exc, StorysyncError) or exc.exit_code == EXIT_RUNTIME
+
+
+def _run(
+    config: Config,
+    db: Database,
+    repo: GitRepo,
+    options: SyncOptions,
+    result: SyncResult,
+    progress: Callable[[int], None] | None,
+) -> SyncResult:
     if options.working_tree:
         source: Source = WorkTreeSource(config)
         provenance = Provenance(None, None, utcnow())
@@ -355,18 +379,24 @@ def record_invalid(db: Database, options: SyncOptions, result: SyncResult) -> in
     return run_id
 
 
-def record_failure(db: Database, options: SyncOptions, result: SyncResult, message: str) -> None:
-    """Best effort: an audit row for a run that failed (the database may be the problem)."""
+def record_failure(db: Database, options: SyncOptions, result: SyncResult, exc: Exception) -> None:
+    """The audit row of a run that failed after it started (outcome ``failed``, the error in
+    ``errors``), in a transaction of its own: the run's own was rolled back.  Best effort: when
+    the database itself is the problem nothing can be recorded, and the error is still raised."""
+    from storysync.log import get_logger, redact
+
+    message = str(exc) if isinstance(exc, StorysyncError) else f"internal error: {type(exc).__name__}: {exc}"
+    error = {"code": type(exc).__name__, "message": utf8_safe(redact(message))}
     try:
         with db.write() as conn:
             run_id = _insert_run(conn, options, result, utcnow())
             conn.execute(
                 m.sync_runs.update()
                 .where(m.sync_runs.c.id == run_id)
-                .values(finished_at=utcnow(), outcome="failed", errors=[{"message": message}])
+                .values(finished_at=utcnow(), outcome="failed", errors=[error])
             )
-    except Exception:  # noqa: S110 - the original failure is what the user must see
-        pass
+    except Exception as failure:  # the original failure is what the user must see
+        get_logger().debug("could not record the failed run: %s", failure)
 
 
 def _errors_json(diags: list[Diagnostic]) -> list[dict[str, object]]:
