@@ -86,9 +86,16 @@ class GitError(StorysyncError):
 
 
 class DatabaseError(StorysyncError):
-    """The database is unreachable, locked after retries, or refused a write."""
+    """The database is unreachable, locked after retries, or refused a write.
+
+    ``unavailable``: it could not be reached or stayed locked, so nothing more can be
+    written to it now (not even the failed run's audit row)."""
 
     exit_code = EXIT_RUNTIME
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class RepositoryStateError(StorysyncError):

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from storysync.errors import StorysyncError, UsageError
 
 LOGGER = "storysync"
 _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -70,7 +74,7 @@ def setup_logging(verbosity: int, fmt: str = "text", log_file: Path | None = Non
     console.setFormatter(formatter)
     logger.addHandler(console)
     if log_file is not None:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = _open_log_file(log_file)
         handler.setLevel(logging.INFO)
         handler.setFormatter(
             JSONFormatter() if fmt == "json" else RedactingFormatter("%(asctime)s %(levelname)s %(message)s")
@@ -78,17 +82,57 @@ def setup_logging(verbosity: int, fmt: str = "text", log_file: Path | None = Non
         logger.addHandler(handler)
 
 
+def _open_log_file(log_file: Path) -> logging.FileHandler:
+    """A handler appending to ``log_file``; a file that cannot be opened is a one-line error
+    (exit 2 when the path is wrong: a missing folder, a folder in the way; else exit 3)."""
+    try:
+        return logging.FileHandler(log_file, encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise UsageError(f"{log_file}: cannot open the --log-file: {exc.strerror} (does its folder exist?)") from exc
+    except OSError as exc:
+        raise StorysyncError(f"{log_file}: cannot open the --log-file: {exc.strerror}") from exc
+
+
 def get_logger() -> logging.Logger:
     """The storysync logger."""
     return logging.getLogger(LOGGER)
 
 
+def crash_dir() -> Path:
+    """The user's own folder for crash logs: ``$XDG_CACHE_HOME/storysync``, by default
+    ``~/.cache/storysync``."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"  # a relative value is ignored (XDG)
+    return base / "storysync"
+
+
 def log_crash(exc: BaseException) -> Path:
-    """Write an unexpected exception's traceback to a file; return where."""
-    path = Path(tempfile.gettempdir()) / "storysync-crash.log"
+    """Write an unexpected exception's traceback, redacted, to a new file of its own; return where.
+
+    The file is made afresh for each crash (never a fixed name another user could own or
+    plant a symlink at), readable by the user only (0600): in ``crash_dir()``, a folder of
+    the user's own (made 0700), or, when that cannot be had, under a unique name in the
+    temporary directory.  Raises ``OSError`` when neither can be written.
+    """
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"--- {datetime.now(timezone.utc).isoformat()}\n{redact(text)}\n")
+    stamp = datetime.now(timezone.utc)
+    prefix = f"storysync-crash-{stamp:%Y%m%dT%H%M%S}-"
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".log", dir=_private_dir(crash_dir()))
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to be found
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".log")  # O_EXCL, mode 0600, a new random name
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"--- {stamp.isoformat()}\n{redact(text)}\n")
+    return Path(name)
+
+
+def _private_dir(path: Path) -> Path:
+    """``path``, created 0700 if missing; refused (``OSError``) unless it is a real folder
+    (not a symlink) owned by this user."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise PermissionError(f"{path}: not a folder of this user's own")
     return path
 
 

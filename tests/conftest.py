@@ -32,12 +32,19 @@ GIT_ENV = {
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No user git config, no inherited storysync settings."""
+    """No user git config, no inherited storysync settings, no user cache folder."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
-    for key in ("STORYSYNC_DATABASE_URL", "STORYSYNC_WEBHOOK_URL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+    for key in (
+        "STORYSYNC_DATABASE_URL",
+        "STORYSYNC_WEBHOOK_URL",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "XDG_CACHE_HOME",  # crash logs go to the test's HOME
+    ):
         monkeypatch.delenv(key, raising=False)
 
 

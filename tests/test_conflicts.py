@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from storysync.db.writer import update_story
 from tests.conftest import Repo, story_text
-from tests.export_helpers import handles, synced
+from tests.export_helpers import Handles, handles, synced
 
 pytestmark = pytest.mark.usefixtures("any_db")
 
@@ -110,3 +111,30 @@ def test_a_db_write_between_a_syncs_read_and_write_is_kept_as_a_conflict(backlog
         (conflict,) = h.rows("conflicts", "story_id = 'WEB-2'")
         snapshot = conflict["db_snapshot"]
         assert (json.loads(snapshot) if isinstance(snapshot, str) else snapshot)["points"] == 21
+
+
+def _snapshots(h: Handles, story_id: str) -> list[dict[str, Any]]:
+    rows = h.rows("conflicts", "story_id = :sid ORDER BY id", sid=story_id)
+    return [json.loads(r["db_snapshot"]) if isinstance(r["db_snapshot"], str) else r["db_snapshot"] for r in rows]
+
+
+def test_a_conflict_found_by_sync_keeps_the_same_complete_db_version_as_one_found_by_export(
+    backlog_repo: Repo,
+) -> None:
+    """WEB-1 depends on API-1.  Its DB-side version meets a committed edit (the sync finds
+    the conflict), then an uncommitted one (the export finds it): both records hold the
+    whole row, ``depends_on`` included, under the same keys."""
+    repo, web1 = backlog_repo, "backlog/web/WEB-1-login.md"
+    synced(repo)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-1", points=8)
+        repo.write(web1, story_text("WEB-1", title="Login, edited in git", priority="high", depends_on=["API-1"]))
+        repo.commit("edit in git")
+        synced(repo)  # the sync meets the pending DB change
+        update_story(h.db, "WEB-1", points=13)
+        repo.write(web1, story_text("WEB-1", title="Login, edited on disk", priority="high", depends_on=["API-1"]))
+        assert repo.run("export") == 1  # the export meets the edited file
+        by_sync, by_export = _snapshots(h, "WEB-1")
+    assert (by_sync["points"], by_export["points"]) == (8, 13)
+    assert by_sync["depends_on"] == by_export["depends_on"] == ["API-1"]
+    assert sorted(by_sync) == sorted(by_export)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -136,3 +137,111 @@ def test_an_internal_error_is_logged_with_its_traceback(
     assert "Traceback" in text
     assert "ZeroDivisionError" in text
     assert PASSWORD not in text
+
+
+# --- where logs go when things go wrong ------------------------------------------------------------
+
+
+def test_a_log_file_in_a_missing_folder_is_a_one_line_usage_error(
+    backlog_repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "no such folder" / "sync.log"
+    assert backlog_repo.run("--log-file", str(log), "sync") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"storysync: error: {log}: cannot open the --log-file: No such file or directory (does its folder exist?)"
+    ]
+    assert not log.parent.exists()
+    assert not backlog_repo.db_path.exists()  # the command did not run
+
+
+def _internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside storysync: validation raises what nobody expected."""
+    import storysync.check.validate
+
+    def explode(*_: object, **__: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(storysync.check.validate, "validate_paths", explode)
+
+
+def _crash_line(repo: Repo, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert repo.run("validate") == 3
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("storysync: internal error: ZeroDivisionError: boom ("), line
+    return line
+
+
+def _temp_dir(monkeypatch: pytest.MonkeyPatch, path: Path) -> Path:
+    """The temporary directory Python uses (``tempfile.tempdir``), for this test only."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    return path
+
+
+def test_each_crash_log_is_a_new_private_file_in_the_users_cache_and_no_planted_symlink_is_followed(
+    backlog_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone plants a symlink at the old shared name, ``/tmp/storysync-crash.log``, pointing
+    at a file of the user's: a crash writes neither through it nor there."""
+    _internal_error(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shared_tmp = _temp_dir(monkeypatch, tmp_path / "tmp")
+    shared_tmp.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious\n")
+    (shared_tmp / "storysync-crash.log").symlink_to(victim)
+    logs = []
+    for _ in range(2):
+        line = _crash_line(backlog_repo, capsys)
+        assert line.endswith(".log)"), line
+        logs.append(Path(line.split("(traceback in ", 1)[1][:-1]))
+    first, second = logs
+    assert first != second  # one file a crash
+    assert first.parent == second.parent == tmp_path / "cache" / "storysync"
+    assert first.parent.stat().st_mode & 0o777 == 0o700
+    for log in logs:
+        assert log.stat().st_mode & 0o777 == 0o600
+        text = log.read_text(encoding="utf-8")
+        assert "Traceback" in text
+        assert "ZeroDivisionError: boom" in text
+    assert victim.read_text() == "precious\n"
+    assert os.listdir(shared_tmp) == ["storysync-crash.log"]
+
+
+def test_a_crash_folder_owned_by_another_user_is_not_used(
+    backlog_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cache folder belongs to someone else: the traceback goes to a new file of a
+    unique name in the temporary directory instead."""
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    _internal_error(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    foreign = tmp_path / "cache" / "storysync"
+    foreign.mkdir(parents=True)
+    os.chown(foreign, 65534, 65534)  # nobody's
+    own_tmp = _temp_dir(monkeypatch, tmp_path / "tmp")
+    own_tmp.mkdir()
+    line = _crash_line(backlog_repo, capsys)
+    log = Path(line.split("(traceback in ", 1)[1][:-1])
+    assert log.parent == own_tmp
+    assert log.name.startswith("storysync-crash-")
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert "ZeroDivisionError: boom" in log.read_text(encoding="utf-8")
+    assert os.listdir(foreign) == []
+
+
+def test_a_crash_log_that_cannot_be_written_still_ends_in_one_line_and_exit_3(
+    backlog_repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither the cache folder (a file is in its way) nor the temporary directory (gone)
+    can take the traceback: the internal error is still one line, and says so."""
+    _internal_error(monkeypatch)
+    in_the_way = tmp_path / "cache"
+    in_the_way.write_text("a file, not a folder\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(in_the_way))
+    _temp_dir(monkeypatch, tmp_path / "gone")
+    line = _crash_line(backlog_repo, capsys)
+    assert "the traceback could not be written" in line, line

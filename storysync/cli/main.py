@@ -34,12 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         _log_failure(argv, exc, exc.exit_code, internal=False)
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
-        from storysync.log import log_crash
-
-        where = log_crash(exc)
-        sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {exc} (traceback in {where})\n")
+        sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {exc} ({_crash_log(exc)})\n")
         _log_failure(argv, exc, EXIT_RUNTIME, internal=True)
         return EXIT_RUNTIME
+
+
+def _crash_log(exc: Exception) -> str:
+    """Where the traceback went, or why it could not be written (never a second crash)."""
+    from storysync.log import log_crash
+
+    try:
+        return f"traceback in {log_crash(exc)}"
+    except Exception as failure:  # the internal error is what the user must see
+        return f"the traceback could not be written: {failure}"
 
 
 def _quiet_closed_output() -> None:

@@ -7,10 +7,12 @@ someone resolves it.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from storysync.config import Config
 from storysync.db import tables as m
@@ -40,6 +42,27 @@ class OpenConflict:
         keys += [k for k in [*file, *self.database] if k not in keys and k != "body"]
         keys = [*dict.fromkeys(keys), "body"]
         return [(k, file.get(k), self.database.get(k)) for k in keys]
+
+
+def db_snapshot(row: Mapping[str, Any], depends_on: Iterable[str]) -> dict[str, Any]:
+    """The database's version of a story as a conflict keeps it: every ``stories``
+    column, JSON-safe, and its ``depends_on`` from the ``dependencies`` table."""
+    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    snapshot["depends_on"] = sorted(depends_on)
+    return snapshot
+
+
+def db_snapshots(conn: Connection, story_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``db_snapshot`` of each of ``story_ids`` as it is on ``conn`` now, by id."""
+    s, d = m.stories.c, m.dependencies.c
+    deps: dict[str, list[str]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(story_ids), 500):
+        chunk = story_ids[start : start + 500]
+        rows.update((r.id, dict(r._mapping)) for r in conn.execute(select(m.stories).where(s.id.in_(chunk))))
+        for story_id, dep in conn.execute(select(d.story_id, d.depends_on_id).where(d.story_id.in_(chunk))):
+            deps.setdefault(story_id, []).append(dep)
+    return {story_id: db_snapshot(row, deps.get(story_id, [])) for story_id, row in rows.items()}
 
 
 def open_conflicts(config: Config, db: Database) -> list[OpenConflict]:

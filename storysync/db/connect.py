@@ -98,7 +98,8 @@ def open_with_retry(connect: Callable[[], T], url: URL, display: str) -> T:
             raise
         raise DatabaseError(
             f"{display}: cannot connect to the database server at {where(url)} "
-            f"after {attempts} attempt(s): {scrub(reason(exc), url)}"
+            f"after {attempts} attempt(s): {scrub(reason(exc), url)}",
+            unavailable=True,
         ) from exc
 
 

@@ -136,25 +136,32 @@ class Database:
         try:
             yield
         except OperationalError as exc:
-            raise DatabaseError(self._operational_message(exc)) from exc
+            raise self._operational_error(exc) from exc
         except DBAPIError as exc:
             raise DatabaseError(f"{self.display}: {what} failed: {scrub(reason(exc), self.url)}") from exc
         except SQLAlchemyError as exc:
             raise DatabaseError(f"{self.display}: {what} failed: {exc}".splitlines()[0]) from exc
 
-    def _operational_message(self, exc: OperationalError) -> str:
+    def _operational_error(self, exc: OperationalError) -> DatabaseError:
         why = scrub(reason(exc), self.url)
         if self.is_sqlite and "database is locked" in why:
             waited = self.busy_timeout_ms / 1000
-            return f"{self.display}: database is locked: another writer held it for {waited:g}s; try again later"
+            return DatabaseError(
+                f"{self.display}: database is locked: another writer held it for {waited:g}s; try again later",
+                unavailable=True,
+            )
         if not self.is_sqlite and exc.connection_invalidated:
-            return (
+            return DatabaseError(
                 f"{self.display}: lost the connection to the database server at {where(self.url)} ({why}); "
-                "this run did not complete: run it again to catch up"
+                "this run did not complete: run it again to catch up",
+                unavailable=True,
             )
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            return f"{self.display}: another storysync writer held the write lock too long; try again when it is done"
-        return f"{self.display}: {why}{_sqlite_hint(self.sqlite_path, why)}"
+            return DatabaseError(
+                f"{self.display}: another storysync writer held the write lock too long; try again when it is done",
+                unavailable=True,
+            )
+        return DatabaseError(f"{self.display}: {why}{_sqlite_hint(self.sqlite_path, why)}")
 
     def connect(self) -> Connection:
         """An open connection; a server that is down or restarting is retried with backoff

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ from storysync.check.rules import check_story
 from storysync.check.schema import SchemaChecker, load_checker
 from storysync.config import Config
 from storysync.db import tables as m
+from storysync.db.conflicts import db_snapshot
 from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
 from storysync.db.notify import after_write
@@ -119,7 +119,7 @@ def _plan_row(
     except (_Refusal, RenderError) as exc:
         action.kind, action.reason, action.data = "refused", str(exc), None
     if action.kind == "conflict":
-        action.snapshot = _snapshot(row, deps)
+        action.snapshot = db_snapshot(row, deps)
     return action
 
 
@@ -470,9 +470,3 @@ def _advance_last_synced(conn: Connection, commit: str, parent: str | None) -> N
     parent, it is now at the commit (so no hook or sync imports it again)."""
     if parent is not None and get_state(conn, LAST_SYNCED) == parent:
         set_state(conn, LAST_SYNCED, commit)
-
-
-def _snapshot(row: Mapping[str, Any], deps: list[str]) -> dict[str, Any]:
-    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
-    snapshot["depends_on"] = sorted(deps)
-    return snapshot

@@ -10,7 +10,6 @@ plan and apply steps here take any set of changed paths.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -24,9 +23,10 @@ from storysync.check.sources import Source, WorkTreeSource
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db import worktree
+from storysync.db.conflicts import db_snapshots
 from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
-from storysync.errors import Diagnostic
+from storysync.errors import EXIT_RUNTIME, DatabaseError, Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
 from storysync.story.model import Record
 
@@ -165,6 +165,31 @@ def _sync_locked(
         last = get_state(conn, LAST_SYNCED)
         marked = set() if options.working_tree else worktree.read(conn)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
+    try:
+        return _run(config, db, repo, options, result, progress, marked)
+    except Exception as exc:
+        if not options.dry_run and _recordable(exc):
+            record_failure(db, options, result, exc)
+        raise
+
+
+def _recordable(exc: Exception) -> bool:
+    """Whether ``exc`` failed the run (git, the database refusing a write, an internal error)
+    and the database can still take its audit row (not unreachable, not locked)."""
+    if isinstance(exc, DatabaseError) and exc.unavailable:
+        return False  # trying would fail, or wait out the lock timeout a second time
+    return not isinstance(exc, StorysyncError) or exc.exit_code == EXIT_RUNTIME
+
+
+def _run(
+    config: Config,
+    db: Database,
+    repo: GitRepo,
+    options: SyncOptions,
+    result: SyncResult,
+    progress: Callable[[int], None] | None,
+    marked: set[str],
+) -> SyncResult:
     if options.working_tree:
         source: Source = WorkTreeSource(config)
         provenance = Provenance(None, None, utcnow())
@@ -359,18 +384,24 @@ def record_invalid(db: Database, options: SyncOptions, result: SyncResult) -> in
     return run_id
 
 
-def record_failure(db: Database, options: SyncOptions, result: SyncResult, message: str) -> None:
-    """Best effort: an audit row for a run that failed (the database may be the problem)."""
+def record_failure(db: Database, options: SyncOptions, result: SyncResult, exc: Exception) -> None:
+    """The audit row of a run that failed after it started (outcome ``failed``, the error in
+    ``errors``), in a transaction of its own: the run's own was rolled back.  Best effort: when
+    the database itself is the problem nothing can be recorded, and the error is still raised."""
+    from storysync.log import get_logger, redact
+
+    message = str(exc) if isinstance(exc, StorysyncError) else f"internal error: {type(exc).__name__}: {exc}"
+    error = {"code": type(exc).__name__, "message": utf8_safe(redact(message))}
     try:
         with db.write() as conn:
             run_id = _insert_run(conn, options, result, utcnow())
             conn.execute(
                 m.sync_runs.update()
                 .where(m.sync_runs.c.id == run_id)
-                .values(finished_at=utcnow(), outcome="failed", errors=[{"message": message}])
+                .values(finished_at=utcnow(), outcome="failed", errors=[error])
             )
-    except Exception:  # noqa: S110 - the original failure is what the user must see
-        pass
+    except Exception as failure:  # the original failure is what the user must see
+        get_logger().debug("could not record the failed run: %s", failure)
 
 
 def _errors_json(diags: list[Diagnostic]) -> list[dict[str, object]]:
@@ -571,10 +602,7 @@ def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], n
     """A conflict record per row, with the file's hash (None: the file was deleted)."""
     if not pairs:
         return
-    ids = [r.id for _, r in pairs]
-    snapshots = {
-        row.id: _snapshot(row._mapping) for row in conn.execute(select(m.stories).where(m.stories.c.id.in_(ids)))
-    }
+    snapshots = db_snapshots(conn, [r.id for _, r in pairs])
     conn.execute(
         m.conflicts.insert(),
         [
@@ -589,11 +617,6 @@ def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], n
             for file_hash, r in pairs
         ],
     )
-
-
-def _snapshot(row: Any) -> dict[str, Any]:
-    snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
-    return snapshot
 
 
 def _write_dependencies(bulk: BulkWriter, plan: Plan) -> None:

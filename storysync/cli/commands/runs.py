@@ -31,8 +31,8 @@ def command(app: App, limit: int, fmt: str) -> int:
     for row in rows:
         app.out.print(escape(_line(row)))
         for error in (row["errors"] or [])[:ERRORS_SHOWN]:
-            where = f"{error.get('path', '')}:{error.get('line', 1)}:{error.get('col', 1)}"
-            app.out.print(escape(f"    {where}: {error.get('message', '')}"))
+            where = f"{error['path']}:{error.get('line', 1)}:{error.get('col', 1)}: " if error.get("path") else ""
+            app.out.print(escape(f"    {where}{error.get('message', '')}"))  # no path: a failed run's error
         hidden = len(row["errors"] or []) - ERRORS_SHOWN
         if hidden > 0:
             app.out.print(f"    ... and {hidden} more (--format json shows all)")
