@@ -19,6 +19,7 @@ from storysync import history
 from storysync import models as m
 from storysync.config import Config
 from storysync.db import Database
+from storysync.errors import utf8_safe
 from storysync.layout import classify
 from storysync.model import Location
 from storysync.sources import Entry, Source
@@ -427,7 +428,7 @@ def dependent_paths(conn: Connection, paths: Collection[str], present: Collectio
     """
     s, d = m.stories.c, m.dependencies.c
     gone: set[str] = set()
-    for chunk in _chunks(sorted(paths)):
+    for chunk in _chunks(sorted(p for p in paths if utf8_safe(p) == p)):  # no row has a name that is not UTF-8
         gone.update(conn.execute(select(s.id).where(s.path.in_(chunk), s.deleted_at.is_(None))).scalars())
     gone.difference_update(present)
     found: set[str] = set()
