@@ -212,7 +212,9 @@ def test_dependencies_on_deleted_and_on_this_run_s_deleted_stories_are_missing(r
     assert sorted((d.path, d.code, d.message) for d in result.diagnostics) == [
         (a, "missing-dependency", "depends_on: no story has id 'D-1'"),
         (a, "missing-dependency", "depends_on: no story has id 'S-3'"),
+        ("backlog/core/S-2-step.md", "missing-dependency", "depends_on: no story has id 'S-3'"),  # unchanged, as full
     ]
+    assert [str(d) for d in result.diagnostics] == [str(d) for d in do_sync(repo, full=True).diagnostics]
 
 
 def _random_graph(repo: Repo, rng: random.Random, n: int) -> None:

@@ -20,6 +20,7 @@ from storysync.check.validate import Checked, check_entries, checker_for
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.database import Database
+from storysync.errors import utf8_safe
 from storysync.ingest import history
 from storysync.story.layout import classify
 from storysync.story.model import Location
@@ -421,12 +422,22 @@ def check_entries_against_db(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Checked, Planner]:
     """Check ``entries`` (the ones of ``paths`` that exist) with the database's other
-    rows as the rest of the repository; the planner writes them (missing paths delete)."""
+    rows as the rest of the repository; the planner writes them (missing paths delete).
+
+    A story these paths take away (deleted, renamed to another id, moved out of the
+    layout, no longer parsing) leaves its dependents' ``depends_on`` dangling: those
+    files are checked too, so the run is refused at their entries as a full sync is.
+    """
     from storysync.ingest.sync import make_plan
 
     with db.read() as conn:
         known = DbKnown(conn, hidden=paths, exists=exists)
-        checked = check_entries(source, entries, checker_for(config), known=known, progress=progress)
+
+        def dependents(checked: Checked) -> list[Entry]:
+            found = dependent_paths(conn, paths, {s.id for s in checked.stories})
+            return source.entries(found) if found else []  # (no paths: a source may list everything)
+
+        checked = check_entries(source, entries, checker_for(config), known=known, progress=progress, more=dependents)
     ids = {s.id for s in checked.stories}
 
     def planner(conn: Connection) -> Plan:
@@ -436,6 +447,26 @@ def check_entries_against_db(
         )
 
     return checked, planner
+
+
+def dependent_paths(conn: Connection, paths: Collection[str], present: Collection[str]) -> list[str]:
+    """The stored paths, outside ``paths``, of the stories depending on a story whose row
+    is live at one of ``paths`` and whose id is not among ``present`` (the ids the run's
+    files still have): the stories the run would leave with a dangling ``depends_on``.
+
+    A row deleted in the database whose file is still there (the export removes it)
+    counts as well: a full sync reads that file too.
+    """
+    s, d = m.stories.c, m.dependencies.c
+    gone: set[str] = set()
+    for chunk in _chunks(sorted(p for p in paths if utf8_safe(p) == p)):  # no row has a name that is not UTF-8
+        gone.update(conn.execute(select(s.id).where(s.path.in_(chunk), s.deleted_at.is_(None))).scalars())
+    gone.difference_update(present)
+    found: set[str] = set()
+    for chunk in _chunks(sorted(gone)):
+        query = select(s.path).join(m.dependencies, d.story_id == s.id).where(d.depends_on_id.in_(chunk))
+        found.update(p for p in conn.execute(query.where(s.path.is_not(None))).scalars())
+    return sorted(found.difference(paths))
 
 
 def check_tree(config: Config, source: Source, progress: Callable[[int], None] | None) -> tuple[Checked, Planner]:
