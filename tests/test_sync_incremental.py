@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,26 @@ def test_paths_sync_keep_going_writes_the_valid_ones(backlog_repo: Repo) -> None
     run = table(repo.db_url, m.sync_runs)[-1]
     assert run["outcome"] == "invalid"
     assert run["errors"][0]["path"] == rel_bad
+
+
+def test_keep_going_reports_a_file_name_that_is_not_utf8_and_syncs_the_rest(backlog_repo: Repo) -> None:
+    """A watch batch (or ``sync --keep-going``) naming a Latin-1 file: reported and
+    skipped, the valid file beside it written; not a crash that stops watch."""
+    repo = backlog_repo
+    do_sync(repo)
+    folder = repo.path / "backlog" / "web"
+    with open(os.fsencode(folder) + b"/WEB-7-caf\xe9.md", "wb") as fh:
+        fh.write(story_text("WEB-7", title="Latin-1 file name").encode())
+    latin1 = os.fsdecode(b"backlog/web/WEB-7-caf\xe9.md")
+    good = repo.story("backlog", "web", "WEB-8", title="Fine")
+    result = do_sync(repo, working_tree=True, keep_going=True, paths=(latin1, good))
+    assert [str(d) for d in result.diagnostics] == [
+        "backlog/web/WEB-7-caf\\xe9.md:1:1: file name is not valid UTF-8; rename the file to UTF-8 characters"
+    ]
+    assert result.created == ["WEB-8"]
+    repo.commit("a Latin-1 name and a good story")
+    assert do_sync(repo, keep_going=True).created == []  # the git range: WEB-8 is there already
+    assert "WEB-7" not in stories(repo.db_url)
 
 
 def test_paths_sync_invalid_file_keeps_its_row(backlog_repo: Repo) -> None:

@@ -156,7 +156,8 @@ def rows_for(conn: Connection, ids: Collection[str], paths: Collection[str]) -> 
     for chunk in _chunks(sorted(ids)):
         for r in conn.execute(select(*cols).where(s.id.in_(chunk))):
             out[r.id] = DbRow(*r[:7], r.deleted_at is not None)
-    for chunk in _chunks(sorted(paths)):
+    stored = sorted(p for p in paths if utf8_safe(p) == p)  # a name that is not UTF-8 is refused, never stored
+    for chunk in _chunks(stored):
         for r in conn.execute(select(*cols).where(s.path.in_(chunk), s.deleted_at.is_(None))):
             out[r.id] = DbRow(*r[:7], r.deleted_at is not None)
     return out
