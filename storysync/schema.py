@@ -37,6 +37,8 @@ MAX_MESSAGE = 240
 CACHE_FORMAT = 4
 # fastjsonschema's generated imports that _run provides instead (its exception classes)
 _LOCAL_IMPORTS = ("from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n",)
+# the end of jsonschema's additionalProperties message where patternProperties are given
+_REGEXES = re.compile(r" (?:do|does) not match any of the regexes: .*", re.DOTALL)
 _ENTRY = re.compile(r"^def (\w+)\(data, custom_formats=\{\}, name_prefix=None\):", re.MULTILINE)
 
 
@@ -449,6 +451,8 @@ def _diagnostic(story: Story, err: Any) -> Diagnostic:
     if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
         known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
         extra = [k for k in err.instance if k not in known]
+        named = _REGEXES.sub("", err.message)  # the keys it names (a subschema may know the others)
+        extra = [k for k in extra if repr(k) in named] or extra
         if extra:  # point at the first unexpected key, not at its mapping
             line, col = story.key_marks.get((*path, extra[0]), (line, col))
     where = ".".join(str(p) for p in path) or "frontmatter"

@@ -312,9 +312,9 @@ def strict_repo(repo: Repo) -> Repo:
 
 def test_an_unevaluated_key_is_refused_by_validate_staged_and_sync_alike(strict_repo: Repo) -> None:
     path = "backlog/web/WEB-2-signup.md"
-    text = "---\nid: WEB-2\ntitle: Signup\nsurprise: 1\nreviewer: bob\n---\nBody.\n"
+    text = "---\nid: WEB-2\ntitle: Signup\nreviewer: bob\nsurprise: 1\n---\nBody.\n"
     strict_repo.write(path, text)
-    expected = f"{path}:4:1: frontmatter: Unevaluated properties are not allowed ('surprise' was unexpected)"
+    expected = f"{path}:5:1: frontmatter: Unevaluated properties are not allowed ('surprise' was unexpected)"
 
     validate = run_cli_subprocess(strict_repo, "validate")
     assert (validate.returncode, validate.stdout.splitlines()) == (1, [expected]), validate.stderr
