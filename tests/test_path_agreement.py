@@ -237,13 +237,11 @@ FRAMEWORK_SAMPLE = frozenset(
 
 # Cells that disagree today, each with why; strict: a fixed cell fails the run until
 # its mark is removed.
-SCHEMA_2020 = "issue 12: repository schemas with 2020-12 keywords pass the fast path"
 FRAMEWORK_NOT_UTF8 = (
     "found by this matrix: pre-commit itself cannot decode a staged file name that is not UTF-8 "
     "(UnicodeDecodeError in pre-commit): the commit is blocked, but without storysync's line"
 )
 KNOWN: dict[tuple[str, str], str] = {
-    **{("schema-override-2020-12", path): SCHEMA_2020 for path in PATHS},
     ("not-utf8-file-name", "pre-commit"): FRAMEWORK_NOT_UTF8,
 }
 

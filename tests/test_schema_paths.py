@@ -18,9 +18,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from storysync.model import Location, Story
-from storysync.parse import parse_story
-from storysync.schema import SchemaChecker, _draft7, _fastjsonschema_version, default_schema_path
+from storysync.check.schema import SchemaChecker, _draft7, _fastjsonschema_version, default_schema_path
+from storysync.story.model import Location, Story
+from storysync.story.parse import parse_story
 from tests.conftest import Repo, run_cli_subprocess
 
 EXAMPLES = Path(__file__).parent / "examples"
