@@ -328,6 +328,15 @@ def list_tree(repo: GitRepo, commit: str, root: str) -> list[TreeEntry]:
     return [_tree_entry(record) for record in raw.split(b"\0") if record]
 
 
+def tree_entries(repo: GitRepo, commit: str, paths: Sequence[str]) -> list[TreeEntry]:
+    """The files among ``paths`` (repository-relative) in ``commit``'s tree; a path it lacks is left out."""
+    out: list[TreeEntry] = []
+    for start in range(0, len(paths), 500):  # well inside the argument list's limit
+        args = ["--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree", commit, "--", *paths[start : start + 500]]
+        out.extend(_tree_entry(record) for record in _output(repo, "ls-tree", args).split(b"\0") if record)
+    return out
+
+
 def _tree_entry(record: bytes) -> TreeEntry:
     meta, _, path = record.partition(b"\t")
     mode, _kind, sha, size = meta.split()
