@@ -528,6 +528,6 @@ def last_versions(
 
 def _left_out(gone: history.Gone, why: str) -> str:
     return (
-        f"{gone.path}: the last version of {gone.story_id}, deleted in {gone.deleted_in[:12]}, "
-        f"is not a valid story ({why}): the rebuild gives it no row and no status history"
+        f"{gone.path}: the last version of {gone.story_id} (deleted in {gone.deleted_in[:12]}) is not a valid "
+        f"story ({why}); a rebuild into a database without its row leaves it out, with its status history"
     )

@@ -177,8 +177,11 @@ def test_rebuild_equals_commit_by_commit_sync(repo: Repo, two_dbs: tuple[str, st
     assert deleted == {"API-4", "API-5", "API-6", "WEB-7"}  # the script did what it says
     assert len(expected["history"]["API-6"]) == 4  # two lives
     assert snapshot(rebuilt) == expected
+    rebuild(repo, by_commit)  # over a database that has them all, a rebuild keeps them as they are
+    assert snapshot(by_commit) == expected
 
 
+@pytest.mark.usefixtures("any_db")
 def test_a_deleted_story_keeps_when_and_what_it_was(repo: Repo) -> None:
     repo.story("refinements", "web", "WEB-1", "idea", title="An idea", depends_on=["WEB-2"])
     repo.story("backlog", "web", "WEB-2", "base", title="The base")
@@ -202,6 +205,23 @@ def test_a_deleted_story_keeps_when_and_what_it_was(repo: Repo) -> None:
     assert dropped not in {h["commit"] for h in table(repo.db_url, m.status_history)}
     rebuild(repo, repo.db_url)  # a second rebuild over it changes nothing
     assert stories(repo.db_url)["WEB-1"] == row
+
+
+def test_a_deleted_story_whose_last_version_is_invalid_is_named(repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "kept", title="Kept")
+    repo.write("backlog/web/WEB-2-broken.md", "---\nid: WEB-2\n---\nno title, committed with --no-verify\n")
+    commit_as(repo, "one good, one broken", when="2025-02-03T10:00:00Z")
+    repo.git("rm", "-q", "backlog/web/WEB-2-broken.md")
+    dropped = commit_as(repo, "drop the broken one", when="2025-02-04T10:00:00Z")
+    result = do_sync(repo, full=True, history=True)
+    assert result.exit_code == 0  # a file HEAD no longer has does not block the rebuild
+    assert result.notices == [
+        f"backlog/web/WEB-2-broken.md: the last version of WEB-2 (deleted in {dropped[:12]}) is not a valid story "
+        "(missing required key 'title'); a rebuild into a database without its row leaves it out, "
+        "with its status history"
+    ]
+    assert sorted(stories(repo.db_url)) == ["WEB-1"]
+    assert {h["story_id"] for h in table(repo.db_url, m.status_history)} == {"WEB-1"}
 
 
 def _history(repo: Repo, story_id: str) -> list[dict[str, Any]]:
