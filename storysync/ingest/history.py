@@ -95,6 +95,41 @@ def moves(
     return out
 
 
+@dataclass(frozen=True)
+class Gone:
+    """A story the last commit of a range no longer has, and where its last version is."""
+
+    story_id: str
+    path: str  # where its file was when it was deleted
+    deleted_in: str  # the commit that deleted it (its first parent holds the last version)
+    deleted_at: datetime  # that commit's time, as ``Move.when``
+    version: str | None  # the last commit that changed the file (None: before the range)
+    born: datetime  # when the id first appeared in the range
+
+
+def gone(config: Config, commits: Iterable[LogCommit]) -> list[Gone]:
+    """The stories ``commits`` (oldest first, the whole history) leave deleted, by id."""
+    changed: dict[str, str] = {}
+    born: dict[str, datetime] = {}
+    out: dict[str, Gone] = {}
+    for commit in commits:
+        info = commit.info
+        before_paths: dict[str, str] = {}
+        for change in commit.changes:
+            before, _ = _sides(config, change)
+            if before is not None:
+                before_paths.setdefault(before[0], change.old if change.old is not None else change.path)
+        for story_id, status in commit_effects(config, commit).items():
+            born.setdefault(story_id, info.when)
+            if status is not None:
+                changed[story_id] = info.sha
+                out.pop(story_id, None)
+                continue
+            version = changed.pop(story_id, None)
+            out[story_id] = Gone(story_id, before_paths[story_id], info.sha, info.when, version, born[story_id])
+    return [out[sid] for sid in sorted(out)]
+
+
 def touched_ids(config: Config, commits: Iterable[LogCommit]) -> set[str]:
     """Every story id the commits changed."""
     return {sid for c in commits for sid in commit_effects(config, c)}

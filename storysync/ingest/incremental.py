@@ -23,9 +23,10 @@ from storysync.db.database import Database
 from storysync.errors import utf8_safe
 from storysync.ingest import history
 from storysync.story.layout import classify
-from storysync.story.model import Location
+from storysync.story.model import Location, Record
 
 if TYPE_CHECKING:
+    from storysync.git import runner as gitplain
     from storysync.git.runner import GitRepo
     from storysync.ingest.sync import DbRow, Plan, Provenance, SyncOptions, SyncResult
 
@@ -303,6 +304,7 @@ def run_git(
             "(git fetch --unshallow for all of it)"
         )
     moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
+    result.notices.extend(moves.notices)
     return finish(db, checked, planner, provenance, options, result, moves, resynced=marked)
 
 
@@ -494,6 +496,8 @@ class HistoryPlan:
         self.rebuild = rebuild
         self.commits = gitplain.log(repo, walk[1], to, config.root) if walk[0] else []
         self.rest: list[history.Move] = []
+        self.notices: list[str] = []
+        self.deleted = last_versions(config, repo, to, self.commits, self.notices) if rebuild else []
 
     def for_plan(self, conn: Connection, plan: Plan, checked: Checked) -> MovesById:
         """The moves ``apply`` should record for the stories ``plan`` creates or moves."""
@@ -535,7 +539,12 @@ class HistoryPlan:
             history.clear_file_history(conn)
 
     def after(self, conn: Connection) -> None:
-        """In the run's transaction, after ``apply``: the moves of stories it did not move."""
+        """In the run's transaction, after ``apply``: the rows of the stories deleted before
+        the rebuilt commit that the database lacks, then the moves of stories ``apply`` did not move."""
+        from storysync.ingest.sync import insert_deleted
+
+        have = history.existing_ids(conn, {gone.story_id for gone, _ in self.deleted})
+        insert_deleted(conn, [(record, gone) for gone, record in self.deleted if gone.story_id not in have])
         existing = history.existing_ids(conn, {mv.story_id for mv in self.rest})
         rows = history.history_rows(mv for mv in self.rest if mv.story_id in existing)
         if rows:
@@ -552,3 +561,48 @@ def written_paths(plan: Plan) -> set[str]:
             paths.add(row.path)
     paths.update(r.path for r in plan.deletes if r.path is not None)
     return paths
+
+
+def last_versions(
+    config: Config, repo: GitRepo, to: str, commits: list[gitplain.LogCommit], notices: list[str]
+) -> list[tuple[history.Gone, Record]]:
+    """The stories ``commits`` (the whole history up to ``to``) leave deleted, each as its
+    last version was (its file at the deleting commit's parent), checked on its own.
+
+    A last version that does not read as a valid story of that id is left out, with a notice.
+    """
+    from storysync.check.sources import GitTreeSource
+    from storysync.check.validate import check_data, to_record
+    from storysync.git import runner as gitplain
+
+    found: list[tuple[history.Gone, Entry]] = []
+    by_parent: dict[str, list[history.Gone]] = {}
+    for gone in history.gone(config, commits):
+        by_parent.setdefault(f"{gone.deleted_in}^", []).append(gone)
+    for parent, group in by_parent.items():
+        tree = {item.path: item for item in gitplain.tree_entries(repo, parent, [g.path for g in group])}
+        for gone in group:
+            item, location = tree.get(gone.path), classify(config, gone.path)
+            if item is None or location is None or item.mode == gitplain.SUBMODULE_MODE:
+                notices.append(_left_out(gone, "not a file"))
+                continue
+            found.append((gone, Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE)))
+    checker = checker_for(config)
+    out: list[tuple[history.Gone, Record]] = []
+    read = GitTreeSource(repo, config, to).read_many([entry for _, entry in found])
+    for (gone, _), (entry, data) in zip(found, read, strict=True):
+        story, problems = check_data(entry, data, checker)
+        if problems or story is None:
+            notices.append(_left_out(gone, problems[0].message if problems else "unreadable"))
+        elif story.id != gone.story_id:
+            notices.append(_left_out(gone, f"its id is {story.id!r}"))
+        else:
+            out.append((gone, to_record(story)))
+    return out
+
+
+def _left_out(gone: history.Gone, why: str) -> str:
+    return (
+        f"{gone.path}: the last version of {gone.story_id} (deleted in {gone.deleted_in[:12]}) is not a valid "
+        f"story ({why}); a rebuild into a database without its row leaves it out, with its status history"
+    )

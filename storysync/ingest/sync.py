@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from storysync.check.validate import Bodies
     from storysync.git.runner import CommitInfo, GitRepo
+    from storysync.ingest.history import Gone
 
 TRIGGERS = ("manual", "hook", "ci", "watch")
 MAX_RECORDED_ERRORS = 1000
@@ -580,6 +581,24 @@ def _apply_creates(w: _Writing, plan: Plan) -> None:
             feed.changes.append((story.id, "created"))
             feed.hist.extend(_history_rows(bulk, story, None, w.provenance, w.history))
         bulk.run(_INSERT_STORY, CREATE_KEYS, rows)
+
+
+def insert_deleted(conn: Connection, stories: list[tuple[Record, Gone]]) -> None:
+    """Rows for stories deleted before the commit a history rebuild reads, as syncing every
+    commit leaves them: soft-deleted at the deleting commit's time (a sync run right after
+    it, as a hook runs, would stamp that), created when the id first appeared, holding the
+    last version's content and commit, and no dependencies (a deletion removes them)."""
+    if not stories:
+        return
+    _ensure_backlogs(conn, Plan(creates=[record for record, _ in stories]), utcnow())
+    bulk = BulkWriter(conn)
+    rows = []
+    for record, gone in stories:
+        # revision 2, all synced: as a row one sync created and a later one deleted
+        values = _file_values(bulk, record, 2, gone.version)
+        deleted_at = bulk.stamp(gone.deleted_at)
+        rows.append((record.id, *values, bulk.stamp(gone.born), deleted_at, deleted_at))
+    bulk.run(_INSERT_STORY, CREATE_KEYS, rows)
 
 
 def _history_rows(
