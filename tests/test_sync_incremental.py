@@ -16,7 +16,8 @@ from storysync.db import tables as m
 from storysync.db.database import LAST_SYNCED, Database, get_state
 from storysync.errors import GitError
 from storysync.git.repo import open_repo
-from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions, SyncResult
 from tests.conftest import Repo, make_repo, story_text
 
 pytestmark = pytest.mark.usefixtures("any_db")

@@ -27,8 +27,9 @@ from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.errors import GitError
 from storysync.git import runner as gitplain
-from storysync.ingest.incremental import DbKnown
-from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.ingest.plan import DbKnown
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions, SyncResult
 from tests.conftest import Repo
 
 

@@ -219,7 +219,8 @@ def run_post_hook(app: App, name: str, args: Sequence[str]) -> int:
 
 def _sync_for_hook(app: App) -> None:
     from storysync.cli.report import sync_summary, write_diagnostics
-    from storysync.ingest.sync import SyncOptions, sync
+    from storysync.ingest.run import sync
+    from storysync.ingest.types import SyncOptions
 
     result = sync(app.config, app.db, app.git, SyncOptions(trigger="hook"))
     for notice in result.notices:

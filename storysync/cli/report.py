@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from storysync.errors import Diagnostic, utf8_safe
 
 if TYPE_CHECKING:
-    from storysync.ingest.sync import SyncResult
+    from storysync.ingest.types import SyncResult
 
 FORMATS = ("text", "json", "github")
 

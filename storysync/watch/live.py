@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from storysync.errors import Diagnostic, StorysyncError
-from storysync.ingest.sync import SyncOptions, sync
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions
 from storysync.watch.events import Batch, ChangeFilter, ChangeKind
 from storysync.watch.outcome import Outcome
 

@@ -9,7 +9,7 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.report import sync_summary, write_diagnostics
-from storysync.ingest.sync import TRIGGERS, SyncOptions
+from storysync.ingest.types import TRIGGERS, SyncOptions
 
 
 @click.command("sync")
@@ -39,7 +39,7 @@ def command(
     if history and not full:
         raise click.UsageError("--history rebuilds the whole history: use it with --full")
     from storysync.cli.progress import progress_bar, surely_not_a_terminal
-    from storysync.ingest.sync import sync
+    from storysync.ingest.run import sync
 
     options = SyncOptions(
         from_rev=from_rev,
