@@ -402,7 +402,6 @@ def finish(
     transaction records the paths a working-tree run wrote, or forgets those of
     ``resynced`` (paths recorded so, read again from a commit) that were valid.
     """
-
     result.files = checked.files
     result.diagnostics = checked.diagnostics
     if checked.diagnostics and not options.keep_going:

@@ -52,7 +52,6 @@ class HistoryPlan:
 
     def for_plan(self, conn: Connection, plan: Plan, checked: Checked) -> MovesById:
         """The moves ``apply`` should record for the stories ``plan`` creates or moves."""
-
         ids = touched_ids(self.config, self.commits)
         if not ids:
             return {}
@@ -91,7 +90,6 @@ class HistoryPlan:
     def after(self, conn: Connection) -> None:
         """In the run's transaction, after ``apply``: the rows of the stories deleted before
         the rebuilt commit that the database lacks, then the moves of stories ``apply`` did not move."""
-
         have = existing_ids(conn, {gone.story_id for gone, _ in self.deleted})
         insert_deleted(conn, [(record, gone) for gone, record in self.deleted if gone.story_id not in have])
         existing = existing_ids(conn, {mv.story_id for mv in self.rest})
@@ -108,7 +106,6 @@ def last_versions(
 
     A last version that does not read as a valid story of that id is left out, with a notice.
     """
-
     found: list[tuple[Gone, Entry]] = []
     by_parent: dict[str, list[Gone]] = {}
     for gone in gone_stories(config, commits):

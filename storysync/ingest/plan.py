@@ -221,7 +221,6 @@ def story_paths(config: Config, paths: Iterable[str]) -> list[str]:
 
 def rows_for(conn: Connection, ids: Collection[str], paths: Collection[str]) -> dict[str, DbRow]:
     """The rows (live or deleted) with one of ``ids``, or live at one of ``paths``."""
-
     s = m.stories.c
     cols = (s.id, s.path, s.content_hash, s.status, s.backlog_id, s.revision, s.synced_revision, s.deleted_at)
     out: dict[str, DbRow] = {}
@@ -313,7 +312,6 @@ def check_entries_against_db(
     layout, no longer parsing) leaves its dependents' ``depends_on`` dangling: those
     files are checked too, so the run is refused at their entries as a full sync is.
     """
-
     with db.read() as conn:
         known = DbKnown(conn, hidden=paths, exists=exists)
 
@@ -355,7 +353,6 @@ def dependent_paths(conn: Connection, paths: Collection[str], present: Collectio
 
 def check_tree(config: Config, source: Source, progress: Callable[[int], None] | None) -> tuple[Checked, Planner]:
     """Every story file of ``source`` against every row: a full reconcile."""
-
     checked = check_entries(source, source.entries(), checker_for(config), progress=progress, compact=True)
     ids = {s.id for s in checked.stories}
 

@@ -128,7 +128,6 @@ def run_full(
     progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
-
     checked, planner = check_tree(config, source, progress)
     return finish(db, checked, planner, provenance, options, result)
 
@@ -205,14 +204,12 @@ class Ancestry:
 
     def contains(self, sha: str) -> bool:
         """Whether ``sha`` is ``to`` or one of its ancestors (False for an unknown commit)."""
-
         if sha not in self._contains:
             self._contains[sha] = gitplain.is_ancestor(self.repo, sha, self.to)
         return self._contains[sha]
 
     def exists(self, sha: str) -> bool:
         """Whether ``sha`` is a commit the repository has."""
-
         if self._contains.get(sha):
             return True
         if sha not in self._exists:
@@ -222,7 +219,6 @@ class Ancestry:
 
 def _base(ancestry: Ancestry, last: str | None, options: SyncOptions) -> tuple[str | None, str | None]:
     """The commit the database reflects, if a diff from it can be trusted; else a notice."""
-
     to = ancestry.to
     if options.full:
         return None, None
@@ -241,7 +237,6 @@ def _base(ancestry: Ancestry, last: str | None, options: SyncOptions) -> tuple[s
 
 def _walk_from(ancestry: Ancestry, start: str | None, options: SyncOptions) -> tuple[bool, str | None]:
     """Whether to walk commits for history, and from where (None: the whole log)."""
-
     if options.full and options.history:
         return True, None
     if start is None or not ancestry.exists(start):
