@@ -17,10 +17,13 @@ values; the database's version lives on in the conflict's ``db_snapshot`` until
 someone resolves it (``storysync conflicts --resolve ID``).
 
 A row that cannot be written safely (a bad id or backlog, a status without a
-stage directory, a path leading out of the stories root, a value the schema
-refuses) is named with the reason, not written, left pending, and makes the exit
-code 1.  If anything fails after files were written (git, the database), every
-file is put back as it was and nothing is recorded.
+stage directory, a path leading out of the stories root or through a symlinked
+stage or backlog directory, a backlog directory that differs from an existing
+one only in case, a value the schema refuses) is named with the reason, not
+written, left pending, and makes the exit code 1.  A move never removes the file
+it has just written (the two paths' file identities are compared first).  If
+anything fails after files were written (git, the database), every file is put
+back as it was and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection, select
 
-from storysync.check.rules import check_story
+from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
+from storysync.check.sources import linked_directory
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.conflicts import db_snapshot
@@ -49,7 +53,7 @@ from storysync.errors import RepositoryStateError, StorysyncError
 from storysync.export.actions import WRITES, Action, ExportOptions, ExportResult
 from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
-from storysync.story.layout import classify, slugify, story_path
+from storysync.story.layout import classify, slugify, story_directories, story_path
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
 from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
@@ -277,7 +281,34 @@ def _check_inside(config: Config, rel: str) -> Path:
     real = os.path.realpath(probe)
     if real != root and not real.startswith(root + os.sep):
         raise _Refusal(f"{rel}: a symlinked directory leads out of the stories root")
+    linked = linked_directory(config, rel)
+    if linked is not None:
+        raise _Refusal(symlinked_directory(rel, *linked).message)
+    _refuse_case_twin(config, rel)
     return path
+
+
+def _refuse_case_twin(config: Config, rel: str) -> None:
+    """Refuse a stage or backlog directory that does not exist by its exact name but
+    beside one whose name differs only in case or Unicode form (``Web`` and ``web``):
+    on a file system that ignores case they are one directory, so a move between
+    them would write the file and then remove it."""
+    for directory, place in story_directories(config, rel):
+        path = config.repo / directory
+        try:
+            names = os.listdir(path.parent)
+        except OSError:
+            return  # not there yet: nothing below it can clash
+        if path.name in names:
+            continue
+        twin = next((n for n in names if fold_id(n) == fold_id(path.name)), None)
+        if twin is not None:
+            raise _Refusal(
+                f"{rel}: {place} directory {path.name!r} differs only in case from the existing "
+                f"{(path.parent / twin).relative_to(config.repo).as_posix()}; on a file system that ignores "
+                f"case they are one directory; use the existing name"
+            )
+        return
 
 
 def _read_story_file(config: Config, rel: str) -> bytes | None:
@@ -422,10 +453,25 @@ def _write(config: Config, action: Action, undo: _Undo) -> None:
             raise
     if action.old_path is not None and action.kind in ("move", "delete"):
         old = config.repo / action.old_path
+        if action.kind == "move" and _same_file(old, config.repo / (action.new_path or "")):
+            raise StorysyncError(
+                f"{action.old_path}: the same file as {action.new_path} (a symlinked directory, or a file system "
+                "that ignores case); not removed"
+            )
         undo.remember(old)
         old.unlink(missing_ok=True)
         if action.kind == "move":
             _remove_if_empty(old.parent)
+
+
+def _same_file(old: Path, new: Path) -> bool:
+    """Whether the old path of a move, once the new file is written, is that new file
+    (device and inode), whatever the names say: two names of one directory entry, so
+    removing the old path would remove the story."""
+    try:
+        return os.path.samefile(old, new)
+    except OSError:
+        return False
 
 
 def _remove_if_empty(directory: Path) -> None:

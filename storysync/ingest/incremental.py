@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from storysync.check.sources import Entry, Source
+from storysync.check.sources import Entry, Source, directory_entry
 from storysync.check.validate import Checked, check_entries, checker_for
 from storysync.config import Config
 from storysync.db import tables as m
@@ -386,7 +386,8 @@ def _walk_from(ancestry: Ancestry, start: str | None, options: SyncOptions) -> t
 
 def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:
     """The story paths that differ between any of ``bases`` and ``to``, and the entries
-    (blob, mode, size at ``to``) of those that exist at ``to``."""
+    (blob, mode, size at ``to``) of those that exist at ``to``; a symlink added in the
+    place of a stage or backlog directory is one too (it reads as its refusal)."""
     from storysync.git import runner as gitplain
 
     paths: set[str] = set()
@@ -408,6 +409,11 @@ def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: 
         for location, change in found
         if change.sha is not None
     ]
+    for path, change in present.items():
+        linked = directory_entry(config, path, change.sha or "") if change.mode == gitplain.SYMLINK_MODE else None
+        if linked is not None:
+            entries.append(linked)
+            wanted.append(path)
     return wanted, entries
 
 

@@ -1,0 +1,154 @@
+"""``storysync export`` never loses a story, never commits what the next sync refuses,
+and refuses a bad row alone (issue 17, items 1, 3 and 8).
+
+Real git repositories, files and databases (SQLite, and PostgreSQL through ``any_db``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from storysync.config import load_config
+from storysync.db.writer import update_story
+from storysync.errors import StorysyncError
+from storysync.export.actions import Action
+from storysync.watch.events import StoryFilter
+from tests.conftest import Repo, story_text
+from tests.export_helpers import git_repo, handles, synced
+
+WEB1 = "backlog/web/WEB-1-login.md"
+WEB2 = "active/web/WEB-2-signup.md"
+LINKED = (
+    "backlog directory is a symlink; stage and backlog directories must be real directories (symlinks are not followed)"
+)
+
+
+def out_of(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+# ---------------------------------------------------------------- item 1: one file under two names
+
+
+def test_a_move_into_a_symlinked_backlog_is_refused_and_the_story_kept(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ln -s web backlog/frontend; set WEB-1 backlog=frontend; export --commit`` wrote the
+    file through the link, then removed the old path: the same file.  The commit deleted
+    the story and ``status`` said in step."""
+    repo = backlog_repo
+    synced(repo)
+    head = repo.git("rev-parse", "HEAD")
+    original = (repo.path / WEB1).read_bytes()
+    (repo.path / "backlog" / "frontend").symlink_to("web", target_is_directory=True)
+    assert repo.run("set", "WEB-1", "backlog=frontend") == 0
+    capsys.readouterr()
+    assert repo.run("export", "--commit") == 1
+    out = out_of(capsys)
+    assert "refused        WEB-1" in out
+    assert "backlog directory backlog/frontend is a symlink" in out
+    assert (repo.path / WEB1).read_bytes() == original
+    assert repo.git("rev-parse", "HEAD") == head
+    assert repo.git("status", "--porcelain", "--", "backlog/web") == ""
+    with handles(repo, any_db) as h:
+        row = h.row("WEB-1")
+        assert row["path"] == WEB1
+        assert row["synced_revision"] < row["revision"]  # still pending
+
+
+def test_a_move_into_a_symlinked_stage_is_refused(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.story("active", "web", "WEB-2", "signup", title="Signup")
+    repo.commit("one story")
+    synced(repo)
+    (repo.path / "completed").symlink_to("active", target_is_directory=True)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-2", status="completed")
+    capsys.readouterr()
+    assert repo.run("export") == 1
+    assert "stage directory completed is a symlink" in out_of(capsys)
+    assert (repo.path / WEB2).read_text() == story_text("WEB-2", title="Signup")
+
+
+def test_a_backlog_differing_only_in_case_is_refused(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a case-insensitive file system ``backlog/Web`` is ``backlog/web``: the move would
+    write the file, then remove it.  This file system is case-sensitive, so the test shows
+    the rule that prevents it (names compared folded), which holds on both kinds."""
+    repo = backlog_repo
+    synced(repo)
+    original = (repo.path / WEB1).read_bytes()
+    assert repo.run("set", "WEB-1", "backlog=Web") == 0
+    capsys.readouterr()
+    assert repo.run("export") == 1
+    out = out_of(capsys)
+    assert "backlog directory 'Web' differs only in case from the existing backlog/web" in out
+    assert (repo.path / WEB1).read_bytes() == original
+    assert not (repo.path / "backlog" / "Web").exists()
+
+
+def test_a_move_never_removes_the_file_it_has_just_written(backlog_repo: Repo) -> None:
+    """The last guard, for a directory that became a link after the export looked, or two
+    names a case-insensitive file system gives one file (simulated with a symlink, as this
+    file system is case-sensitive): before removing a move's old path the export compares
+    file identities, and stops instead of removing the story."""
+    from storysync.export.run import _Undo, _write
+
+    repo = backlog_repo
+    config = load_config(repo.path)
+    original = (repo.path / WEB1).read_bytes()
+    (repo.path / "backlog" / "frontend").symlink_to("web", target_is_directory=True)
+    move = Action("WEB-1", "move", 2, old_path=WEB1, new_path="backlog/frontend/WEB-1-login.md", data=original)
+    undo = _Undo()
+    with pytest.raises(StorysyncError, match=r"the same file as backlog/frontend/WEB-1-login\.md"):
+        _write(config, move, undo)
+    undo.restore()
+    assert (repo.path / WEB1).read_bytes() == original
+
+
+def test_every_reader_refuses_a_symlinked_backlog_directory(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One rule for validate, validate --staged, sync (from git and the working tree) and watch."""
+    from storysync.db.database import Database
+    from storysync.watch.events import Batch
+    from storysync.watch.live import LiveSync
+
+    repo = backlog_repo
+    synced(repo)
+    (repo.path / "backlog" / "frontend").symlink_to("web", target_is_directory=True)
+    at_dir = f"backlog/frontend:1:1: {LINKED}"
+    through = "backlog/frontend/WEB-1-login.md:1:1: backlog directory backlog/frontend is a symlink"
+    capsys.readouterr()
+
+    assert repo.run("validate") == 1
+    assert capsys.readouterr().out.splitlines() == [at_dir]
+    assert repo.run("validate", "backlog/frontend/WEB-1-login.md") == 1
+    assert capsys.readouterr().out.startswith(through)
+    assert repo.run("sync", "--working-tree") == 1
+    assert capsys.readouterr().out.splitlines() == [at_dir]
+
+    config = load_config(repo.path)
+    db = Database(repo.db_url)
+    try:
+        live = LiveSync(config, db, git_repo(repo), StoryFilter(config))
+        outcome = live.catch_up()
+        assert outcome.result is not None
+        assert [str(d) for d in outcome.result.diagnostics] == [at_dir]
+        repo.write("backlog/frontend/WEB-5-new.md", story_text("WEB-5", title="Saved through the link"))
+        rescan = live.apply(Batch(frozenset(), rescan=True))
+        assert rescan is not None
+        assert rescan.result is not None
+        new = "backlog/frontend/WEB-5-new.md:1:1: backlog directory backlog/frontend is a symlink"
+        assert [str(d)[: len(new)] for d in rescan.result.diagnostics] == [new]
+        (repo.path / "backlog/web/WEB-5-new.md").unlink()
+    finally:
+        db.dispose()
+
+    repo.git("add", "backlog/frontend")
+    assert repo.run("validate", "--staged") == 1
+    assert capsys.readouterr().out.splitlines() == [at_dir]
+    repo.git("commit", "-q", "-m", "a symlinked backlog")
+    assert repo.run("sync") == 1  # the commit's changes
+    assert capsys.readouterr().out.splitlines() == [at_dir]
+    assert repo.run("sync", "--full") == 1
+    assert capsys.readouterr().out.splitlines() == [at_dir]
