@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from storysync.config import load_config
-from storysync.db.writer import update_story
+from storysync.db.writer import create_story, update_story
 from storysync.errors import StorysyncError
 from storysync.export.actions import Action
 from storysync.watch.events import StoryFilter
@@ -152,3 +152,59 @@ def test_every_reader_refuses_a_symlinked_backlog_directory(
     assert capsys.readouterr().out.splitlines() == [at_dir]
     assert repo.run("sync", "--full") == 1
     assert capsys.readouterr().out.splitlines() == [at_dir]
+
+
+# ---------------------------------------------------------------- item 3: the tree the export leaves
+
+
+def test_export_refuses_what_the_next_sync_would(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row created with the id of a committed but unsynced file, and a ``depends_on``
+    naming a story whose file a commit deleted: refused by id and reason, nothing of
+    theirs committed; the valid row beside them is exported, and the next sync passes."""
+    repo = backlog_repo
+    synced(repo)
+    repo.story("backlog", "web", "WEB-60", "committed", title="Committed, not synced")
+    repo.git("rm", "-q", "completed/api/API-2-health.md")
+    head = repo.commit("a new file and a deletion, not synced")
+    with handles(repo, any_db) as h:
+        create_story(h.db, "WEB-60", backlog="web", title="Made in the database")
+        update_story(h.db, "WEB-2", depends_on=["API-2"])  # API-2 is still live in the database
+        update_story(h.db, "API-1", points=8)
+        capsys.readouterr()
+        assert repo.run("export", "--commit") == 1
+        out = out_of(capsys)
+        assert (
+            "refused        WEB-60  backlog/web/WEB-60-made-in-the-database.md: id 'WEB-60' is already used by "
+            "backlog/web/WEB-60-committed.md (the same id)"
+        ) in out
+        assert "refused        WEB-2  active/web/WEB-2-signup.md: depends_on: no story has id 'API-2'" in out
+        assert "updated        API-1" in out
+        assert repo.git("rev-parse", "HEAD~1") == head
+        assert repo.git("show", "--name-only", "--format=", "HEAD").splitlines() == ["refinements/api/API-1-auth.md"]
+        assert not (repo.path / "backlog/web/WEB-60-made-in-the-database.md").exists()
+        assert "API-2" not in (repo.path / WEB2).read_text()
+        assert h.row("WEB-60")["synced_revision"] == 0
+    assert repo.run("sync") == 0, out_of(capsys)
+
+
+def test_a_row_refused_leaves_out_the_rows_that_needed_it(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without ``--commit`` the working tree is the tree checked.  WEB-9 depends on WEB-7,
+    whose file is gone; WEB-1 depends on WEB-9, which only WEB-9's new file would provide:
+    both are refused, in two rounds."""
+    repo.story("backlog", "web", "WEB-1", "login", title="Login")
+    repo.story("backlog", "web", "WEB-7", "gone", title="Soon gone")
+    repo.commit("stories")
+    synced(repo)
+    (repo.path / "backlog/web/WEB-7-gone.md").unlink()
+    with handles(repo) as h:
+        create_story(h.db, "WEB-9", backlog="web", title="Needs seven", depends_on=["WEB-7"])
+        update_story(h.db, "WEB-1", depends_on=["WEB-9"])
+    capsys.readouterr()
+    assert repo.run("export") == 1
+    out = out_of(capsys)
+    assert "refused        WEB-9  backlog/web/WEB-9-needs-seven.md: depends_on: no story has id 'WEB-7'" in out
+    assert "refused        WEB-1  backlog/web/WEB-1-login.md: depends_on: no story has id 'WEB-9'" in out
+    assert not (repo.path / "backlog/web/WEB-9-needs-seven.md").exists()
+    assert (repo.path / "backlog/web/WEB-1-login.md").read_text() == story_text("WEB-1", title="Login")

@@ -19,11 +19,12 @@ someone resolves it (``storysync conflicts --resolve ID``).
 A row that cannot be written safely (a bad id or backlog, a status without a
 stage directory, a path leading out of the stories root or through a symlinked
 stage or backlog directory, a backlog directory that differs from an existing
-one only in case, a value the schema refuses) is named with the reason, not
-written, left pending, and makes the exit code 1.  A move never removes the file
-it has just written (the two paths' file identities are compared first).  If
-anything fails after files were written (git, the database), every file is put
-back as it was and nothing is recorded.
+one only in case, a value the schema refuses, a file that would leave the tree
+invalid: ``export.tree``) is named with the reason, not written, left pending,
+and makes the exit code 1.  A move never removes the file it has just written
+(the two paths' file identities are compared first).  If anything fails after
+files were written (git, the database), every file is put back as it was and
+nothing is recorded.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from storysync.errors import RepositoryStateError, StorysyncError
 from storysync.export.actions import WRITES, Action, ExportOptions, ExportResult
 from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
+from storysync.export.tree import base_tree, refuse_invalid
 from storysync.story.layout import classify, slugify, story_directories, story_path
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
@@ -78,9 +80,9 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
         gitdiff.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
     db.ensure_schema()
     if options.dry_run:
-        return ExportResult(plan(config, db), dry_run=True)
+        return ExportResult(_checked_plan(config, db, repo, options), dry_run=True)
     with writer_lock(gitdiff.git_dir(repo)):
-        result = ExportResult(plan(config, db))
+        result = ExportResult(_checked_plan(config, db, repo, options))
         _carry_out(config, db, repo, options, result)
     # After the lock: push what this export (and any set/new before it) left in the change
     # feed, as a sync does (SPEC §10); bounded in time, never raises.
@@ -89,6 +91,13 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
 
 
 # ---------------------------------------------------------------- planning
+
+
+def _checked_plan(config: Config, db: Database, repo: git.Repo, options: ExportOptions) -> list[Action]:
+    """``plan``, with the rows refused whose files would leave an invalid tree (``export.tree``)."""
+    actions = plan(config, db)
+    refuse_invalid(config, actions, base_tree(config, repo, options.commit))
+    return actions
 
 
 def plan(config: Config, db: Database) -> list[Action]:
