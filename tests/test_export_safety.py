@@ -10,7 +10,7 @@ import pytest
 
 from storysync.config import load_config
 from storysync.db.writer import create_story, update_story
-from storysync.errors import StorysyncError
+from storysync.errors import StorysyncError, UsageError, ValidationFailed
 from storysync.export.actions import Action
 from storysync.watch.events import StoryFilter
 from tests.conftest import Repo, story_text
@@ -208,3 +208,84 @@ def test_a_row_refused_leaves_out_the_rows_that_needed_it(repo: Repo, capsys: py
     assert "refused        WEB-1  backlog/web/WEB-1-login.md: depends_on: no story has id 'WEB-9'" in out
     assert not (repo.path / "backlog/web/WEB-9-needs-seven.md").exists()
     assert (repo.path / "backlog/web/WEB-1-login.md").read_text() == story_text("WEB-1", title="Login")
+
+
+# ---------------------------------------------------------------- item 8: one bad row, one refusal
+
+
+def test_bad_rows_are_refused_one_by_one(backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows a database client wrote past the story API: each refused with its reason, the
+    good one exported, never an internal error for the whole run."""
+    repo = backlog_repo
+    synced(repo)
+    long_backlog = "é" * 200  # 200 characters fit the column; 400 bytes fit no directory name
+    with handles(repo, any_db) as h:
+        h.sql("UPDATE stories SET tags = '\"auth\"', revision = revision + 1 WHERE id = 'API-1'")
+        h.sql("UPDATE stories SET extra = '[1, 2]', revision = revision + 1 WHERE id = 'API-2'")
+        h.sql("INSERT INTO backlogs (id, created_at) VALUES (:b, CURRENT_TIMESTAMP)", b=long_backlog)
+        h.sql("UPDATE stories SET backlog_id = :b, revision = revision + 1 WHERE id = 'WEB-2'", b=long_backlog)
+        update_story(h.db, "WEB-1", points=5)
+        capsys.readouterr()
+        assert repo.run("export") == 1
+        out = out_of(capsys)
+        assert "refused        API-1  refinements/api/API-1-auth.md: tags in the database is str 'auth'" in out
+        assert "it must be a JSON list" in out
+        assert "refused        API-2  completed/api/API-2-health.md: extra in the database is list [1, 2]" in out
+        assert "refused        WEB-2" in out
+        assert "is 400 bytes in UTF-8; a directory name holds at most 255" in out
+        assert "updated        WEB-1" in out
+        assert "points: 5" in (repo.path / WEB1).read_text()
+        assert h.row("API-1")["synced_revision"] < h.row("API-1")["revision"]
+
+
+def test_a_row_sqlite_holds_but_no_file_can_is_refused(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite keeps text that is not JSON in a JSON column, and any length in a String(64):
+    invalid JSON in ``tags`` and a 300-digit id are refused with their reasons."""
+    repo.story("backlog", "web", "WEB-1", "login", title="Login")
+    repo.commit("one story")
+    synced(repo)
+    long_id = "WEB-" + "9" * 300
+    with handles(repo) as h:
+        h.sql("UPDATE stories SET tags = 'not json', revision = revision + 1 WHERE id = 'WEB-1'")
+        h.sql(
+            "INSERT INTO stories (id, title, status, backlog_id, tags, extra, body, revision, synced_revision,"
+            " created_at, updated_at) VALUES (:i, 'Long', 'backlog', 'web', '[]', '{}', '', 1, 0,"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            i=long_id,
+        )
+    capsys.readouterr()
+    assert repo.run("export") == 1
+    out = out_of(capsys)
+    assert "refused        WEB-1  backlog/web/WEB-1-login.md: tags in the database is not valid JSON" in out
+    assert f"refused        {long_id}: id WEB-9999999999999999... is 304 characters; the limit is 64" in out
+    assert "internal error" not in out
+
+
+def test_set_and_new_refuse_what_no_story_file_can_hold(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parser's own limits decide, and the message names the limit."""
+    repo = backlog_repo
+    synced(repo)
+    with handles(repo, any_db) as h:
+        before = h.row("WEB-1")
+        cases = [
+            ({}, "x" * 10_000_000, "file is 10000", "the limit is 1048576 (1 MiB)"),
+            ({}, "a\0b", "file contains NUL bytes", ""),
+            ({"depends_on": [f"API-{i}" for i in range(10_000)]}, None, "frontmatter is over 64 KiB", ""),
+        ]
+        for fields, body, reason, limit in cases:
+            with pytest.raises(ValidationFailed) as failed:
+                h.writer.update("WEB-1", fields, body=body)
+            assert f"WEB-1: its story file would be refused: {reason}" in str(failed.value)
+            assert limit in str(failed.value)
+        assert h.row("WEB-1")["revision"] == before["revision"]
+        with pytest.raises(ValidationFailed, match="is 304 characters; the limit is 64"):
+            h.writer.create("WEB-" + "9" * 300, "web", "Long id")
+        with pytest.raises(UsageError):  # the id exists: it is not the limit that stops this one
+            h.writer.create("WEB-1", "web", "Again")
+    capsys.readouterr()
+    assert repo.run("new", "WEB-9", "--backlog", "é" * 200, "--title", "Long backlog") == 1
+    assert "is 400 bytes in UTF-8; a directory name holds at most 255" in out_of(capsys)
+    assert repo.run("set", "WEB-1", 'title="a\\0b"') == 1  # YAML's escape: valid in a file, not in PostgreSQL
+    assert "WEB-1: 'title' holds a NUL character, which the database cannot store" in out_of(capsys)

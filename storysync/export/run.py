@@ -16,21 +16,23 @@ exported again and the next sync that reads the edited file takes the file's
 values; the database's version lives on in the conflict's ``db_snapshot`` until
 someone resolves it (``storysync conflicts --resolve ID``).
 
-A row that cannot be written safely (a bad id or backlog, a status without a
-stage directory, a path leading out of the stories root or through a symlinked
-stage or backlog directory, a backlog directory that differs from an existing
-one only in case, a value the schema refuses, a file that would leave the tree
-invalid: ``export.tree``) is named with the reason, not written, left pending,
-and makes the exit code 1.  A move never removes the file it has just written
-(the two paths' file identities are compared first).  If anything fails after
-files were written (git, the database), every file is put back as it was and
-nothing is recorded.
+A row that cannot be written safely (a bad id or backlog, ``tags`` or ``extra``
+that is not the JSON it must be, a status without a stage directory, a path
+leading out of the stories root or through a symlinked stage or backlog
+directory, a backlog directory that differs from an existing one only in case, a
+value the schema refuses, a file that would leave the tree invalid:
+``export.tree``) is named with the reason, not written, left pending, and makes
+the exit code 1.  A move never removes the file it has just written (the two
+paths' file identities are compared first).  If anything fails after files were
+written (git, the database), every file is put back as it was and nothing is
+recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Mapping
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, select
 
 from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
@@ -104,8 +106,11 @@ def plan(config: Config, db: Database) -> list[Action]:
     """One action for each row with ``revision > synced_revision``, in id order."""
     checker = load_checker(str(config.schema) if config.schema else None)
     s, d = m.stories.c, m.dependencies.c
+    # tags and extra as their JSON text, decoded row by row: one bad value refuses its row, not the run
+    columns: list[Any] = [c for c in m.stories.c if c.name not in _JSON_COLUMNS]
+    columns += [cast(m.stories.c[name], Text).label(name) for name in _JSON_COLUMNS]
     with db.read() as conn:
-        pending = select(m.stories).where(s.revision > s.synced_revision).order_by(s.id)
+        pending = select(*columns).where(s.revision > s.synced_revision).order_by(s.id)
         rows = [dict(r._mapping) for r in conn.execute(pending)]
         deps: dict[str, list[str]] = {}
         pending_deps = (
@@ -123,12 +128,30 @@ class _Refusal(Exception):
     pass
 
 
+_JSON_COLUMNS = {"tags": list, "extra": dict}  # the JSON value each must hold (or null)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``tags`` and ``extra`` decoded from their JSON text and of the right type."""
+    for name, kind in _JSON_COLUMNS.items():
+        raw = row[name]
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise _Refusal(f"{name} in the database is not valid JSON ({exc}); fix the row") from exc
+        if value is not None and not isinstance(value, kind):
+            want = "a JSON list" if kind is list else "a JSON object"
+            raise _Refusal(f"{name} in the database is {type(value).__name__} {value!r:.40}; it must be {want}")
+        row[name] = value
+    return row
+
+
 def _plan_row(
-    config: Config, checker: SchemaChecker, row: Mapping[str, Any], deps: list[str], live_paths: Mapping[str, str]
+    config: Config, checker: SchemaChecker, row: dict[str, Any], deps: list[str], live_paths: Mapping[str, str]
 ) -> Action:
     action = Action(row["id"], "refused", row["revision"], old_path=row["path"])
     try:
-        _decide(config, checker, row, deps, live_paths, action)
+        _decide(config, checker, _decoded(row), deps, live_paths, action)
     except (_Refusal, RenderError) as exc:
         action.kind, action.reason, action.data = "refused", str(exc), None
     if action.kind == "conflict":
@@ -284,10 +307,13 @@ def _check_inside(config: Config, rel: str) -> Path:
         raise _Refusal(f"{rel} is not a story path under the stories root")
     root = os.path.realpath(config.root_path)
     path = config.repo / rel
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent  # the nearest existing directory decides where a new one lands
-    real = os.path.realpath(probe)
+    try:
+        probe = path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent  # the nearest existing directory decides where a new one lands
+        real = os.path.realpath(probe)
+    except OSError as exc:  # a name too long for the file system, say
+        raise _Refusal(f"{rel}: {exc.strerror}") from exc
     if real != root and not real.startswith(root + os.sep):
         raise _Refusal(f"{rel}: a symlinked directory leads out of the stories root")
     linked = linked_directory(config, rel)
@@ -327,6 +353,8 @@ def _read_story_file(config: Config, rel: str) -> bytes | None:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise _Refusal(f"{rel}: {exc.strerror}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise _Refusal(f"{rel} is not a regular file (a symlink or a directory); not touched")
     if st.st_size > MAX_FILE:

@@ -17,6 +17,7 @@ from storysync.config import Config
 from storysync.story.model import Location
 
 SLUG_CHARS = re.compile(r"[^a-z0-9]+")
+MAX_NAME = 255  # bytes in one file or directory name, as common file systems allow (NAME_MAX)
 
 
 def classify(config: Config, repo_path: str) -> Location | None:
