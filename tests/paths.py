@@ -235,7 +235,7 @@ def watch_batch(repo: Repo, url: str, changed: Iterable[str]) -> Seen:
     from storysync.config import load_config
     from storysync.db.database import Database
     from storysync.git.repo import open_repo
-    from storysync.watch.events import Batch, ChangeKind, StoryFilter
+    from storysync.watch.events import StoryFilter
     from storysync.watch.live import LiveSync
 
     before = DbState.of(url)
@@ -243,7 +243,7 @@ def watch_batch(repo: Repo, url: str, changed: Iterable[str]) -> Seen:
     db = Database(config.database)
     try:
         live = LiveSync(config, db, open_repo(repo.path), StoryFilter(config))
-        outcome = live.apply(Batch(frozenset((ChangeKind.modified, p) for p in changed)))
+        outcome = live.apply(batch_of_events(config.repo, StoryFilter(config), changed))
     finally:
         db.dispose()
     after = DbState.of(url)
@@ -255,3 +255,29 @@ def watch_batch(repo: Repo, url: str, changed: Iterable[str]) -> Seen:
     if outcome.result is not None and sorted(map(str, outcome.result.diagnostics)) != list(lines):
         problems.append(f"the batch found {outcome.result.diagnostics} but printed {lines}")
     return Seen(code, lines, tuple(problems), after.live, outcome.error or "\n".join(lines))
+
+
+def batch_of_events(top: Path, keep: Any, changed: Iterable[str]) -> Any:
+    """The batch watch makes of the file-system events the change raises: each changed path
+    as watchdog reports it (a symlink or a new file created, a file modified, a path gone
+    deleted), through watch's own event handler and debouncer."""
+    import queue
+
+    from watchdog.events import FileCreatedEvent, FileDeletedEvent, FileModifiedEvent
+
+    from storysync.watch.events import Debouncer, _Handler
+
+    sink: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    handler = _Handler(top, sink, keep)
+    for rel in changed:
+        path = str(top / rel)
+        if os.path.islink(path):
+            handler.dispatch(FileCreatedEvent(path))
+        elif os.path.lexists(path):
+            handler.dispatch(FileModifiedEvent(path))
+        else:
+            handler.dispatch(FileDeletedEvent(path))
+    debouncer = Debouncer(0.0, 0.0)
+    while not sink.empty():
+        debouncer.add(sink.get(), 0.0)
+    return debouncer.take(1.0, lambda rel: os.path.lexists(top / rel))

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from storysync.check.rules import check_set, fold_id
 from storysync.check.schema import SchemaChecker
-from storysync.check.sources import Entry, _refusal
+from storysync.check.sources import Entry, _refusal, directory_entry
 from storysync.config import Config
 from storysync.errors import Diagnostic, GitError
 from storysync.git.blobs import BlobReader
-from storysync.story.layout import classify
+from storysync.story.layout import classify, directory_place
 from storysync.story.model import Story
 
 if TYPE_CHECKING:
@@ -238,6 +238,8 @@ class IndexSource:
             location = classify(self.config, path)
             if location is not None:
                 out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
+            elif mode == SYMLINK_MODE and (linked := directory_entry(self.config, path)) is not None:
+                out.append(linked)  # a symlinked stage or backlog directory: read as its refusal
         return out
 
     def _refused(self, entry: Entry) -> Diagnostic | None:
@@ -381,7 +383,7 @@ def validate_index(
     from storysync.check.validate import Checked, checker_for
 
     checker = checker_for(config)
-    wanted = [p for p in paths if classify(config, p) is not None]
+    wanted = [p for p in paths if classify(config, p) is not None or directory_place(config, p) is not None]
     result = Checked()
     stories = _check_staged(source, source.entries(wanted), checker, result)
     known = IndexKnown(config, source, checker, exclude=set(wanted))

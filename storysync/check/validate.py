@@ -273,6 +273,8 @@ class ListingKnown:
             path = item if isinstance(item, str) else item.location.path
             if not path.endswith(".md") or path in exclude:  # the checked files speak for themselves
                 continue
+            if not isinstance(item, str) and item.linked is not None and item.location.path == item.linked[0]:
+                continue  # a symlinked directory named like a story file: not a story
             sid = path[path.rfind("/") + 1 : -3].split("-", 2)
             if len(sid) < 2:
                 continue

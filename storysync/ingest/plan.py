@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from storysync.check.sources import Entry, Source
+from storysync.check.sources import Entry, Source, directory_entry
 from storysync.check.validate import Checked, check_entries, checker_for
 from storysync.config import Config
 from storysync.db import tables as m
@@ -273,7 +273,8 @@ def with_marked(
 
 def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: str) -> tuple[list[str], list[Entry]]:
     """The story paths that differ between any of ``bases`` and ``to``, and the entries
-    (blob, mode, size at ``to``) of those that exist at ``to``."""
+    (blob, mode, size at ``to``) of those that exist at ``to``; a symlink added in the
+    place of a stage or backlog directory is one too (it reads as its refusal)."""
     paths: set[str] = set()
     present: dict[str, gitplain.Change] = {}
     for base in dict.fromkeys(b for b in bases if b is not None):
@@ -293,6 +294,11 @@ def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: 
         for location, change in found
         if change.sha is not None
     ]
+    for path, change in present.items():
+        linked = directory_entry(config, path, change.sha or "") if change.mode == gitplain.SYMLINK_MODE else None
+        if linked is not None:
+            entries.append(linked)
+            wanted.append(path)
     return wanted, entries
 
 
