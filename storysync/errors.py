@@ -15,10 +15,17 @@ EXIT_RUNTIME = 3
 EXIT_REFUSED = 4
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\x1b``), so a report stays one line."""
+def printable(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` safe to show on a terminal: every control character (C0 and C1: ESC, BEL,
+    DEL, CSI; so no escape sequence can set the window title, write the clipboard or
+    redraw the screen) and every other non-printable one written escaped (``\\x1b``,
+    ``\\n``), so that a report stays one line.  With ``keep_lines``, newlines and tabs
+    stay as they are (a story's body).  The one rule for user text in human output;
+    JSON output keeps the exact values."""
     if text.isprintable():
         return text
+    if keep_lines:
+        return "\n".join("\t".join(map(printable, line.split("\t"))) for line in text.split("\n"))
     text = utf8_safe(text)
     return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
