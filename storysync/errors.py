@@ -55,7 +55,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{printable(self.path)}:{self.line}:{self.col}: {self.message}"
+        return f"{printable(self.path)}:{self.line}:{self.col}: {printable(self.message)}"
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form used by ``--format json`` and ``sync_runs.errors``."""
