@@ -9,6 +9,7 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.report import sync_summary, write_diagnostics
+from storysync.errors import printable
 from storysync.ingest.types import TRIGGERS, SyncOptions
 
 
@@ -56,7 +57,7 @@ def command(
         result = sync(app.config, app.db, app.git, options, progress=advance)
     write_diagnostics(result.diagnostics, "text")
     for notice in result.notices:
-        app.console.print(f"storysync: {notice}", markup=False)
+        app.console.print(f"storysync: {printable(notice)}", markup=False)
     if app.verbosity >= 0:
         sys.stderr.write(sync_summary(result) + "\n")
         if result.diagnostics and not keep_going:
