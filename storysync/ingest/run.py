@@ -29,6 +29,7 @@ from storysync.ingest.plan import (
     check_entries_against_db,
     check_paths,
     check_tree,
+    lost_to_file,
     story_paths,
     with_marked,
 )
@@ -162,7 +163,8 @@ def run_git(
     """Sync the commit ``--to`` (default HEAD): only the paths changed since the last
     synced commit, or every story file when there is no usable last commit.  The
     ``marked`` paths, whose rows came from the working tree, are read from the commit
-    too, whatever the range (``storysync.worktree``)."""
+    too, whatever the range (``storysync.worktree``), and so are the files of rows
+    holding a database version that lost to the file (``plan.lost_to_file``)."""
     head = gitplain.head_info(repo) if options.to_rev in (None, "HEAD") else None
     to = head.sha if head is not None else gitplain.resolve(repo, options.to_rev or "HEAD")
     start = gitplain.resolve(repo, options.from_rev) if options.from_rev else None
@@ -179,8 +181,10 @@ def run_git(
         result.full = True
     else:
         paths, entries = changed_entries(config, repo, [base, start], to)
-        if marked:
-            paths, entries = with_marked(config, repo, to, marked, paths, entries)
+        with db.read() as conn:
+            reread = {*marked, *(p for p in lost_to_file(conn).values() if p is not None)}
+        if reread:
+            paths, entries = with_marked(config, repo, to, reread, paths, entries)
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
     walk_from = _walk_from(ancestry, start or last, options)

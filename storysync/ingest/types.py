@@ -83,6 +83,9 @@ class DbRow:
     revision: int
     synced_revision: int
     deleted: bool
+    # The row holds a DB-side version that lost to its file (``plan.lost_to_file``):
+    # the file is read into it again whatever its hash.
+    lost: bool = False
 
 
 @dataclass
