@@ -205,3 +205,30 @@ def test_a_db_change_on_top_of_a_losing_version_loses_too_and_is_kept(backlog_re
         assert [s["title"] for s in _snapshots(h, "WEB-2")] == ["Signup, edited in the API"] * 2
     assert repo.run("export") == 0
     assert repo.git("status", "--porcelain") == ""
+
+
+def test_a_committed_edit_reviving_a_story_deleted_in_the_database_is_a_conflict(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DB-side delete not exported yet meets a committed edit of the file: the file wins
+    (the row comes back with its values) and the deleted DB version is kept, as export keeps it."""
+    repo = backlog_repo
+    synced(repo)
+    with handles(repo) as h:
+        h.writer.delete("WEB-2")
+        repo.write(WEB2, story_text("WEB-2", title="Signup, still wanted", points=3))
+        repo.commit("edit in git")
+        capsys.readouterr()
+        synced(repo)
+        assert "1 conflict kept (file wins)" in capsys.readouterr().err
+        row = h.row("WEB-2")
+        assert (row["deleted_at"], row["title"]) == (None, "Signup, still wanted")
+        (conflict,) = h.rows("conflicts", "story_id = 'WEB-2'")
+        assert conflict["resolution"] == "file_wins"
+        (snapshot,) = _snapshots(h, "WEB-2")
+        assert snapshot["deleted_at"] is not None  # the database's version: deleted
+        assert snapshot["title"] == "Signup"
+        assert repo.run("sync") == 0
+        assert h.count("conflicts") == 1  # recorded once
+    assert repo.run("export") == 0
+    assert (repo.path / WEB2).exists()

@@ -280,11 +280,12 @@ class _Writing:
 
 def _apply_updates(w: _Writing, plan: Plan) -> None:
     conn = w.bulk.conn
-    updates = _fresh_revisions(conn, plan.updates)  # the story API may have written since the rows were read
-    pairs = updates + plan.revives
+    # the story API may have written since the rows were read
+    pairs = _fresh_revisions(conn, plan.updates) + _fresh_revisions(conn, plan.revives)
     if not pairs:
         return
-    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], w.now)
+    # a pending DB-side change or deletion the file overrides (export keeps them the same way)
+    _keep_conflicts(conn, [(s, r) for s, r in pairs if r.revision > r.synced_revision], w.now)
     moving = [(None, r.id) for s, r in pairs if r.path != s.path]
     w.bulk.run(_UPDATE_STORY, ("path", "b_id"), moving)  # free the old paths first: two stories may swap places
     stamp, sha = w.bulk.stamp(w.now), w.provenance.sha

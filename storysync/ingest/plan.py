@@ -119,7 +119,8 @@ def describe(plan: Plan, result: SyncResult) -> None:
     result.moved = sorted(s.id for s, r in plan.updates if moved(s, r))
     result.deleted = sorted(r.id for r in plan.deletes)
     result.unchanged = plan.unchanged
-    pending = [r for _, r in plan.updates] + plan.deletes  # rows with DB-side changes the file overrides
+    # rows with DB-side changes (a deletion included) the file overrides
+    pending = [r for _, r in plan.updates + plan.revives] + plan.deletes
     result.conflicts = sorted(r.id for r in pending if r.revision > r.synced_revision)
 
 
