@@ -252,9 +252,12 @@ def test_last_synced_commit_garbage_collected(origin_and_clone: tuple[Repo, Repo
     clone.git("reflog", "expire", "--expire=now", "--all")
     clone.git("gc", "-q", "--prune=now")
     assert clone.git("cat-file", "-t", old, check=False) == ""  # really gone
-    done = run_cli_subprocess(clone, "sync")
+    refused = run_cli_subprocess(clone, "sync")  # older or newer than HEAD? this clone cannot tell
+    assert refused.returncode == 4, refused.stderr
+    assert "not in this clone" in refused.stderr
+    assert "garbage-collected here after a history rewrite" in refused.stderr
+    done = run_cli_subprocess(clone, "sync", "--allow-rewind")
     assert done.returncode == 0, done.stderr
-    assert "garbage-collected" in done.stderr
     assert "full reconcile" in done.stderr
     _nothing_lost(clone)
     again = run_cli_subprocess(clone, "sync")  # and then it is incremental again, with nothing to do
@@ -273,7 +276,10 @@ def test_shallow_clone_with_a_database_synced_elsewhere(origin_and_clone: tuple[
     shallow = Repo(shallow_path)
     assert shallow.git("rev-parse", "--is-shallow-repository") == "true"
     db = f"sqlite:///{clone.db_path}"
-    done = run_cli_subprocess(shallow, "--db", db, "sync")
+    refused = run_cli_subprocess(shallow, "--db", db, "sync")  # older or newer than HEAD? it cannot tell
+    assert refused.returncode == 4, refused.stderr
+    assert "git fetch --unshallow" in refused.stderr
+    done = run_cli_subprocess(shallow, "--db", db, "sync", "--allow-rewind")
     assert done.returncode == 0, done.stderr
     assert "full reconcile" in done.stderr
     assert "shallow" in done.stderr

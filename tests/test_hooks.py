@@ -232,6 +232,24 @@ def test_post_checkout_syncs_branch_checkouts_only(hooked: Repo) -> None:
     assert "1 created" in done.stderr  # one short line when the database changed
 
 
+def test_post_checkout_of_an_older_commit_never_rewinds_the_database(hooked: Repo) -> None:
+    """A hook never passes --allow-rewind: checking out an ancestor of the last synced
+    commit leaves the database as it was, says why in one line, and git succeeds."""
+    repo = only(hooked, "post-checkout")
+    older = repo.git("rev-parse", "HEAD")
+    repo.story("active", "web", "WEB-3", title="Newer")
+    newer = repo.commit("newer")
+    assert repo.run("sync") == 0
+    done = git_run(repo, "checkout", "-q", "-b", "old", older)
+    assert done.returncode == 0
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("storysync: the database was not synced: ")
+    assert f"{older[:12]} is older than the last synced commit {newer[:12]}" in line
+    assert "--allow-rewind" in line
+    assert synced(repo) == newer
+    assert "WEB-3" in live_titles(repo)
+
+
 def test_post_merge_fast_forward_and_no_ff(hooked: Repo) -> None:
     repo = only(hooked, "post-merge")
     repo.git("checkout", "-q", "-b", "feature")

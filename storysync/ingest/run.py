@@ -19,7 +19,7 @@ from storysync.config import Config
 from storysync.db import worktree
 from storysync.db.database import LAST_SYNCED, Database, get_state, utcnow
 from storysync.db.locks import writer_lock
-from storysync.errors import EXIT_RUNTIME, DatabaseError, StorysyncError
+from storysync.errors import EXIT_RUNTIME, DatabaseError, RepositoryStateError, StorysyncError
 from storysync.git import runner as gitplain
 from storysync.git.runner import as_plain
 from storysync.ingest.apply import finish, record_failure
@@ -214,6 +214,11 @@ class Ancestry:
             self._contains[sha] = gitplain.is_ancestor(self.repo, sha, self.to)
         return self._contains[sha]
 
+    def behind(self, sha: str) -> bool:
+        """Whether ``to`` is one of ``sha``'s ancestors (a sync of ``to`` would go back)."""
+
+        return gitplain.is_ancestor(self.repo, self.to, sha)
+
     def exists(self, sha: str) -> bool:
         """Whether ``sha`` is a commit the repository has."""
 
@@ -225,21 +230,52 @@ class Ancestry:
 
 
 def _base(ancestry: Ancestry, last: str | None, options: SyncOptions) -> tuple[str | None, str | None]:
-    """The commit the database reflects, if a diff from it can be trusted; else a notice."""
+    """The commit the database reflects, if a diff from it can be trusted; else a notice.
+
+    A ``to`` older than the last synced commit (its ancestor), or one whose relation to it
+    this clone cannot tell (the last synced commit is not here: another clone synced a
+    commit this one has not fetched, or it is beyond a shallow clone's depth, or was
+    garbage-collected), would rewind the database: refused unless ``allow_rewind``.
+    A rewritten history (neither contains the other) is reconciled, as SPEC §6 says.
+    """
 
     to = ancestry.to
+    if last is None:
+        return None, None if options.full else f"no last synced commit: a full sync of {to[:12]}"
+    if ancestry.contains(last):
+        return None if options.full else last, None
+    if not ancestry.exists(last):
+        why = f"last synced commit {last[:12]} is not in this clone: {_missing(ancestry)}"
+        return None, _rewind(ancestry, why, "may rewind", options)
+    if ancestry.behind(last):
+        why = f"{to[:12]} is older than the last synced commit {last[:12]} (one of its ancestors)"
+        return None, _rewind(ancestry, why, "would rewind", options)
     if options.full:
         return None, None
-    if last is None:
-        return None, f"no last synced commit: a full sync of {to[:12]}"
-    if ancestry.contains(last):
-        return last, None
-    if not ancestry.exists(last):
-        why = "this is a shallow clone" if gitplain.is_shallow(ancestry.repo) else "it was garbage-collected"
-        return None, f"last synced commit {last[:12]} is not in the repository ({why}): a full reconcile of {to[:12]}"
     return None, (
         f"last synced commit {last[:12]} is not an ancestor of {to[:12]} "
         f"(history rewritten by a rebase, force-push or reset): a full reconcile of {to[:12]}"
+    )
+
+
+def _missing(ancestry: Ancestry) -> str:
+    """What a last synced commit this clone lacks may be."""
+    shallow = gitplain.is_shallow(ancestry.repo)
+    return (
+        "it may be a commit this clone has not fetched ('git fetch'), "
+        + ("or one older than this shallow clone's history ('git fetch --unshallow'), " if shallow else "")
+        + "or one garbage-collected here after a history rewrite"
+    )
+
+
+def _rewind(ancestry: Ancestry, why: str, effect: str, options: SyncOptions) -> str:
+    """The notice of a rewind ``--allow-rewind`` asked for; else refuse it (exit 4)."""
+    to = ancestry.to[:12]
+    if options.allow_rewind:
+        return f"{why}; a full reconcile of {to} (--allow-rewind)"
+    raise RepositoryStateError(
+        f"{ancestry.repo.top}: {why}; syncing {to} {effect} the database to older files, so nothing was "
+        f"written: fetch and check out the newer commit, or pass --allow-rewind to reconcile it with {to}"
     )
 
 
