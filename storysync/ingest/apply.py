@@ -49,9 +49,9 @@ def apply(
 
     ``history`` gives, per story id, the stage moves a git range made (from, to,
     commit); without them a move is recorded once, with ``provenance``'s commit and
-    author, at the commit's time for a new story and at the sync's for a stored one.  ``bodies``
-    reads back the bodies a compacted check dropped, one write batch at a time;
-    the history and changes rows are written batch by batch too.
+    author, at the commit's time for a new story and at the sync's for a stored one.
+    ``bodies`` reads back the bodies a compacted check dropped, one write batch at a
+    time; the history and changes rows are written batch by batch too.
     """
     now = utcnow()
     run_id = _insert_run(conn, options, result, now)
