@@ -139,3 +139,96 @@ def test_a_conflict_found_by_sync_keeps_the_same_complete_db_version_as_one_foun
     assert (by_sync["points"], by_export["points"]) == (8, 13)
     assert by_sync["depends_on"] == by_export["depends_on"] == ["API-1"]
     assert sorted(by_sync) == sorted(by_export)
+
+
+# --- the file wins, also after the export met it (issue 17) ----------------------------------
+
+
+def _row_is_the_file(h: Handles) -> None:
+    row = h.row("WEB-2")
+    assert (row["title"], row["points"]) == ("Signup", 3)  # the committed file's values
+    assert row["revision"] == row["synced_revision"]
+
+
+def test_a_file_restored_after_an_export_conflict_wins_on_the_next_full_sync(backlog_repo: Repo) -> None:
+    """The export met an edited file and kept the row's version in ``conflicts``; the edit
+    is then thrown away.  The file (as committed) wins: the row takes its values."""
+    repo = backlog_repo
+    _conflict(repo)
+    repo.git("checkout", "--", WEB2)
+    assert repo.run("sync", "--full") == 0
+    with handles(repo) as h:
+        _row_is_the_file(h)
+        updated = h.row("WEB-2")["updated_at"]
+        assert repo.run("sync", "--full") == 0  # and then it is in step: nothing written again
+        assert h.row("WEB-2")["updated_at"] == updated
+        assert h.count("conflicts") == 1
+    assert repo.run("export") == 0
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_a_file_restored_after_an_export_conflict_wins_on_the_next_sync(backlog_repo: Repo) -> None:
+    """The same without ``--full``: the commit did not change the file, the row is read again anyway."""
+    repo = backlog_repo
+    _conflict(repo)
+    repo.git("checkout", "--", WEB2)
+    assert repo.run("sync") == 0
+    with handles(repo) as h:
+        _row_is_the_file(h)
+
+
+def test_resolving_an_export_conflict_leaves_the_row_equal_to_the_file(backlog_repo: Repo) -> None:
+    """``conflicts --resolve`` closes the record; the row holds the file's values at the next sync."""
+    repo = backlog_repo
+    _conflict(repo)
+    repo.git("checkout", "--", WEB2)
+    assert repo.run("conflicts", "--resolve", "WEB-2") == 0
+    assert repo.run("sync") == 0
+    with handles(repo) as h:
+        _row_is_the_file(h)
+        assert h.count("conflicts", "resolved_at IS NULL") == 0
+    assert repo.run("export") == 0
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_a_db_change_on_top_of_a_losing_version_loses_too_and_is_kept(backlog_repo: Repo) -> None:
+    """A ``set`` after the export's conflict builds on the row's losing values; the file still
+    wins at the next sync, and that version is kept as a conflict of its own."""
+    repo = backlog_repo
+    _conflict(repo)
+    repo.git("checkout", "--", WEB2)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-2", points=34)
+        assert repo.run("sync") == 0
+        _row_is_the_file(h)
+        assert [s["points"] for s in _snapshots(h, "WEB-2")] == [21, 34]
+        assert [s["title"] for s in _snapshots(h, "WEB-2")] == ["Signup, edited in the API"] * 2
+    assert repo.run("export") == 0
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_a_committed_edit_reviving_a_story_deleted_in_the_database_is_a_conflict(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DB-side delete not exported yet meets a committed edit of the file: the file wins
+    (the row comes back with its values) and the deleted DB version is kept, as export keeps it."""
+    repo = backlog_repo
+    synced(repo)
+    with handles(repo) as h:
+        h.writer.delete("WEB-2")
+        repo.write(WEB2, story_text("WEB-2", title="Signup, still wanted", points=3))
+        repo.commit("edit in git")
+        capsys.readouterr()
+        synced(repo)
+        assert "1 conflict kept (file wins)" in capsys.readouterr().err
+        row = h.row("WEB-2")
+        assert (row["deleted_at"], row["title"]) == (None, "Signup, still wanted")
+        (conflict,) = h.rows("conflicts", "story_id = 'WEB-2'")
+        assert conflict["resolution"] == "file_wins"
+        (snapshot,) = _snapshots(h, "WEB-2")
+        assert snapshot["deleted_at"] is not None  # the database's version: deleted
+        assert snapshot["title"] == "Signup"
+        assert repo.run("sync") == 0
+        assert h.count("conflicts") == 1  # recorded once
+    assert repo.run("export") == 0
+    assert (repo.path / WEB2).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,34 @@ def test_history_command(backlog_repo: Repo, capsys: pytest.CaptureFixture[str])
     assert "(created)" in out
     assert repo.run("history", "NOPE-1") == 2
     assert "no story with id 'NOPE-1'" in capsys.readouterr().err
+
+
+def test_a_reset_to_an_older_commit_is_dated_at_the_sync_and_listed_in_order(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No commit makes the move back after ``reset --hard HEAD~1``: its history row is
+    dated when the sync saw it, not at the older commit, so ``history`` lists it last."""
+    repo.story("backlog", "web", "WEB-1", title="One")
+    older = commit_as(repo, "one", when="2020-01-01T08:00:00Z")
+    assert repo.run("sync") == 0
+    git_mv(repo, "backlog/web/WEB-1-story.md", "active/web/WEB-1-story.md")
+    commit_as(repo, "start WEB-1", when="2020-01-02T08:00:00Z")
+    assert repo.run("sync") == 0
+    repo.git("reset", "-q", "--hard", "HEAD~1")  # no hook fires
+    synced_at = datetime.now(timezone.utc).replace(microsecond=0)
+    assert repo.run("sync", "--allow-rewind") == 0
+    capsys.readouterr()
+    assert repo.run("history", "WEB-1", "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["from_status"], r["to_status"]) for r in rows] == [
+        (None, "backlog"),
+        ("backlog", "active"),
+        ("active", "backlog"),
+    ]
+    back = rows[-1]
+    assert back["commit"] == older  # the commit the database now reflects
+    assert datetime.fromisoformat(back["changed_at"]).replace(tzinfo=timezone.utc) >= synced_at
+    assert [r["changed_at"] for r in rows] == sorted(r["changed_at"] for r in rows)
 
 
 def test_runs_command(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -232,6 +232,21 @@ def test_post_checkout_syncs_branch_checkouts_only(hooked: Repo) -> None:
     assert "1 created" in done.stderr  # one short line when the database changed
 
 
+def test_post_checkout_of_an_older_commit_takes_a_local_database_back(hooked: Repo) -> None:
+    """A local database mirrors the checkout: checking out an ancestor of the last synced
+    commit reconciles it with the older files (a shared server database refuses that
+    without --allow-rewind, which a hook never passes: tests/test_sync_incremental.py)."""
+    repo = only(hooked, "post-checkout")
+    older = repo.git("rev-parse", "HEAD")
+    repo.story("active", "web", "WEB-3", title="Newer")
+    repo.commit("newer")
+    assert repo.run("sync") == 0
+    done = git_run(repo, "checkout", "-q", "-b", "old", older)
+    assert done.returncode == 0, done.stderr
+    assert synced(repo) == older
+    assert "WEB-3" not in live_titles(repo)
+
+
 def test_post_merge_fast_forward_and_no_ff(hooked: Repo) -> None:
     repo = only(hooked, "post-merge")
     repo.git("checkout", "-q", "-b", "feature")

@@ -186,6 +186,39 @@ def test_resume_after_outage_on_each_backend(
     assert webhook["status"] == "pass"
 
 
+def test_a_new_webhook_url_gets_what_the_old_one_had_not_acknowledged(
+    backlog_repo: Repo, any_db: str, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old target acknowledged the first run, then went down; the URL is changed: the
+    new target starts where the old one stopped, so nothing is silently dropped."""
+    assert backlog_repo.run("sync") == 0
+    acknowledged = changes(backlog_repo, any_db)
+    hook.default = 503
+    backlog_repo.git("rm", "-q", "completed/api/API-2-health.md")
+    backlog_repo.commit("drop API-2")
+    assert backlog_repo.run("sync") == 0  # not delivered: the old target fails
+    assert delivered_seq(backlog_repo, hook.url, any_db) == acknowledged[-1]["seq"]
+    new = Hook()
+    new.start()
+    new_url = new.url.replace("s3cret-token", "new-token")
+    monkeypatch.setenv("STORYSYNC_WEBHOOK_URL", new_url)
+    db = Database(any_db)
+    assert notify.pending_count(db, new_url) == 1  # what doctor reports for it
+    db.dispose()
+    try:
+        backlog_repo.story("active", "web", "WEB-3", "three", title="Three")
+        backlog_repo.commit("another story")
+        assert backlog_repo.run("sync") == 0
+    finally:
+        new.stop()
+    feed = changes(backlog_repo, any_db)
+    assert new.seqs() == [c["seq"] for c in feed[len(acknowledged) :]]  # the pending run, then this one
+    assert [(c["story_id"], c["kind"]) for b in new.received for c in b["changes"]] == [
+        ("API-2", "deleted"),
+        ("WEB-3", "created"),
+    ]
+
+
 def test_failing_target_backs_off_between_runs(backlog_repo: Repo, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORYSYNC_WEBHOOK_BUDGET", "0.3")
     hook.default = 500

@@ -274,14 +274,18 @@ def test_concurrent_syncs_of_two_commits_leave_last_synced_commit_consistent(pg_
             _wait_for_waiters(gate, waiting)
         gate.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK_KEY,))
     outputs = [p.communicate(timeout=90) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    # The second saw the first: the older job would take the team database back, so it is refused.
+    assert [p.returncode for p in procs] == [0, 4], outputs
+    refusal = outputs[1][1]
+    assert f"{older[:12]} is older than the last synced commit {newer[:12]}" in refusal
+    assert "--allow-rewind" in refusal
     db = Database(pg_url)
     with db.read() as conn:
         ranges = conn.execute(select(m.sync_runs.c.from_commit, m.sync_runs.c.to_commit).order_by(m.sync_runs.c.id))
-        assert [tuple(r) for r in ranges] == [(None, base), (base, newer), (newer, older)]  # the second saw the first
+        assert [tuple(r) for r in ranges] == [(None, base), (base, newer)]  # the refused job wrote nothing
     db.dispose()
-    assert db_state(pg_url)["last"] == older
-    assert live_ids(pg_url) == trees[older]  # the rows are exactly the tree of the last synced commit
+    assert db_state(pg_url)["last"] == newer
+    assert live_ids(pg_url) == trees[newer]  # the rows are exactly the tree of the last synced commit
 
 
 def test_a_held_write_lock_times_out_with_exit_3(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from storysync.config import load_config
 from storysync.db import tables as m
 from storysync.db.database import LAST_SYNCED, Database, get_state
-from storysync.errors import GitError
+from storysync.errors import GitError, RepositoryStateError
 from storysync.git.repo import open_repo
 from storysync.ingest.run import sync
 from storysync.ingest.types import SyncOptions, SyncResult
@@ -389,8 +389,13 @@ def test_explicit_range_and_to(backlog_repo: Repo) -> None:
     assert (result.from_commit, result.to_commit, result.created) == (c0, c2, ["WEB-4"])
     assert result.files == 2  # c0..c2 changed both; WEB-3 is unchanged
     assert last_synced(repo.db_url) == c2
-    back = do_sync(repo, to_rev=c0)  # back to an older commit: the database reflects it
-    assert back.notices  # c2 is not an ancestor of c0: a full reconcile, said once
+    shared = refuses_rewinds(repo.db_url)
+    if shared:  # a server's database is shared: a sync never takes it back unless asked
+        with pytest.raises(RepositoryStateError, match="--allow-rewind"):
+            do_sync(repo, to_rev=c0)
+        assert last_synced(repo.db_url) == c2
+    back = do_sync(repo, to_rev=c0, allow_rewind=shared)  # the database reflects the older commit
+    assert len(back.notices) == 1  # c0 is older than c2: a full reconcile, said once
     assert sorted(live(repo.db_url)) == ["API-1", "API-2", "WEB-1", "WEB-2"]
     assert last_synced(repo.db_url) == c0
     with pytest.raises(GitError, match="'no-such-rev' does not name a commit"):
@@ -497,12 +502,13 @@ def test_force_push_upstream_loses_nothing(tmp_path: Path) -> None:
     assert stories(clone.db_url)["WEB-3"]["deleted_at"] is not None
 
 
-def test_shallow_clone_reconciles_against_the_team_database(tmp_path: Path) -> None:
+def test_shallow_clone_reconciles_against_the_team_database(tmp_path: Path, any_db: str) -> None:
     upstream = make_repo(tmp_path / "upstream")
     upstream.story("backlog", "web", "WEB-1", title="One")
     upstream.story("backlog", "web", "WEB-2", title="Two")
     upstream.commit("base")
-    team_db = f"sqlite:///{tmp_path / 'team.db'}"
+    team_db = any_db if refuses_rewinds(any_db) else f"sqlite:///{tmp_path / 'team.db'}"
+    shared = refuses_rewinds(team_db)
     assert do_sync(upstream, team_db).exit_code == 0
     upstream.git("rm", "-q", "backlog/web/WEB-2-story.md")
     upstream.story("backlog", "web", "WEB-3", title="Three")
@@ -512,11 +518,17 @@ def test_shallow_clone_reconciles_against_the_team_database(tmp_path: Path) -> N
     upstream.commit("third")
     shallow = clone_of(upstream, tmp_path / "ci checkout", "--depth", "1")
     assert shallow.git("rev-parse", "--is-shallow-repository") == "true"
-    result = do_sync(shallow, team_db)
+    last, head = last_synced(team_db) or "", shallow.git("rev-parse", "HEAD")
+    if shared:
+        with pytest.raises(RepositoryStateError, match=r"'git fetch --unshallow'"):
+            do_sync(shallow, team_db)  # older or newer than HEAD? this clone cannot tell
+    result = do_sync(shallow, team_db, allow_rewind=shared)
     assert result.exit_code == 0
     assert result.notices == [
-        f"last synced commit {result.from_commit[:12] if result.from_commit else ''} is not in the repository "
-        f"(this is a shallow clone): a full reconcile of {shallow.git('rev-parse', 'HEAD')[:12]}"
+        f"last synced commit {last[:12]} is not in this clone: it may be a commit this clone has not fetched "
+        "('git fetch'), or one older than this shallow clone's history ('git fetch --unshallow'), or one "
+        f"garbage-collected here after a history rewrite; a full reconcile of {head[:12]}"
+        + (" (--allow-rewind)" if shared else "")
     ]
     assert live(team_db) == {"WEB-1": "active/web/WEB-1-story.md", "WEB-3": "backlog/web/WEB-3-story.md"}
     assert last_synced(team_db) == upstream.git("rev-parse", "HEAD")
@@ -525,10 +537,70 @@ def test_shallow_clone_reconciles_against_the_team_database(tmp_path: Path) -> N
     upstream.commit("fourth")
     shallow.git("fetch", "-q", "--depth", "1")
     shallow.git("reset", "-q", "--hard", "origin/main")
-    again = do_sync(shallow, team_db)  # the previous shallow tip is gone from the new shallow clone
+    again = do_sync(shallow, team_db, allow_rewind=shared)  # the previous shallow tip is not in the new clone
     assert live(team_db)["WEB-3"] == "completed/web/WEB-3-story.md"
     assert last_synced(team_db) == upstream.git("rev-parse", "HEAD")
     assert again.exit_code == 0
+
+
+def test_a_stale_clone_refuses_to_rewind_the_team_database(tmp_path: Path, pg_url: str) -> None:
+    """A clone that has not fetched the commit the team database was last synced at cannot
+    tell whether its HEAD is older: it says so (not 'garbage-collected') and writes nothing."""
+    any_db = pg_url
+    upstream = make_repo(tmp_path / "upstream")
+    upstream.story("backlog", "web", "WEB-1", title="One")
+    upstream.commit("base")
+    stale = clone_of(upstream, tmp_path / "stale clone")
+    git_mv(upstream, "backlog/web/WEB-1-story.md", "active/web/WEB-1-story.md")
+    upstream.story("backlog", "web", "WEB-2", title="Two")
+    newer = upstream.commit("start WEB-1, add WEB-2")
+    assert do_sync(upstream, any_db).exit_code == 0
+    before = stories(any_db)
+    with pytest.raises(RepositoryStateError) as refused:
+        do_sync(stale, any_db)
+    message = str(refused.value)
+    assert refused.value.exit_code == 4
+    assert f"last synced commit {newer[:12]} is not in this clone" in message
+    assert "it may be a commit this clone has not fetched ('git fetch')" in message
+    assert "it was garbage-collected" not in message
+    assert "nothing was written" in message
+    assert "--allow-rewind" in message
+    assert "\n" not in message
+    assert stories(any_db) == before
+    assert last_synced(any_db) == newer
+    assert [r["outcome"] for r in table(any_db, m.sync_runs)] == ["ok"]  # not even an audit row
+    stale.git("pull", "-q", "--ff-only")
+    caught_up = do_sync(stale, any_db)
+    assert (caught_up.exit_code, caught_up.full, caught_up.updated) == (0, False, [])
+    assert last_synced(any_db) == newer
+
+
+def test_a_sync_to_an_older_commit_is_refused_unless_allow_rewind(
+    backlog_repo: Repo, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The team database (PostgreSQL) is never taken back by a sync that was not asked to."""
+    repo = backlog_repo
+    any_db = pg_url
+    monkeypatch.setenv("STORYSYNC_DATABASE_URL", pg_url)
+    older = repo.git("rev-parse", "HEAD")
+    git_mv(repo, "backlog/web/WEB-1-login.md", "active/web/WEB-1-login.md")
+    newer = repo.commit("start WEB-1")
+    do_sync(repo, any_db)
+    with pytest.raises(RepositoryStateError, match="is older than the last synced commit"):
+        do_sync(repo, any_db, to_rev=older)
+    repo.git("checkout", "-q", older)  # HEAD itself goes back
+    capsys.readouterr()
+    for args in (["sync"], ["sync", "--full"], ["sync", "--dry-run"]):
+        assert repo.run(*args) == 4
+        (line,) = capsys.readouterr().err.splitlines()
+        assert f"{older[:12]} is older than the last synced commit {newer[:12]}" in line
+        assert line.endswith(f"or pass --allow-rewind to reconcile it with {older[:12]}")
+    assert live(any_db)["WEB-1"] == "active/web/WEB-1-login.md"
+    assert last_synced(any_db) == newer
+    assert repo.run("sync", "--allow-rewind") == 0
+    assert f"a full reconcile of {older[:12]} (--allow-rewind)" in " ".join(capsys.readouterr().err.split())
+    assert live(any_db)["WEB-1"] == "backlog/web/WEB-1-login.md"
+    assert last_synced(any_db) == older
 
 
 def test_worktree_syncs_with_the_shared_lock(backlog_repo: Repo, tmp_path: Path) -> None:
@@ -721,3 +793,9 @@ def test_paths_sync_deleting_a_story_another_depends_on_is_refused(backlog_repo:
     assert (result.exit_code, result.outcome) == (1, "invalid")
     assert [str(d) for d in result.diagnostics] == [str(d) for d in full.diagnostics] == [DANGLING]
     assert live(repo.db_url)["API-1"] == AUTH
+
+
+def refuses_rewinds(url: str) -> bool:
+    """Whether a database is shared (a server's), so that a sync never takes it back to an
+    older commit unless ``--allow-rewind`` asks; a local SQLite file follows the checkout."""
+    return not url.startswith("sqlite")

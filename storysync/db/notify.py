@@ -4,10 +4,12 @@
 Delivery is at least once: the last ``seq`` a target acknowledged with a 2xx is
 kept in ``webhook_state`` and only moves forward after a 2xx, so a restart
 resumes where it stopped (a batch may arrive twice; ``X-Storysync-Batch`` names
-it for de-duplication).  After a sync commits, ``after_sync`` tries for a few
-seconds at most and never raises; what is left is picked up by the next run or
-``storysync notify``.  Between runs a failing target backs off (1 s, 2 s, 4 s …
-up to 5 minutes) so that a dead server costs a sync nothing.
+it for de-duplication).  A new ``webhook_url`` starts where the target it
+replaces stopped, so what that one had not acknowledged goes to the new one.
+After a sync commits, ``after_sync`` tries for a few seconds at most and never
+raises; what is left is picked up by the next run or ``storysync notify``.
+Between runs a failing target backs off (1 s, 2 s, 4 s … up to 5 minutes) so
+that a dead server costs a sync nothing.
 """
 
 from __future__ import annotations
@@ -206,8 +208,9 @@ def deliver(
 def pending_count(db: Database, url: str) -> int:
     """How many changes the target has not acknowledged yet."""
     state = _get_state(db, url)
-    after = state.delivered_seq if state else max_seq(db)
+    end = max_seq(db) if state is None else 0
     with db.read() as conn:
+        after = state.delivered_seq if state is not None else first_position(conn, end)
         count: int = conn.execute(
             select(func.count()).select_from(m.changes).where(m.changes.c.seq > after)
         ).scalar_one()
@@ -311,8 +314,17 @@ def _ensure_state(db: Database, url: str, start_after: int | None) -> TargetStat
         return state
     start = start_after if start_after is not None else max_seq(db)
     with db.write() as conn:
+        start = first_position(conn, start)
         _insert_state(conn, url, start)
     return _get_state(db, url) or TargetState(start, 0, None, None)
+
+
+def first_position(conn: Connection, start: int) -> int:
+    """Where a target seen for the first time starts: after ``start``, or earlier when the
+    target it replaces (a changed ``webhook_url``: the other target furthest delivered)
+    had not acknowledged everything up to ``start``, so no change is silently dropped."""
+    previous = conn.execute(select(func.max(m.webhook_state.c.delivered_seq))).scalar()
+    return start if previous is None else min(start, int(previous))
 
 
 def _insert_state(conn: Connection, url: str, start: int) -> None:

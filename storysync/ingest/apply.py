@@ -48,9 +48,10 @@ def apply(
     """Write ``plan`` on ``conn`` (inside the caller's transaction); the run's id.
 
     ``history`` gives, per story id, the stage moves a git range made (from, to,
-    commit); without it a move is recorded once, at ``provenance``.  ``bodies``
-    reads back the bodies a compacted check dropped, one write batch at a time;
-    the history and changes rows are written batch by batch too.
+    commit); without them a move is recorded once, with ``provenance``'s commit and
+    author, at the commit's time for a new story and at the sync's for a stored one.
+    ``bodies`` reads back the bodies a compacted check dropped, one write batch at a
+    time; the history and changes rows are written batch by batch too.
     """
     now = utcnow()
     run_id = _insert_run(conn, options, result, now)
@@ -280,14 +281,20 @@ class _Writing:
 
 def _apply_updates(w: _Writing, plan: Plan) -> None:
     conn = w.bulk.conn
-    updates = _fresh_revisions(conn, plan.updates)  # the story API may have written since the rows were read
-    pairs = updates + plan.revives
+    # the story API may have written since the rows were read
+    pairs = _fresh_revisions(conn, plan.updates) + _fresh_revisions(conn, plan.revives)
     if not pairs:
         return
-    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], w.now)
+    # a pending DB-side change or deletion the file overrides (export keeps them the same way)
+    _keep_conflicts(conn, [(s, r) for s, r in pairs if r.revision > r.synced_revision], w.now)
     moving = [(None, r.id) for s, r in pairs if r.path != s.path]
     w.bulk.run(_UPDATE_STORY, ("path", "b_id"), moving)  # free the old paths first: two stories may swap places
     stamp, sha = w.bulk.stamp(w.now), w.provenance.sha
+    # A move of a stored story that no walked commit accounts for (a reset to an older
+    # commit, a full reconcile, files back at HEAD after a working-tree sync) happened,
+    # as far as the database can tell, now: dated at the sync, it follows the story's
+    # earlier history rows instead of going back to the commit's older time.
+    seen_now = replace(w.provenance, when=w.now)
     for start, end in w.batches([s for s, _ in pairs]):
         params = []
         for story, row in pairs[start:end]:
@@ -296,9 +303,9 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
             kind = "created" if revived else "moved" if moved(story, row) else "updated"
             w.feed.changes.append((row.id, kind))
             if revived:
-                w.feed.hist.extend(_history_rows(w.bulk, story, None, w.provenance, w.history))
+                w.feed.hist.extend(_history_rows(w.bulk, story, None, seen_now, w.history))
             elif story.status != row.status:
-                w.feed.hist.extend(_history_rows(w.bulk, story, row.status, w.provenance, w.history))
+                w.feed.hist.extend(_history_rows(w.bulk, story, row.status, seen_now, w.history))
         w.bulk.run(_UPDATE_STORY, UPDATE_KEYS, params)
 
 

@@ -34,6 +34,7 @@ def load_rows(conn: Connection) -> dict[str, DbRow]:
     """Every story row (live and soft-deleted), by id."""
     s = m.stories.c
     query = select(s.id, s.path, s.content_hash, s.status, s.backlog_id, s.revision, s.synced_revision, s.deleted_at)
+    lost = lost_to_file(conn)
     return {
         r.id: DbRow(
             r.id,
@@ -44,9 +45,31 @@ def load_rows(conn: Connection) -> dict[str, DbRow]:
             r.revision,
             r.synced_revision,
             r.deleted_at is not None,
+            r.id in lost,
         )
         for r in conn.execute(query)
     }
+
+
+def lost_to_file(conn: Connection) -> dict[str, str | None]:
+    """The rows (id → path) that hold a database version which lost to the file.
+
+    An export that met an edited file keeps the row's version in ``conflicts`` and marks
+    the row exported, its values the database's and its ``content_hash`` the file's last
+    synced one (SPEC §7: the file wins).  Until a sync reads the file into the row again,
+    that conflict's ``db_snapshot`` is at or past the row's ``synced_revision`` (a
+    conflict a sync records is older than the revision the sync then writes), open or
+    resolved; so such a row is read from its file even when the file is as last synced
+    (the edit was thrown away: ``git checkout -- FILE``), and the file's values win.
+    """
+    c, s = m.conflicts.c, m.stories.c
+    query = (
+        select(s.id, s.path)
+        .join(m.conflicts, c.story_id == s.id)
+        .where(c.db_snapshot["revision"].as_integer() >= s.synced_revision)
+        .distinct()
+    )
+    return {r.id: r.path for r in conn.execute(query)}
 
 
 def make_plan(
@@ -70,7 +93,7 @@ def make_plan(
             plan.unchanged += 1  # deleted DB-side, file untouched: export removes it
         elif row.deleted:
             plan.revives.append((story, row))
-        elif row.content_hash != story.content_hash or row.path != story.path:
+        elif row.content_hash != story.content_hash or row.path != story.path or row.lost:
             plan.updates.append((story, row))
         else:
             plan.unchanged += 1
@@ -96,7 +119,8 @@ def describe(plan: Plan, result: SyncResult) -> None:
     result.moved = sorted(s.id for s, r in plan.updates if moved(s, r))
     result.deleted = sorted(r.id for r in plan.deletes)
     result.unchanged = plan.unchanged
-    pending = [r for _, r in plan.updates] + plan.deletes  # rows with DB-side changes the file overrides
+    # rows with DB-side changes (a deletion included) the file overrides
+    pending = [r for _, r in plan.updates + plan.revives] + plan.deletes
     result.conflicts = sorted(r.id for r in pending if r.revision > r.synced_revision)
 
 
@@ -224,13 +248,14 @@ def rows_for(conn: Connection, ids: Collection[str], paths: Collection[str]) -> 
     s = m.stories.c
     cols = (s.id, s.path, s.content_hash, s.status, s.backlog_id, s.revision, s.synced_revision, s.deleted_at)
     out: dict[str, DbRow] = {}
+    lost = lost_to_file(conn)
     for chunk in _chunks(sorted(ids)):
         for r in conn.execute(select(*cols).where(s.id.in_(chunk))):
-            out[r.id] = DbRow(*r[:7], r.deleted_at is not None)
+            out[r.id] = DbRow(*r[:7], r.deleted_at is not None, r.id in lost)
     stored = sorted(p for p in paths if utf8_safe(p) == p)  # a name that is not UTF-8 is refused, never stored
     for chunk in _chunks(stored):
         for r in conn.execute(select(*cols).where(s.path.in_(chunk), s.deleted_at.is_(None))):
-            out[r.id] = DbRow(*r[:7], r.deleted_at is not None)
+            out[r.id] = DbRow(*r[:7], r.deleted_at is not None, r.id in lost)
     return out
 
 

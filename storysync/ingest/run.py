@@ -19,7 +19,7 @@ from storysync.config import Config
 from storysync.db import worktree
 from storysync.db.database import LAST_SYNCED, Database, get_state, utcnow
 from storysync.db.locks import writer_lock
-from storysync.errors import EXIT_RUNTIME, DatabaseError, StorysyncError
+from storysync.errors import EXIT_RUNTIME, DatabaseError, RepositoryStateError, StorysyncError
 from storysync.git import runner as gitplain
 from storysync.git.runner import as_plain
 from storysync.ingest.apply import finish, record_failure
@@ -29,6 +29,7 @@ from storysync.ingest.plan import (
     check_entries_against_db,
     check_paths,
     check_tree,
+    lost_to_file,
     story_paths,
     with_marked,
 )
@@ -161,13 +162,14 @@ def run_git(
     """Sync the commit ``--to`` (default HEAD): only the paths changed since the last
     synced commit, or every story file when there is no usable last commit.  The
     ``marked`` paths, whose rows came from the working tree, are read from the commit
-    too, whatever the range (``storysync.worktree``)."""
+    too, whatever the range (``storysync.worktree``), and so are the files of rows
+    holding a database version that lost to the file (``plan.lost_to_file``)."""
     head = gitplain.head_info(repo) if options.to_rev in (None, "HEAD") else None
     to = head.sha if head is not None else gitplain.resolve(repo, options.to_rev or "HEAD")
     start = gitplain.resolve(repo, options.from_rev) if options.from_rev else None
     last = result.from_commit
     ancestry = Ancestry(repo, to)
-    base, notice = _base(ancestry, last, options)
+    base, notice = _base(ancestry, last, options, shared=not db.is_sqlite)
     if notice:
         result.notices.append(notice)
     result.from_commit, result.to_commit = start or last, to
@@ -178,8 +180,10 @@ def run_git(
         result.full = True
     else:
         paths, entries = changed_entries(config, repo, [base, start], to)
-        if marked:
-            paths, entries = with_marked(config, repo, to, marked, paths, entries)
+        with db.read() as conn:
+            reread = {*marked, *(p for p in lost_to_file(conn).values() if p is not None)}
+        if reread:
+            paths, entries = with_marked(config, repo, to, reread, paths, entries)
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
     walk_from = _walk_from(ancestry, start or last, options)
@@ -208,6 +212,10 @@ class Ancestry:
             self._contains[sha] = gitplain.is_ancestor(self.repo, sha, self.to)
         return self._contains[sha]
 
+    def behind(self, sha: str) -> bool:
+        """Whether ``to`` is one of ``sha``'s ancestors (a sync of ``to`` would go back)."""
+        return gitplain.is_ancestor(self.repo, self.to, sha)
+
     def exists(self, sha: str) -> bool:
         """Whether ``sha`` is a commit the repository has."""
         if self._contains.get(sha):
@@ -217,21 +225,57 @@ class Ancestry:
         return self._exists[sha]
 
 
-def _base(ancestry: Ancestry, last: str | None, options: SyncOptions) -> tuple[str | None, str | None]:
-    """The commit the database reflects, if a diff from it can be trusted; else a notice."""
+def _base(ancestry: Ancestry, last: str | None, options: SyncOptions, *, shared: bool) -> tuple[str | None, str | None]:
+    """The commit the database reflects, if a diff from it can be trusted; else a notice.
+
+    A ``to`` older than the last synced commit (its ancestor), or one whose relation to it
+    this clone cannot tell (the last synced commit is not here: another clone synced a
+    commit this one has not fetched, or it is beyond a shallow clone's depth, or was
+    garbage-collected), would rewind the database.  A ``shared`` database (a server's: the
+    team database, which several clones and CI jobs sync into) refuses that unless
+    ``allow_rewind``; a local SQLite database follows the checkout, as SPEC §6 says.
+    A rewritten history (neither contains the other) is reconciled, as SPEC §6 says.
+    """
     to = ancestry.to
+    if last is None:
+        return None, None if options.full else f"no last synced commit: a full sync of {to[:12]}"
+    if ancestry.contains(last):
+        return None if options.full else last, None
+    if not ancestry.exists(last):
+        why = f"last synced commit {last[:12]} is not in this clone: {_missing(ancestry)}"
+        return None, _rewind(ancestry, why, "may rewind", options, shared)
+    if ancestry.behind(last):
+        why = f"{to[:12]} is older than the last synced commit {last[:12]} (one of its ancestors)"
+        return None, _rewind(ancestry, why, "would rewind", options, shared)
     if options.full:
         return None, None
-    if last is None:
-        return None, f"no last synced commit: a full sync of {to[:12]}"
-    if ancestry.contains(last):
-        return last, None
-    if not ancestry.exists(last):
-        why = "this is a shallow clone" if gitplain.is_shallow(ancestry.repo) else "it was garbage-collected"
-        return None, f"last synced commit {last[:12]} is not in the repository ({why}): a full reconcile of {to[:12]}"
     return None, (
         f"last synced commit {last[:12]} is not an ancestor of {to[:12]} "
         f"(history rewritten by a rebase, force-push or reset): a full reconcile of {to[:12]}"
+    )
+
+
+def _missing(ancestry: Ancestry) -> str:
+    """What a last synced commit this clone lacks may be."""
+    shallow = gitplain.is_shallow(ancestry.repo)
+    return (
+        "it may be a commit this clone has not fetched ('git fetch'), "
+        + ("or one older than this shallow clone's history ('git fetch --unshallow'), " if shallow else "")
+        + "or one garbage-collected here after a history rewrite"
+    )
+
+
+def _rewind(ancestry: Ancestry, why: str, effect: str, options: SyncOptions, shared: bool) -> str:
+    """The notice of a rewind of a local database, or one ``--allow-rewind`` asked for;
+    else refuse it (exit 4): a shared database is never taken back by a stale clone."""
+    to = ancestry.to[:12]
+    if options.allow_rewind:
+        return f"{why}; a full reconcile of {to} (--allow-rewind)"
+    if not shared:
+        return f"{why}; a full reconcile of {to}"
+    raise RepositoryStateError(
+        f"{ancestry.repo.top}: {why}; syncing {to} {effect} the database to older files, so nothing was "
+        f"written: fetch and check out the newer commit, or pass --allow-rewind to reconcile it with {to}"
     )
 
 

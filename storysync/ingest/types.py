@@ -38,6 +38,9 @@ class SyncOptions:
     paths: tuple[str, ...] | None = None
     # With ``full``: rebuild the file-side status history from the whole git log.
     history: bool = False
+    # Sync a commit that is older than the last synced one (its ancestor), or whose
+    # relation to it this clone cannot tell: otherwise refused (hooks never pass it).
+    allow_rewind: bool = False
 
 
 @dataclass
@@ -83,6 +86,9 @@ class DbRow:
     revision: int
     synced_revision: int
     deleted: bool
+    # The row holds a DB-side version that lost to its file (``plan.lost_to_file``):
+    # the file is read into it again whatever its hash.
+    lost: bool = False
 
 
 @dataclass

@@ -22,6 +22,11 @@ from storysync.ingest.types import TRIGGERS, SyncOptions
 @click.option("--keep-going", is_flag=True, help="Write the valid files even when some are invalid (exit 1 still).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option(
+    "--allow-rewind",
+    is_flag=True,
+    help="Sync even a commit older than the last synced one, or one this clone cannot place against it (else exit 4).",
+)
+@click.option(
     "--trigger", type=click.Choice(TRIGGERS), default="manual", show_default=True, help="Recorded in sync_runs."
 )
 @click.pass_obj
@@ -34,6 +39,7 @@ def command(
     working_tree: bool,
     keep_going: bool,
     dry_run: bool,
+    allow_rewind: bool,
     trigger: str,
 ) -> int:
     """Bring the database in step with the story files."""
@@ -51,6 +57,7 @@ def command(
         keep_going=keep_going,
         dry_run=dry_run,
         trigger=trigger,
+        allow_rewind=allow_rewind,
     )
     bar = nullcontext(None) if surely_not_a_terminal() else progress_bar(app.console, "reading stories")
     with bar as advance:
