@@ -45,11 +45,6 @@ class Config:
         """The stories root as an absolute path."""
         return self.repo / self.root if self.root else self.repo
 
-    @property
-    def state_dir(self) -> Path:
-        """``.storysync/`` at the repository root (locks, the default database)."""
-        return self.repo / STATE_DIR
-
     def stage_for_status(self, status: str) -> str | None:
         """The stage directory whose status is ``status``."""
         for directory, mapped in self.stages.items():

@@ -92,17 +92,13 @@ def checker_for(config: Config) -> SchemaChecker:
     return load_checker(str(config.schema) if config.schema else None)
 
 
-def check_one(source: Source, entry: Entry, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
-    """Read, parse and check one file on its own (no cross-file checks).
+def check_data(entry: Entry, data: bytes | Diagnostic, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
+    """Parse and check one file's bytes (or pass on why they could not be read), on its own
+    (no cross-file checks).
 
     The story is returned whenever it parsed, even with schema problems, so that
     the cross-file checks can still report on it.
     """
-    return check_data(entry, source.read(entry), checker)
-
-
-def check_data(entry: Entry, data: bytes | Diagnostic, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
-    """Parse and check one file's bytes (or pass on why they could not be read)."""
     if isinstance(data, Diagnostic):
         return None, [data]
     parsed = parse_story(entry.location, data)
@@ -165,7 +161,6 @@ def check_entries(
     return result
 
 
-CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
 EMPTY_LIST, EMPTY_OBJECT = to_json([]), to_json({})
 _MARKED: tuple[KeyPath, ...] = ((), ("id",), ("depends_on",))  # and ("depends_on", i) for each entry
 _TAGS = object()  # the key, in a run's shared dict, of its tags texts by tags

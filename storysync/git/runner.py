@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
-ZERO_SHA = "0" * 40
 LOG_FORMAT = "%x01%H%x00%an <%ae>%x00%at%x00%P"
 # One commit's sha, author and time: ``log -1 --no-walk`` prints what ``show -s`` would,
 # in about half the time (show sets up its diff machinery even with -s).

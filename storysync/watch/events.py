@@ -1,6 +1,6 @@
 """watchdog → debounced batches of changed story paths.
 
-The shape is watchfiles' ``watch()``: a generator of *batches* (sets of changes),
+The shape is watchfiles' ``watch()``: ``Watcher`` iterates *batches* (sets of changes),
 a filter that is a plain callable, and a stop event.  A watchdog observer puts
 raw events on a queue from its own thread; the generator blocks on that queue
 with a timeout (never a busy loop), coalesces events until the tree has been
@@ -493,13 +493,3 @@ class Watcher:
 
     def _next_rescan(self, now: float) -> float | None:
         return None if self.rescan_interval is None else now + self.rescan_interval
-
-
-def watch(root: Path, **options: Any) -> Iterator[Batch]:
-    """Yield debounced batches of changes under ``root`` until ``stop_event`` is set.
-
-    Keyword options are those of ``Watcher`` (``watch_filter``, ``stop_event``,
-    ``debounce``, ``max_wait``, ``rescan_interval``, ``lock_file``, ``base``).
-    """
-    with Watcher(root, **options) as watcher:
-        yield from watcher
