@@ -59,7 +59,7 @@ class App:
     @property
     def db(self) -> Database:
         if self._db is None:
-            # local: keeps SQLAlchemy (~150 ms) off validate --staged and status on SQLite
+            # local: keeps SQLAlchemy (~180 ms) off validate --staged and status on SQLite
             from storysync.db.database import Database
 
             self._db = Database(self.config.database)
@@ -67,14 +67,14 @@ class App:
 
     @cached_property
     def console(self) -> Console:
-        # local: keeps rich (~30 ms) off the pre-commit hook, a piped status and a hook's sync
+        # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
         return Console(stderr=True, highlight=False, quiet=self.verbosity < 0)
 
     @cached_property
     def out(self) -> Console:
-        # local: keeps rich (~30 ms) off the pre-commit hook, a piped status and a hook's sync
+        # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
         return Console(highlight=False, soft_wrap=True)

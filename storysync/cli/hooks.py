@@ -198,7 +198,7 @@ def run_post_hook(app: App, name: str, args: Sequence[str]) -> int:
 
 
 def _sync_for_hook(app: App) -> None:
-    # local: keeps SQLAlchemy (ingest, ~150 ms) off install-hooks and off the hook runs that skip
+    # local: keeps SQLAlchemy (ingest, ~180 ms) off install-hooks and off the hook runs that skip
     from storysync.ingest.run import sync
     from storysync.ingest.types import SyncOptions
 

@@ -7,6 +7,7 @@ import click
 from storysync.cli.app import App
 from storysync.cli.report import plural
 from storysync.export.actions import WRITES, ExportOptions, ExportResult
+from storysync.export.run import export
 
 
 @click.command("export")
@@ -16,9 +17,6 @@ from storysync.export.actions import WRITES, ExportOptions, ExportResult
 @click.pass_obj
 def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
     """Write the stories changed in the database back to their files."""
-    # local: keeps SQLAlchemy (~150 ms) off `storysync --help`, which loads every command module
-    from storysync.export.run import export
-
     if message is not None and not commit:
         raise click.UsageError("--message needs --commit")
     result = export(app.config, app.db, app.git, ExportOptions(commit=commit, message=message, dry_run=dry_run))

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from storysync.cli.app import App
+from storysync.db.writer import StoryWriter
 from storysync.errors import UsageError
 from storysync.git.runner import config_value
 from storysync.story.parse import load_frontmatter
@@ -22,9 +23,6 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
     VALUE is read as a YAML scalar or flow list (points=5, tags=[a, b]); an
     empty value removes the key.  Keys without a column go to `extra`.
     """
-    # local: keeps SQLAlchemy (~150 ms) off `storysync --help`, which loads every command module
-    from storysync.db.writer import StoryWriter
-
     fields = dict(parse_assignment(story_id, a) for a in assignments)
     app.db.ensure_schema()
     result = StoryWriter(app.db, app.config, author=git_author(app)).update(story_id, fields)

@@ -13,19 +13,19 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.live import Live
+from rich.text import Text
 
 from storysync.cli.app import App
 from storysync.cli.report import plural
 from storysync.log import JSONFormatter
 from storysync.watch.events import StoryFilter, Watcher
+from storysync.watch.live import LiveSync, health
+from storysync.watch.metrics import Metrics, MetricsServer, parse_address
 from storysync.watch.outcome import Outcome
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
-    from storysync.watch.live import LiveSync
 
 
 @click.command("watch")
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
 @click.pass_obj
 def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -> int:
     """Sync story files to the database as they are saved, until Ctrl-C."""
-    # local: keep SQLAlchemy (~150 ms) and http.server off `storysync --help`, which loads every command module
-    from storysync.watch.live import LiveSync, health
-    from storysync.watch.metrics import Metrics, MetricsServer, parse_address
-
     address = parse_address(metrics_at) if metrics_at else None
     config, db, repo = app.config, app.db, app.git
     keep = StoryFilter(config)
@@ -126,9 +122,6 @@ class StatusView:
 
     def __enter__(self) -> StatusView:
         if self.interactive:
-            # local: keeps rich (~30 ms) off `storysync --help`, which loads every command module
-            from rich.live import Live
-
             self._live = Live(console=self.console, auto_refresh=False, transient=False)
             self._live.start()
         return self
@@ -157,9 +150,6 @@ class StatusView:
             self._line(f"storysync: {_timestamp()} {_summary(outcome)}", _fields(outcome))
 
     def _status(self, outcome: Outcome, live_sync: LiveSync) -> Text:
-        # local: keeps rich (~30 ms) off `storysync --help`, which loads every command module
-        from rich.text import Text
-
         status = Text(f"watching · last sync {_timestamp()} ({plural(outcome.paths, 'file')}, ")
         status.append(f"{outcome.duration * 1000:.0f} ms) · {plural(live_sync.batches, 'sync')}")
         status.append(f" · {live_sync.written} written")
