@@ -119,9 +119,3 @@ class ValidationFailed(StorysyncError):
     def __init__(self, diagnostics: list[Diagnostic], message: str = "") -> None:
         self.diagnostics = diagnostics
         super().__init__(message or f"{len(diagnostics)} error(s)")
-
-
-class ConflictError(StorysyncError):
-    """Both sides changed a story; the file won and the DB version was kept."""
-
-    exit_code = EXIT_INVALID

@@ -39,8 +39,14 @@ def test_a_round_stopped_early_leaves_the_next_one_in_step(repo: Repo) -> None:
     try:
         partial = reader.read(shas)
         assert next(partial) == b"blob 0\n"
-        partial.close()  # the rest of its chunk was read whole; later chunks never asked
+        partial.close()  # answers were left in the pipe: that process is ended
+        assert reader._proc is None
         assert list(reader.read(shas[50:53])) == [b"blob 50\n", b"blob 51\n", b"blob 52\n"]
+        proc = reader._proc
+        whole = reader.read(shas[:2])
+        assert [next(whole), next(whole)] == [b"blob 0\n", b"blob 1\n"]
+        whole.close()  # every answer was read: the process stays for the next round
+        assert reader._proc is proc
     finally:
         reader.close()
 

@@ -1,4 +1,4 @@
-"""Reading many blobs through one ``git cat-file --batch`` process, in order."""
+"""Reading many blobs through one ``git cat-file --batch`` process, streamed in order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from storysync.check.sources import GitTreeSource
 from storysync.check.validate import check_entries, checker_for
 from storysync.config import load_config
 from storysync.errors import GitError
-from storysync.git.blobs import read_blobs
+from storysync.git.blobs import BlobReader
 from storysync.git.repo import open_repo
 from tests.conftest import Repo
 
@@ -26,25 +26,31 @@ def test_blobs_come_back_in_the_order_asked_byte_for_byte(repo: Repo) -> None:
     texts = [f"story {i}\r\n".encode() * (i * 50) for i in range(300)] + [b"", b"\x00\xff no newline"]
     shas = [_blob(repo, t) for t in texts]
     order = list(reversed(shas)) + shas[:3]  # any order, repeats allowed
-    got = list(read_blobs(repo.path, order))
-    assert [sha for sha, _ in got] == order
+    with BlobReader(repo.path) as reader:
+        got = list(reader.read(order))  # far more than a pipe holds: the ids are written while reading
     by_sha = dict(zip(shas, texts, strict=True))
-    assert [data for _, data in got] == [by_sha[s] for s in order]
+    assert got == [by_sha[s] for s in order]
 
 
 def test_a_missing_object_is_a_git_error(repo: Repo) -> None:
     good = _blob(repo, b"fine\n")
-    reader = read_blobs(repo.path, [good, "0" * 40])
-    assert next(reader) == (good, b"fine\n")
-    with pytest.raises(GitError, match="cannot read blob 0000000000"):
-        next(reader)
+    with BlobReader(repo.path) as reader:
+        blobs = reader.read([good, "0" * 40])
+        assert next(blobs) == b"fine\n"
+        with pytest.raises(GitError, match="cannot read blob 0000000000"):
+            next(blobs)
 
 
 def test_stopping_early_ends_the_git_process(repo: Repo) -> None:
     shas = [_blob(repo, f"{i}\n".encode() * 5000) for i in range(50)]
-    reader = read_blobs(repo.path, shas * 20)
-    next(reader)
-    reader.close()  # must not hang on a full pipe
+    reader = BlobReader(repo.path)
+    blobs = reader.read(shas * 20)
+    next(blobs)
+    proc = reader._proc
+    assert proc is not None
+    blobs.close()  # must not hang on a full pipe
+    assert proc.poll() is not None
+    assert reader._proc is None
 
 
 def test_tree_source_streams_in_order_and_still_refuses_symlinks(repo: Repo) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from storysync.check.rules import KnownRows, check_set, check_story, fold_id
+from storysync.check.rules import check_set, check_story, fold_id
 from storysync.check.sources import WorkTreeSource
-from storysync.check.validate import validate_paths
+from storysync.check.validate import SourceKnown, checker_for, validate_paths
 from storysync.config import Config
 from storysync.errors import Diagnostic
 from storysync.story.layout import classify
@@ -29,6 +29,12 @@ def make(path: str, story_id: str, config: Config = CONFIG, **fields: object) ->
 
 def lines(diags: list[Diagnostic]) -> list[str]:
     return sorted(str(d) for d in diags)
+
+
+def rest_of_tree(repo: Repo) -> SourceKnown:
+    """The stories on disk in ``repo``, as the ones a check does not read."""
+    config = Config(repo=repo.path)
+    return SourceKnown(config, WorkTreeSource(config), checker_for(config))
 
 
 # --- one story against where it lives ---------------------------------------------------------
@@ -94,9 +100,11 @@ def test_ids_differing_only_in_case_or_width_collide() -> None:
     assert "differs only in case or Unicode form" in str(check_set([a, b])[0])
 
 
-def test_duplicate_against_known_rows_but_not_against_itself() -> None:
+def test_duplicate_against_the_rest_of_the_tree_but_not_against_itself(repo: Repo) -> None:
+    repo.story("backlog", "web", "WEB-1", "a")
+    repo.story("backlog", "api", "API-1", "x")
+    known = rest_of_tree(repo)
     a = make("backlog/web/WEB-1-a.md", "WEB-1")
-    known = KnownRows({"WEB-1": ("backlog/web/WEB-1-a.md", []), "API-1": ("backlog/api/API-1-x.md", [])})
     assert check_set([a], known) == []
     twin = make("backlog/web/API-1-twin.md", "API-1")
     assert [d.code for d in check_set([twin], known)] == ["duplicate-id"]
@@ -105,11 +113,13 @@ def test_duplicate_against_known_rows_but_not_against_itself() -> None:
 # --- dependencies ----------------------------------------------------------------------------------
 
 
-def test_dependency_targets_must_exist_in_any_backlog() -> None:
+def test_dependency_targets_must_exist_in_any_backlog(repo: Repo) -> None:
+    repo.story("completed", "api", "API-2", "c")
     a = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["API-1", "GHOST-1", "API-2"])
     b = make("active/api/API-1-b.md", "API-1")
-    known = KnownRows({"API-2": ("completed/api/API-2-c.md", [])})
-    assert lines(check_set([a, b], known)) == ["backlog/web/WEB-1-a.md:4:21: depends_on: no story has id 'GHOST-1'"]
+    assert lines(check_set([a, b], rest_of_tree(repo))) == [
+        "backlog/web/WEB-1-a.md:4:21: depends_on: no story has id 'GHOST-1'"
+    ]
 
 
 def test_self_dependency_is_a_cycle() -> None:
@@ -141,10 +151,11 @@ def test_two_separate_cycles_both_found() -> None:
     ]
 
 
-def test_cycle_through_stories_outside_the_checked_set() -> None:
+def test_cycle_through_stories_outside_the_checked_set(repo: Repo) -> None:
+    repo.story("backlog", "api", "API-1", "x", depends_on=["API-2"])
+    repo.story("backlog", "api", "API-2", "y", depends_on=["WEB-1"])
     a = make("backlog/web/WEB-1-a.md", "WEB-1", depends_on=["API-1"])
-    known = KnownRows({"API-1": ("backlog/api/API-1-x.md", ["API-2"]), "API-2": ("backlog/api/API-2-y.md", ["WEB-1"])})
-    assert lines(check_set([a], known)) == [
+    assert lines(check_set([a], rest_of_tree(repo))) == [
         "backlog/web/WEB-1-a.md:4:14: depends_on: dependency cycle API-1 -> API-2 -> WEB-1 -> API-1"
     ]
 

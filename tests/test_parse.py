@@ -54,9 +54,9 @@ def test_positions_of_keys_and_values_top_level_and_nested() -> None:
         "---\n"
         "body\n"
     )
-    assert story.key_mark("id") == (2, 1)
+    assert story.key_marks[("id",)] == (2, 1)
     assert story.mark(("id",)) == (2, 5)
-    assert story.key_mark("title") == (3, 1)
+    assert story.key_marks[("title",)] == (3, 1)
     assert story.mark(("title",)) == (3, 10)
     assert story.key_marks[("meta", "owner")] == (5, 3)
     assert story.mark(("meta", "owner")) == (5, 10)

@@ -1,7 +1,8 @@
 """``validate --staged`` asks git for the ids it needs instead of listing the whole index.
 
 Each test builds a real repository and compares the hook's report with the one
-built from the whole index listing (``validate_paths`` over ``ListingKnown``),
+built from the whole index listing (``validate_paths`` over the index without its
+``named`` lookups, so ``SourceKnown`` lists every entry and groups the names),
 and checks the exact diagnostics for the tricky cases: ids that differ only in
 case or Unicode form, names with glob characters, a root with glob characters,
 dependency chains through unstaged stories deeper than the batched walk.
@@ -10,15 +11,35 @@ dependency chains through unstaged stories deeper than the batched walk.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
 
 from storysync.check import index as staged
 from storysync.check.index import IndexSource, validate_index
+from storysync.check.sources import Entry
 from storysync.check.validate import validate_paths
 from storysync.config import load_config
 from storysync.errors import Diagnostic
 from tests.conftest import Repo, story_text
+
+
+class Listed:
+    """The index as a plain ``Source``: listed whole, never asked for names."""
+
+    label = "index, listed"
+
+    def __init__(self, index: IndexSource) -> None:
+        self.index = index
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        return self.index.entries(paths)
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        return self.index.read(entry)
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        return self.index.read_many(entries)
 
 
 def _both(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
@@ -31,7 +52,7 @@ def _both(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnost
         source.close()
     listed = IndexSource(config)
     try:
-        whole = validate_paths(config, listed, paths).diagnostics
+        whole = validate_paths(config, Listed(listed), paths).diagnostics
     finally:
         listed.close()
     return looked_up, whole

@@ -14,7 +14,7 @@ import pytest
 
 from storysync.check.rules import check_set
 from storysync.check.sources import GitTreeSource
-from storysync.check.validate import check_entries, check_one, checker_for
+from storysync.check.validate import check_data, check_entries, checker_for
 from storysync.config import load_config
 from storysync.git.repo import open_repo
 from storysync.ingest import apply as sync_module
@@ -35,7 +35,7 @@ def test_records_keep_every_cross_file_diagnostic(repo: Repo) -> None:
     source = GitTreeSource(open_repo(repo.path), config, sha)
     checker = checker_for(config)
     compact = check_entries(source, source.entries(), checker, compact=True)
-    stories = [story for story, _ in (check_one(source, e, checker) for e in source.entries()) if story is not None]
+    stories = [story for story, _ in (check_data(e, source.read(e), checker) for e in source.entries()) if story]
     assert [str(d) for d in check_set(compact.stories)] == [str(d) for d in check_set(stories)]
     codes = {d.code for d in compact.diagnostics}
     assert {"duplicate-id", "missing-dependency", "dependency-cycle", "status-dir"} <= codes

@@ -104,7 +104,7 @@ def test_post_merge_hook_and_sync_run_git_without_gitpython(backlog_repo: Repo) 
     repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
     repo.commit("one more")
     assert _gitpython_after(repo, "run-hook", "post-merge", "0") == (0, "")
-    assert _git_commands(repo) == ["rev-parse", *INCREMENTAL]  # first: is a merge or rebase under way
+    assert _git_commands(repo) == INCREMENTAL  # whether a merge or rebase is under way: read from .git alone
     repo.story("active", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
     repo.git("rm", "-q", "backlog/web/WEB-3-new.md")
     repo.commit("start it")
@@ -120,6 +120,18 @@ def test_post_merge_hook_and_sync_run_git_without_gitpython(backlog_repo: Repo) 
             assert list(deps.scalars()) == ["WEB-2"]
     finally:
         db.dispose()
+
+
+def test_commands_that_change_or_check_the_repository_run_git_without_gitpython(backlog_repo: Repo) -> None:
+    """set and new (the author from git config), export --commit and doctor ask git through plain processes."""
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    assert _gitpython_after(repo, "set", "WEB-1", "points=5") == (0, "")
+    assert _git_commands(repo) == ["config", "config"]  # user.name, user.email
+    assert _gitpython_after(repo, "new", "WEB-9", "--backlog", "web", "--title", "Nine") == (0, "")
+    assert _gitpython_after(repo, "export", "--commit") == (0, "")
+    assert repo.git("log", "-1", "--format=%s") == "storysync export: 2 stories from the database"
+    assert _gitpython_after(repo, "doctor")[1] == ""
 
 
 def test_open_repo_outside_a_repository_is_a_git_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from storysync.errors import Diagnostic, utf8_safe
@@ -94,29 +94,35 @@ def fold_id(story_id: str) -> str:
     return unicodedata.normalize("NFKC", story_id).casefold()
 
 
+def name_id(path: str) -> str | None:
+    """The id a story file's name carries (``<ID>-<slug>.md`` or ``<ID>.md``), if any."""
+    if not path.endswith(".md"):
+        return None
+    sid = path[path.rfind("/") + 1 : -3].split("-", 2)
+    return f"{sid[0]}-{sid[1]}" if len(sid) >= 2 else None
+
+
+def id_key(path: str) -> str | None:
+    """The folded id a story file's name carries (``name_id`` as ``fold_id`` folds it), if any."""
+    stem = name_id(path)
+    if stem is None:
+        return None
+    return stem.lower() if stem.isascii() else fold_id(stem)  # NFKC and casefold are lower() on ASCII
+
+
 class Known(Protocol):
-    """Stories outside the checked set: the rest of the repository or the database."""
+    """Stories outside the checked set: the rest of the repository or the database.
+
+    Optional: ``prefetch(folded, ids)``, to fetch at once what ``lookup`` of the
+    folded ids ``folded`` and ``deps`` of ``ids`` (and of every story they reach)
+    will be asked; ``check_set`` calls it first (see ``prefetch``).
+    """
 
     def lookup(self, folded: str) -> tuple[str, str] | None:
         """``(id, path)`` of the story whose folded id is ``folded``, if any."""
 
     def deps(self, story_id: str) -> list[str] | None:
         """The ``depends_on`` of a story, or None if no such story exists."""
-
-
-class KnownRows:
-    """``Known`` over a mapping of id -> (path, depends_on), such as database rows."""
-
-    def __init__(self, rows: Mapping[str, tuple[str, list[str]]]) -> None:
-        self._rows = rows
-        self._folded = {fold_id(sid): (sid, path) for sid, (path, _) in rows.items()}
-
-    def lookup(self, folded: str) -> tuple[str, str] | None:
-        return self._folded.get(folded)
-
-    def deps(self, story_id: str) -> list[str] | None:
-        row = self._rows.get(story_id)
-        return None if row is None else row[1]
 
 
 def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[Diagnostic]:
@@ -127,7 +133,7 @@ def check_set(stories: Iterable[Checkable], known: Known | None = None) -> list[
     """
     stories = [s for s in stories if s.id]
     by_id = {s.id: s for s in stories}
-    _prefetch(known, [s.id for s in stories], [dep for s in stories for dep in s.depends_on if dep not in by_id])
+    prefetch(known, stories)
     out = _duplicates(stories, known)
 
     def deps_of(sid: str) -> list[str] | None:
@@ -171,12 +177,16 @@ def _cycle_path(start: str, members: set[str], deps_of: Callable[[str], list[str
     return [start, start]  # not reached: every member of a component lies on a cycle
 
 
-def _prefetch(known: Known | None, ids: list[str], deps: list[str]) -> None:
-    """Let a ``known`` that can (the database's ``prefetch``) fetch at once what the checks
-    then ask story by story: ``lookup`` of ``ids`` and ``deps`` of ``deps`` and beyond."""
-    prefetch: Callable[[Iterable[str], Iterable[str]], None] | None = getattr(known, "prefetch", None)
-    if prefetch is not None:
-        prefetch([fold_id(sid) for sid in ids], deps)
+def prefetch(known: Known | None, stories: Iterable[Checkable]) -> None:
+    """Let a ``known`` that can (``Known``'s optional ``prefetch``) fetch at once what the
+    cross-file checks of ``stories`` then ask story by story: ``lookup`` of their ids,
+    ``deps`` of the dependencies outside them and beyond."""
+    fetch: Callable[[Iterable[str], Iterable[str]], None] | None = getattr(known, "prefetch", None)
+    if fetch is None:
+        return
+    ids = {s.id for s in stories if s.id}
+    deps = [dep for s in stories if s.id for dep in s.depends_on if dep not in ids]
+    fetch([fold_id(sid) for sid in ids], deps)
 
 
 def _duplicates(stories: list[Checkable], known: Known | None) -> list[Diagnostic]:

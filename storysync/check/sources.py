@@ -1,17 +1,19 @@
-"""Where story bytes come from: a commit's tree (git objects) or the working tree.
+"""Where story bytes come from: a commit's tree (git objects), the working tree, or the index.
 
-A sync reads "the changed paths from a source of content"; these are the two
-sources.  Both refuse symlinks and oversized files before reading them, and list a
-symlink in the place of a stage or backlog directory as an entry that reads as its
-refusal (``check.rules.symlinked_directory``).
+A check reads "story entries from a source of content"; every source answers
+the same three questions (``Source``) and refuses symlinks and oversized files
+before reading them.  ``storysync.check.index.IndexSource`` is the third
+source, the staged versions.  Every source lists a symlink in the place of a stage or backlog directory as an
+entry that reads as its refusal (``check.rules.symlinked_directory``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,14 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 from storysync.check.rules import symlinked_directory
 from storysync.config import Config
 from storysync.errors import Diagnostic
+from storysync.git import runner
+from storysync.git.blobs import BlobReader
 from storysync.story.layout import classify, directory_place, story_directories
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE
 
 if TYPE_CHECKING:
     import git
-
-    from storysync.git.runner import GitRepo
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,16 @@ def linked_directory(config: Config, rel: str) -> tuple[str, str] | None:
 
 
 class Source(Protocol):
-    """A source of story file contents."""
+    """A source of story file contents: the working tree, a commit's tree, or the index.
+
+    Optional capability: a source may also answer ``named(keys, walk=False) ->
+    list[str] | None``, the paths whose file names may carry one of the folded
+    story ids ``keys`` (a superset; each in the source's order), or None when it
+    would rather be listed whole.  ``SourceKnown`` asks it instead of listing every
+    entry: the index answers by ``git ls-files`` pathspec queries, so a commit's
+    hook does not list a 100k-story index.  ``walk`` says more rounds of the same
+    question are likely to follow (a dependency walk).
+    """
 
     label: str
 
@@ -69,6 +80,9 @@ class Source(Protocol):
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
         """The entry's bytes, or a diagnostic saying why they cannot be read."""
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        """Each entry with its bytes (or refusal), in order; read in one batch where the source can."""
 
 
 def _refusal(entry: Entry) -> Diagnostic | None:
@@ -96,54 +110,38 @@ def _unreadable(entry: Entry, exc: OSError) -> Diagnostic:
 class GitTreeSource:
     """Story files as they are in one commit (read by plain ``git`` processes)."""
 
-    def __init__(self, repo: GitRepo | git.Repo, config: Config, commit: str) -> None:
-        from storysync.git.runner import as_plain
-
-        self.repo = as_plain(repo)
+    def __init__(self, repo: runner.GitRepo | git.Repo, config: Config, commit: str) -> None:
+        self.repo = runner.as_plain(repo)
         self.config = config
         self.commit = commit
         self.label = commit
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
-        from storysync.git import runner as gitplain
-
         wanted = None if paths is None else set(paths)
         out = []
-        for item in gitplain.list_tree(self.repo, self.commit, self.config.root):
+        for item in runner.list_tree(self.repo, self.commit, self.config.root):
             if wanted is not None and item.path not in wanted:
                 continue
-            if item.mode == gitplain.SUBMODULE_MODE:
+            if item.mode == runner.SUBMODULE_MODE:
                 continue
             location = classify(self.config, item.path)
             if location is not None:
-                out.append(Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE))
-            elif item.mode == gitplain.SYMLINK_MODE and (linked := directory_entry(self.config, item.path)):
+                out.append(Entry(location, item.sha, item.size, item.mode == runner.SYMLINK_MODE))
+            elif item.mode == runner.SYMLINK_MODE and (linked := directory_entry(self.config, item.path)):
                 out.append(linked)
         return out
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
-        from storysync.git.blobs import read_blobs
+        with contextlib.closing(self.read_many([entry])) as one:
+            return next(one)[1]
 
-        refusal = _refusal(entry)
-        if refusal is not None:
-            return refusal
-        blobs = read_blobs(self.config.repo, [entry.ref])
-        try:
-            return next(blobs)[1]
-        finally:
-            blobs.close()
-
-    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+    def read_many(self, entries: Sequence[Entry]) -> Generator[tuple[Entry, bytes | Diagnostic], None, None]:
         """Each entry's bytes (or refusal), in order, streamed through one ``git cat-file --batch``."""
-        from storysync.git.blobs import read_blobs
-
-        blobs = read_blobs(self.config.repo, [e.ref for e in entries if _refusal(e) is None])
-        try:
+        with BlobReader(self.config.repo) as reader:
+            blobs = reader.read([e.ref for e in entries if _refusal(e) is None])
             for entry in entries:
                 refusal = _refusal(entry)
-                yield (entry, refusal) if refusal is not None else (entry, next(blobs)[1])
-        finally:
-            blobs.close()
+                yield (entry, refusal) if refusal is not None else (entry, next(blobs))
 
 
 class WorkTreeSource:
@@ -202,6 +200,11 @@ class WorkTreeSource:
                 return fh.read(MAX_FILE + 1)
             except OSError as exc:  # e.g. a directory, or an I/O error
                 return _unreadable(entry, exc)
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        """Each entry's bytes (or refusal), in order, one file after another."""
+        for entry in entries:
+            yield entry, self.read(entry)
 
     def _walk(self) -> Iterator[str]:
         """Every ``*.md`` at story depth, and each symlink in the place of a stage or backlog directory."""

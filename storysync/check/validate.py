@@ -7,11 +7,11 @@ Used by ``storysync validate`` (working tree, given paths, or the index with
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storysync.check.rules import Known, check_set, check_story, fold_id
+from storysync.check.rules import Known, check_set, check_story, fold_id, id_key
 from storysync.check.schema import SchemaChecker, load_checker
 from storysync.check.sources import Entry, Source
 from storysync.config import Config
@@ -75,7 +75,7 @@ class Bodies:
         """Put back the bodies of ``records`` (the ones dropped); ``StorysyncError`` if a file changed."""
         dropped = [r for r in records if r.body is None and r.ref is not None]
         wanted = [Entry(r.location, r.ref, r.size) for r in dropped if r.ref is not None]
-        for record, (_, data) in zip(dropped, read_each(self._source, wanted), strict=True):
+        for record, (_, data) in zip(dropped, self._source.read_many(wanted), strict=True):
             if isinstance(data, Diagnostic) or hashlib.sha256(data).hexdigest() != record.content_hash:
                 raise StorysyncError(f"{record.path}: the file changed while it was being synced; run the sync again")
             record.body = split_body(data)
@@ -92,34 +92,19 @@ def checker_for(config: Config) -> SchemaChecker:
     return load_checker(str(config.schema) if config.schema else None)
 
 
-def check_one(source: Source, entry: Entry, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
-    """Read, parse and check one file on its own (no cross-file checks).
+def check_data(entry: Entry, data: bytes | Diagnostic, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
+    """Parse and check one file's bytes (or pass on why they could not be read), on its own
+    (no cross-file checks).
 
     The story is returned whenever it parsed, even with schema problems, so that
     the cross-file checks can still report on it.
     """
-    return check_data(entry, source.read(entry), checker)
-
-
-def check_data(entry: Entry, data: bytes | Diagnostic, checker: SchemaChecker) -> tuple[Story | None, list[Diagnostic]]:
-    """Parse and check one file's bytes (or pass on why they could not be read)."""
     if isinstance(data, Diagnostic):
         return None, [data]
     parsed = parse_story(entry.location, data)
     if isinstance(parsed, list):
         return None, parsed
     return parsed, checker.check(parsed) + check_story(parsed)
-
-
-def read_each(source: Source, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
-    """Every entry's bytes in order: streamed in one batch where the source can, else one by one."""
-    many: Callable[[Sequence[Entry]], Iterator[tuple[Entry, bytes | Diagnostic]]] | None
-    many = getattr(source, "read_many", None)
-    if many is not None:
-        yield from many(entries)
-        return
-    for entry in entries:
-        yield entry, source.read(entry)
 
 
 _READ = Entry(Location("", "", "", "", ""), "", 0)  # what a compacted check leaves in place of an entry read
@@ -152,9 +137,9 @@ def check_entries(
     todo = list(entries)
     if compact and isinstance(entries, list):
         entries.clear()
-    for i, (entry, data) in enumerate(read_each(source, todo)):
+    for i, (entry, data) in enumerate(source.read_many(todo)):
         if compact:
-            todo[i] = _READ  # the reader is past it (read_each reads in order)
+            todo[i] = _READ  # the reader is past it (read_many reads in order)
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)
@@ -165,7 +150,7 @@ def check_entries(
             result.stories.append(record)
         if progress:
             progress(1)
-    for entry, data in read_each(source, more(result) if more is not None else []):
+    for entry, data in source.read_many(more(result) if more is not None else []):
         result.files += 1
         story, problems = check_data(entry, data, checker)
         result.add(problems)
@@ -176,7 +161,6 @@ def check_entries(
     return result
 
 
-CROSS_FILE_KEYS = frozenset({"id", "depends_on"})  # the keys check_set reports at
 EMPTY_LIST, EMPTY_OBJECT = to_json([]), to_json({})
 _MARKED: tuple[KeyPath, ...] = ((), ("id",), ("depends_on",))  # and ("depends_on", i) for each entry
 _TAGS = object()  # the key, in a run's shared dict, of its tags texts by tags
@@ -249,74 +233,108 @@ def _shared_value(one: dict[Any, Any], value: Any) -> Any:
     return one.setdefault(value, value) if isinstance(value, str) else value
 
 
-class ListingKnown:
-    """``Known`` for the rest of a source: ids from file names, deps read on demand.
+class SourceKnown:
+    """``Known`` for the rest of a source: its story files outside the checked ones, found
+    by id and read only as far as the cross-file checks need.
 
-    Checking a few files must not read the whole repository: a story's id equals
-    its file name's prefix, so the listing answers "does this id exist"; only the
-    stories a dependency chain actually reaches are parsed (for cycles).  A source
-    with a cheap ``listing()`` of paths (the index) is classified only where a
-    lookup lands, so a 100k-file repository costs one pass over path strings.
+    Checking a few files must not read the whole repository: a story's id is its
+    file name's prefix, so a name folding to the id (case and Unicode form, as
+    ``fold_id``) is a candidate, and the first in the source's order that is a
+    story file answers.  A source that finds names itself (``named``, ``Source``'s
+    optional capability: the index, by pathspec) is asked each round; any other
+    is listed once and its names grouped by id.  ``prefetch`` walks what the
+    checks will ask in rounds (the checked stories' ids and dependencies, then
+    the dependencies of the stories found), each round's stories read in one
+    batch; only the stories a dependency chain reaches are parsed.
     """
 
     def __init__(self, config: Config, source: Source, checker: SchemaChecker, exclude: Collection[str] = ()) -> None:
+        self._config = config
         self._source = source
         self._checker = checker
-        self._config = config
-        self._candidates: dict[str, list[str | Entry]] = {}
-        self._found: dict[str, tuple[str, Entry] | None] = {}
+        self._exclude = exclude  # the checked files speak for themselves
+        self._named: Callable[[Collection[str], bool], list[str] | None] | None = getattr(source, "named", None)
+        self._listed: dict[str, list[str | Entry]] | None = None  # every candidate by folded id, once listed
+        self._found: dict[str, tuple[str, Entry] | None] = {}  # folded id -> (id from the name, entry)
         self._deps: dict[str, list[str] | None] = {}
-        listing: Callable[[], Iterable[str]] | None = getattr(source, "listing", None)
-        items: Iterable[str | Entry] = listing() if listing is not None else source.entries()
-        candidates = self._candidates
-        for item in items:  # one pass over every path of the repository: keep it lean
-            path = item if isinstance(item, str) else item.location.path
-            if not path.endswith(".md") or path in exclude:  # the checked files speak for themselves
-                continue
-            if not isinstance(item, str) and item.linked is not None and item.location.path == item.linked[0]:
-                continue  # a symlinked directory named like a story file: not a story
-            sid = path[path.rfind("/") + 1 : -3].split("-", 2)
-            if len(sid) < 2:
-                continue
-            stem = f"{sid[0]}-{sid[1]}"
-            key = stem.lower() if stem.isascii() else fold_id(stem)  # NFKC and casefold are lower() on ASCII
-            found = candidates.get(key)
-            if found is None:
-                candidates[key] = [item]
-            else:
-                found.append(item)
 
-    def _story(self, folded: str) -> tuple[str, Entry] | None:
-        """The first story file (in listing order) whose id folds to ``folded``."""
-        if folded not in self._found:
-            self._found[folded] = None
-            for item in self._candidates.get(folded, ()):
-                entry = item if isinstance(item, Entry) else self._entry(item)
-                if entry is not None:
-                    sid = entry.location.name[:-3].split("-", 2)
-                    self._found[folded] = (f"{sid[0]}-{sid[1]}", entry)
-                    break
-        return self._found[folded]
-
-    def _entry(self, path: str) -> Entry | None:
-        if classify(self._config, path) is None:
-            return None
-        found = self._source.entries([path])
-        return found[0] if found else None
+    def prefetch(self, folded: Iterable[str], ids: Iterable[str]) -> None:
+        """Look up, in rounds, what ``lookup`` of ``folded`` and ``deps`` of ``ids`` and of
+        every story they reach will be asked."""
+        wanted = list(dict.fromkeys(ids))
+        walk = bool(wanted)  # likely more than one round
+        self._resolve({*folded, *(fold_id(d) for d in wanted)}, walk)
+        while wanted:
+            fresh = [d for d in wanted if d not in self._deps]
+            wanted = list(dict.fromkeys(d for deps in self._read(fresh) for d in deps if d not in self._deps))
+            self._resolve({fold_id(d) for d in wanted}, walk)
 
     def lookup(self, folded: str) -> tuple[str, str] | None:
-        found = self._story(folded)
+        self._resolve({folded})
+        found = self._found[folded]
         return None if found is None else (found[0], found[1].location.path)
 
     def deps(self, story_id: str) -> list[str] | None:
         if story_id not in self._deps:
-            found = self._story(fold_id(story_id))
-            if found is None or found[0] != story_id:
-                self._deps[story_id] = None
-            else:
-                story, _ = check_one(self._source, found[1], self._checker)
-                self._deps[story_id] = story.depends_on if story is not None else []
+            self._resolve({fold_id(story_id)})
+            self._read([story_id])
         return self._deps[story_id]
+
+    def _resolve(self, keys: Collection[str], walk: bool = False) -> None:
+        """Find the story file answering each folded id of ``keys`` not looked up yet."""
+        todo = {k for k in keys if k not in self._found}
+        if not todo:
+            return
+        groups = self._listed
+        if groups is None:
+            named = self._named(todo, walk) if self._named is not None else None
+            if named is None:
+                groups = self._listed = self._group(self._source.entries())
+            else:
+                groups = self._group(named)
+        for key in todo:
+            self._found[key] = next(filter(None, map(self._story, groups.get(key, ()))), None)
+
+    def _group(self, items: Iterable[str | Entry]) -> dict[str, list[str | Entry]]:
+        """``items`` (not the checked ones) by the folded id their names carry, each in the source's order."""
+        groups: dict[str, list[str | Entry]] = {}
+        exclude = self._exclude
+        for item in items:  # at most one pass over every path of the repository: keep it lean
+            path = item if isinstance(item, str) else item.location.path
+            if not isinstance(item, str) and item.linked is not None and item.location.path == item.linked[0]:
+                continue  # a symlinked directory named like a story file: not a story
+            key = id_key(path) if path not in exclude else None
+            if key is not None:
+                groups.setdefault(key, []).append(item)
+        return groups
+
+    def _story(self, item: str | Entry) -> tuple[str, Entry] | None:
+        """The id a story file's name carries, and its entry; None if ``item`` is no story file."""
+        if isinstance(item, Entry):
+            entry: Entry | None = item
+        else:
+            found = self._source.entries([item]) if classify(self._config, item) is not None else []
+            entry = found[0] if found else None
+        if entry is None:
+            return None
+        sid = entry.location.name[:-3].split("-", 2)
+        return f"{sid[0]}-{sid[1]}", entry
+
+    def _read(self, ids: Iterable[str]) -> list[list[str]]:
+        """Read the stories with exactly these ids (one batch) and note their ``depends_on``."""
+        todo: list[tuple[str, Entry]] = []
+        for sid in ids:
+            found = self._found.get(fold_id(sid))
+            if found is None or found[0] != sid:
+                self._deps[sid] = None
+            else:
+                todo.append((sid, found[1]))
+        out = []
+        for (sid, _), (entry, data) in zip(todo, self._source.read_many([e for _, e in todo]), strict=True):
+            story, _ = check_data(entry, data, self._checker)
+            deps = self._deps[sid] = story.depends_on if story is not None else []
+            out.append(deps)
+        return out
 
 
 def validate_paths(config: Config, source: Source, paths: list[str] | None) -> Checked:
@@ -325,5 +343,5 @@ def validate_paths(config: Config, source: Source, paths: list[str] | None) -> C
     if paths is None:
         return check_entries(source, source.entries(), checker)
     wanted = [p for p in paths if classify(config, p) is not None]
-    known = ListingKnown(config, source, checker, exclude=set(wanted))
+    known = SourceKnown(config, source, checker, exclude=set(wanted))
     return check_entries(source, source.entries(wanted), checker, known)

@@ -12,20 +12,32 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from storysync.errors import EXIT_USAGE, StorysyncError
+from sqlalchemy import func, select, text
 
-if TYPE_CHECKING:
-    import git
-
-    from storysync.config import Config
-    from storysync.db.database import Database
+from storysync.cli.app import find_top_level
+from storysync.cli.hooks import hooks_dir
+from storysync.config import Config, load_config
+from storysync.db import notify, worktree
+from storysync.db import tables as m
+from storysync.db.database import (
+    HEAD_REVISION,
+    LAST_SYNCED,
+    Database,
+    _known_revisions,
+    display_url,
+    get_state,
+    parse_url,
+    set_state,
+    utcnow,
+)
+from storysync.errors import EXIT_USAGE, GitError, StorysyncError
+from storysync.git import runner
+from storysync.story.layout import classify
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MIN_GIT = (2, 20)
@@ -61,7 +73,7 @@ class Context:
     db_flag: str | None = None
     inotify_limit_path: Path = INOTIFY_LIMIT
     top: Path | None = None
-    repo: git.Repo | None = None
+    repo: runner.GitRepo | None = None
     config: Config | None = None
     db: Database | None = None
     db_reachable: bool = False
@@ -100,10 +112,10 @@ def _name(check: Callable[[Context], list[Check]]) -> str:
 
 def git_version() -> tuple[int, ...] | None:
     """The installed git's version, or None when git is not on PATH."""
-    exe = shutil.which("git")
-    if exe is None:
+    try:
+        out = runner.run(Path.cwd(), "--version").stdout.decode("ascii", "replace")
+    except (GitError, OSError):  # no git to run; or the current directory is gone
         return None
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
     return tuple(int(x) for x in match.groups() if x is not None) if match else None
 
@@ -119,15 +131,12 @@ def check_git(ctx: Context) -> list[Check]:
 
 
 def check_repository(ctx: Context) -> list[Check]:
-    from storysync.cli.app import find_top_level
-    from storysync.git import repo as gitdiff
-
     try:
         ctx.top = find_top_level(ctx.start)
-        ctx.repo = gitdiff.open_repo(ctx.top)
+        ctx.repo = runner.open_repo(ctx.top)
     except StorysyncError as exc:
         return [Check("repository", FAIL, str(exc), "run storysync inside a git work tree, or pass --repo DIR")]
-    state = gitdiff.operation_in_progress(ctx.repo)
+    state = runner.operation_in_progress(ctx.repo)
     if state:
         fix = f"finish or abort it: git {state} --continue, or git {state} --abort"
         return [Check("repository", FAIL, f"{ctx.top}: a {state} is in progress", fix)]
@@ -135,9 +144,6 @@ def check_repository(ctx: Context) -> list[Check]:
 
 
 def check_config(ctx: Context) -> list[Check]:
-    from storysync.config import load_config
-    from storysync.db.database import parse_url
-
     if ctx.top is None:
         return [Check("config", SKIP, "no repository")]
     try:
@@ -171,8 +177,6 @@ def check_stories_root(ctx: Context) -> list[Check]:
 
 def story_files(ctx: Context) -> Iterator[Path]:
     """Every story file under the stories root (walking the disk; counts directories)."""
-    from storysync.story.layout import classify
-
     assert ctx.config is not None
     assert ctx.top is not None
     ctx.story_dirs = 0
@@ -227,16 +231,12 @@ def _unreadable(path: Path) -> str | None:
 
 
 def check_database(ctx: Context) -> list[Check]:
-    from storysync.db.database import Database
-
     if ctx.config is None or ctx.extra.get("bad_database_url"):
         return [Check("database", SKIP, "no valid configuration")]
     missing = _missing_sqlite_file(ctx.config.database)
     if missing is not None:  # checked before Database(), which would create the directory
         return [Check("database", FAIL, f"{missing}: not created yet", "storysync init")]
     ctx.db = Database(ctx.config.database)
-    from sqlalchemy import text
-
     try:
         with ctx.db.errors("connect"), ctx.db.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -249,8 +249,6 @@ def check_database(ctx: Context) -> list[Check]:
 
 def _missing_sqlite_file(url: str) -> str | None:
     """The URL (credentials hidden) of a file-backed SQLite database whose file does not exist."""
-    from storysync.db.database import display_url, parse_url
-
     parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -258,8 +256,6 @@ def _missing_sqlite_file(url: str) -> str | None:
 
 
 def check_schema(ctx: Context) -> list[Check]:
-    from storysync.db.database import HEAD_REVISION, _known_revisions
-
     if ctx.db is None or not ctx.db_reachable:
         return [Check("schema", SKIP, "database not reachable")]
     current = ctx.db.schema_revision()
@@ -276,8 +272,6 @@ def check_schema(ctx: Context) -> list[Check]:
 
 
 def check_writable(ctx: Context) -> list[Check]:
-    from storysync.db.database import set_state, utcnow
-
     if ctx.db is None or not ctx.db_ready:
         return [Check("database writable", SKIP, "database not ready")]
     try:
@@ -300,9 +294,6 @@ def _write_fix(db: Database) -> str:
 
 
 def check_sync_state(ctx: Context) -> list[Check]:
-    from storysync.db import worktree
-    from storysync.db.database import LAST_SYNCED, get_state
-
     if ctx.db is None or not ctx.db_ready or ctx.repo is None:
         return [Check("last sync", SKIP, "database not ready")]
     with ctx.db.read() as conn:
@@ -317,20 +308,18 @@ def check_sync_state(ctx: Context) -> list[Check]:
     return [Check("last sync", FAIL, f"{found.message}; {drift}", found.fix)]
 
 
-def _last_sync(repo: git.Repo, last: str | None) -> Check:
+def _last_sync(repo: runner.GitRepo, last: str | None) -> Check:
     """How far ``last_synced_commit`` is from HEAD."""
-    from storysync.git import repo as gitdiff
-
-    head = gitdiff.head(repo)
+    head = runner.head(repo.top)
     if last is None:
         return Check("last sync", FAIL, "the database was never synced", "storysync sync")
     if head == last:
         return Check("last sync", PASS, f"in step with HEAD ({last[:12]})")
-    if not gitdiff.commit_exists(repo, last):
+    if not runner.commit_exists(repo, last):
         msg = f"last synced commit {last[:12]} is not in this repository (rebase, force-push or shallow clone)"
         return Check("last sync", FAIL, msg, "storysync sync (it does a full reconcile)")
-    behind = gitdiff.commits_between(repo, last, head) if head else None
-    ahead = gitdiff.commits_between(repo, head, last) if head else None
+    behind = runner.commits_between(repo.top, last, head) if head else None
+    ahead = runner.commits_between(repo.top, head, last) if head else None
     if behind == 0 and ahead:
         msg = f"last synced {last[:12]} is {ahead} commit(s) past HEAD (a branch switch or reset)"
         return Check("last sync", FAIL, msg, "storysync sync")
@@ -338,10 +327,6 @@ def _last_sync(repo: git.Repo, last: str | None) -> Check:
 
 
 def check_conflicts(ctx: Context) -> list[Check]:
-    from sqlalchemy import func, select
-
-    from storysync.db import tables as m
-
     if ctx.db is None or not ctx.db_ready:
         return [Check("conflicts", SKIP, "database not ready")]
     with ctx.db.read() as conn:
@@ -355,8 +340,6 @@ def check_conflicts(ctx: Context) -> list[Check]:
 
 
 def check_webhook(ctx: Context) -> list[Check]:
-    from storysync.db import notify
-
     if ctx.config is None or not ctx.config.webhook_url:
         return [Check("webhook", SKIP, "no webhook_url configured")]
     url = ctx.config.webhook_url
@@ -379,19 +362,10 @@ def check_webhook(ctx: Context) -> list[Check]:
 # --- hooks and watch -----------------------------------------------------------------
 
 
-def hooks_dir(repo: git.Repo, top: Path) -> Path:
-    """Where git looks for hooks (``core.hooksPath`` honoured)."""
-    from storysync.git import repo as gitdiff
-
-    out = str(gitdiff.run(repo, "rev-parse", "--git-path", "hooks")).strip()
-    path = Path(out)
-    return path if path.is_absolute() else top / path
-
-
 def check_hooks(ctx: Context) -> list[Check]:
     if ctx.repo is None or ctx.top is None:
         return [Check("hooks", SKIP, "no repository")]
-    where = hooks_dir(ctx.repo, ctx.top)
+    where = hooks_dir(ctx.top)
     framework = _pre_commit_config_uses_storysync(ctx.top)
     missing, foreign, not_exec, via_framework, chained = [], [], [], [], []
     for name in HOOKS:

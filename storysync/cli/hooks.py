@@ -10,7 +10,6 @@ GitPython or SQLAlchemy until a sync actually runs.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storysync.errors import DatabaseError, GitError, StorysyncError, UsageError, printable
+from storysync.cli.report import sync_summary, write_diagnostics
+from storysync.errors import DatabaseError, StorysyncError, UsageError, printable
+from storysync.git import runner
 from storysync.log import shown
 
 if TYPE_CHECKING:
@@ -29,13 +30,6 @@ POST_HOOKS = ("post-merge", "post-checkout", "post-rewrite", "sync")  # "sync": 
 MARKER = "# storysync-hook:"
 LOCAL_SUFFIX = ".local"
 PYTHON_KEY = "storysync.python"
-IN_PROGRESS = {
-    "MERGE_HEAD": "merge",
-    "rebase-merge": "rebase",
-    "rebase-apply": "rebase",
-    "CHERRY_PICK_HEAD": "cherry-pick",
-    "REVERT_HEAD": "revert",
-}
 
 
 @dataclass(frozen=True)
@@ -57,19 +51,9 @@ def script(name: str) -> str:
     return (resources.files("storysync.cli.hook_scripts") / name).read_text(encoding="utf-8")
 
 
-def _git(top: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc.strerror}") from exc
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def hooks_dir(top: Path) -> Path:
     """Where git looks for hooks (``core.hooksPath`` honoured, shared by worktrees)."""
-    return (top / _git(top, "rev-parse", "--git-path", "hooks")).resolve()
+    return (top / os.fsdecode(runner.output(top, "rev-parse", "--git-path", "hooks").strip())).resolve()
 
 
 def install(top: Path, python: str | None = None) -> list[Installed]:
@@ -82,7 +66,7 @@ def install(top: Path, python: str | None = None) -> list[Installed]:
     directory = hooks_dir(top)
     directory.mkdir(parents=True, exist_ok=True)
     done = [_install_one(directory, name) for name in HOOK_NAMES]
-    _git(top, "config", PYTHON_KEY, python or sys.executable)
+    runner.output(top, "config", PYTHON_KEY, python or sys.executable)
     return done
 
 
@@ -125,10 +109,11 @@ def _write_executable(target: Path, text: str) -> None:
 
 
 def in_progress(top: Path) -> str | None:
-    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way."""
-    git_dir = top / _git(top, "rev-parse", "--git-dir")
-    for marker, state in IN_PROGRESS.items():
-        if os.path.lexists(git_dir / marker) and not (state == "merge" and _merge_concluded(top, git_dir)):
+    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way (a merge
+    whose commit is made, while post-merge runs, is not)."""
+    repo = runner.GitRepo(top)
+    for marker, state in runner.IN_PROGRESS.items():
+        if os.path.lexists(repo.git_dir / marker) and not (state == "merge" and _merge_concluded(repo)):
             return state
     return None
 
@@ -137,7 +122,7 @@ def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
     """Whether the rebase under way has nothing left to pick and this checkout is onto
     its ``onto`` commit: a fast-forward (``git rebase main`` on a branch behind main,
     a ``pull --rebase`` with no local commits), which git ends without post-rewrite."""
-    state = top / _git(top, "rev-parse", "--git-dir") / "rebase-merge"
+    state = runner.GitRepo(top).git_dir / "rebase-merge"
     try:
         todo = (state / "git-rebase-todo").read_text(encoding="utf-8").splitlines()
         onto = (state / "onto").read_text(encoding="utf-8").strip()
@@ -145,21 +130,16 @@ def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
         return False
     if any(line.split()[0] != "noop" for line in todo if line.strip() and not line.lstrip().startswith("#")):
         return False
-    return onto == (new_head or _git(top, "rev-parse", "HEAD"))
+    return onto == (new_head or runner.output(top, "rev-parse", "HEAD").decode("ascii", "replace").strip())
 
 
-def _merge_concluded(top: Path, git_dir: Path) -> bool:
+def _merge_concluded(repo: runner.GitRepo) -> bool:
     """MERGE_HEAD lingers while post-merge runs: the merge is done once HEAD contains it."""
     try:
-        merged = (git_dir / "MERGE_HEAD").read_text(encoding="utf-8").split()
+        merged = (repo.git_dir / "MERGE_HEAD").read_text(encoding="utf-8").split()
     except OSError:
         return False
-    if not merged:
-        return False
-    done = subprocess.run(
-        ["git", "merge-base", "--is-ancestor", merged[0], "HEAD"], cwd=top, capture_output=True, check=False
-    )
-    return done.returncode == 0
+    return bool(merged) and runner.is_ancestor(repo, merged[0], "HEAD")
 
 
 def skip_reason(name: str, args: Sequence[str], env: Mapping[str, str], top: Path) -> str | None:
@@ -235,7 +215,7 @@ def _not_synced(exc: DatabaseError) -> str:
 
 
 def _sync_for_hook(app: App) -> None:
-    from storysync.cli.report import sync_summary, write_diagnostics
+    # local: keeps SQLAlchemy (ingest, ~180 ms) off install-hooks and off the hook runs that skip
     from storysync.ingest.run import sync
     from storysync.ingest.types import SyncOptions
 

@@ -9,19 +9,14 @@ first and unstaged again if the commit fails.
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from storysync.errors import GitError
-
-if TYPE_CHECKING:
-    import git
-
-    from storysync.export.actions import Action
+from storysync.export.actions import Action
+from storysync.git import runner
+from storysync.git.runner import GitRepo
 
 
-def exclude_temporaries(repo: git.Repo, pattern: str) -> None:
+def exclude_temporaries(repo: GitRepo, pattern: str) -> None:
     """Add ``pattern`` to the repository's ``info/exclude`` once, so the temporary
     files a killed export leaves beside stories never show in ``git status``.
 
@@ -29,7 +24,7 @@ def exclude_temporaries(repo: git.Repo, pattern: str) -> None:
     are kept.  A file that cannot be written is left alone (the files are swept by
     the next export anyway).
     """
-    exclude = Path(repo.common_dir) / "info" / "exclude"
+    exclude = repo.common_dir / "info" / "exclude"
     with contextlib.suppress(OSError):
         current = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
         if pattern in current.splitlines():
@@ -48,16 +43,14 @@ def commit_message(actions: list[Action], subject: str | None) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
-def commit_paths(repo: git.Repo, actions: list[Action], subject: str | None) -> tuple[str, str | None]:
+def commit_paths(repo: GitRepo, actions: list[Action], subject: str | None) -> tuple[str, str | None]:
     """Commit exactly the paths of ``actions``; the user's other changes, staged or not,
     stay out of the commit and stay as they were.  The new commit and its parent."""
-    from storysync.git import repo as gitdiff
-
     paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
     tracked = _tracked(repo, paths)
-    added = [p for p in paths if p not in tracked and (Path(gitdiff.top_level(repo)) / p).exists()]
+    added = [p for p in paths if p not in tracked and (repo.top / p).exists()]
     commit_paths = sorted(tracked | set(added))
-    parent = gitdiff.head(repo)
+    parent = runner.head(repo.top)
     try:
         if added:
             _git_paths(repo, ["add"], added)
@@ -66,58 +59,44 @@ def commit_paths(repo: git.Repo, actions: list[Action], subject: str | None) -> 
         if added:
             _unstage(repo, added)
         raise
-    sha = gitdiff.head(repo)
+    sha = runner.head(repo.top)
     if sha is None or sha == parent:
         raise GitError("git commit did not create a commit")
     return sha, parent
 
 
-def uncommitted(repo: git.Repo, actions: list[Action]) -> list[Action]:
+def uncommitted(repo: GitRepo, actions: list[Action]) -> list[Action]:
     """The actions whose files differ from HEAD: written by an export that was killed
     before its commit, so the files are in step with the rows but not committed."""
     paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
     if not paths:
         return []
-    from storysync.git import repo as gitdiff
-
     # status reads no pathspec file; in-step rows are rare (an interrupted export), so ask once for all
-    out: str = gitdiff.run(
-        repo, "status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", strip_newline_in_stdout=False
-    )
-    dirty = {record[3:] for record in out.split("\0") if len(record) > 3}
+    out = runner.output(repo.top, "status", "--porcelain", "-z", "--no-renames", "--untracked-files=all")
+    dirty = {record[3:] for record in _paths(out) if len(record) > 3}
     return [a for a in actions if {a.old_path, a.new_path} & dirty]
 
 
-def _git_paths(repo: git.Repo, args: list[str], paths: list[str]) -> str:
+def _git_paths(repo: GitRepo, args: list[str], paths: list[str]) -> None:
     """``git --literal-pathspecs <args> --pathspec-from-file`` (NUL-separated; any name survives)."""
-    from storysync.git import repo as gitdiff
-
-    with tempfile.TemporaryFile() as spec:
-        spec.write(b"\0".join(p.encode("utf-8", "surrogateescape") for p in paths))
-        spec.seek(0)
-        out: str = gitdiff.run(
-            repo,
-            "--literal-pathspecs",
-            *args,
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            istream=spec,
-            strip_newline_in_stdout=False,
-        )
-    return out
+    spec = b"\0".join(p.encode("utf-8", "surrogateescape") for p in paths)
+    runner.output(repo.top, "--literal-pathspecs", *args, "--pathspec-from-file=-", "--pathspec-file-nul", stdin=spec)
 
 
-def _tracked(repo: git.Repo, paths: list[str]) -> set[str]:
+def _tracked(repo: GitRepo, paths: list[str]) -> set[str]:
     """Which of ``paths`` git tracks (ls-files reads no pathspec file, so in chunks)."""
-    from storysync.git import repo as gitdiff
-
     found: set[str] = set()
     for i in range(0, len(paths), 500):
-        out: str = gitdiff.run(repo, "--literal-pathspecs", "ls-files", "-z", "--", *paths[i : i + 500])
-        found.update(p for p in out.split("\0") if p)
+        out = runner.output(repo.top, "--literal-pathspecs", "ls-files", "-z", "--", *paths[i : i + 500])
+        found.update(p for p in _paths(out) if p)
     return found
 
 
-def _unstage(repo: git.Repo, paths: list[str]) -> None:
+def _paths(out: bytes) -> list[str]:
+    """NUL-separated records as text (a name that is not UTF-8 keeps its bytes as surrogates)."""
+    return out.decode("utf-8", "surrogateescape").split("\0")
+
+
+def _unstage(repo: GitRepo, paths: list[str]) -> None:
     with contextlib.suppress(GitError):  # the index is busy (index.lock); the files are restored anyway
         _git_paths(repo, ["rm", "--cached", "-q", "--ignore-unmatch"], paths)

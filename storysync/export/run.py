@@ -57,6 +57,8 @@ from storysync.export.actions import WRITES, Action, ExportOptions, ExportResult
 from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
 from storysync.export.tree import base_tree, refuse_invalid
+from storysync.git import runner
+from storysync.git.runner import GitRepo
 from storysync.story.layout import classify, slugify, story_directories, story_path
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
@@ -66,24 +68,29 @@ if TYPE_CHECKING:
     import git
 
 
-def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions | None = None) -> ExportResult:
-    """Write every row a DB-side writer changed back to its story file (SPEC §7)."""
-    from storysync.git import repo as gitdiff
+def export(
+    config: Config, db: Database, repo: GitRepo | git.Repo, options: ExportOptions | None = None
+) -> ExportResult:
+    """Write every row a DB-side writer changed back to its story file (SPEC §7).
 
+    ``repo`` is the work tree's repository, asked through plain ``git`` processes
+    (a GitPython ``git.Repo`` is accepted too).
+    """
+    repo = runner.as_plain(repo)
     options = options or ExportOptions()
     if db.schema_revision() is None:
         raise RepositoryStateError(
             f"{db.display}: the database was never initialised; run 'storysync init' and 'storysync sync' first"
         )
-    state = gitdiff.operation_in_progress(repo)
+    state = runner.operation_in_progress(repo)
     if state:
-        raise RepositoryStateError(f"{gitdiff.top_level(repo)}: a {state} is in progress; finish or abort it first")
+        raise RepositoryStateError(f"{repo.top}: a {state} is in progress; finish or abort it first")
     if options.commit and not options.dry_run:
-        gitdiff.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
+        runner.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
     db.ensure_schema()
     if options.dry_run:
         return ExportResult(_checked_plan(config, db, repo, options), dry_run=True)
-    with writer_lock(gitdiff.git_dir(repo)):
+    with writer_lock(repo.common_dir):
         result = ExportResult(_checked_plan(config, db, repo, options))
         _carry_out(config, db, repo, options, result)
     # After the lock: push what this export (and any set/new before it) left in the change
@@ -95,7 +102,7 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
 # ---------------------------------------------------------------- planning
 
 
-def _checked_plan(config: Config, db: Database, repo: git.Repo, options: ExportOptions) -> list[Action]:
+def _checked_plan(config: Config, db: Database, repo: GitRepo, options: ExportOptions) -> list[Action]:
     """``plan``, with the rows refused whose files would leave an invalid tree (``export.tree``)."""
     actions = plan(config, db)
     refuse_invalid(config, actions, base_tree(config, repo, options.commit))
@@ -413,7 +420,7 @@ class _Undo:
         self.saved.clear()
 
 
-def _carry_out(config: Config, db: Database, repo: git.Repo, options: ExportOptions, result: ExportResult) -> None:
+def _carry_out(config: Config, db: Database, repo: GitRepo, options: ExportOptions, result: ExportResult) -> None:
     """Write, commit, record.  A failure before the commit puts every file back; after
     the commit the files match it, and a re-run records them (they read as the rows)."""
     undo = _Undo()

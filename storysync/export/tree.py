@@ -12,18 +12,19 @@ sync refuses (a row created with the id of a committed but unsynced file, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from storysync.check.sources import Entry, GitTreeSource, Source, WorkTreeSource
-from storysync.check.validate import ListingKnown, check_entries, checker_for
+from storysync.check.validate import SourceKnown, check_entries, checker_for
 from storysync.config import Config
 from storysync.errors import Diagnostic
 from storysync.export.actions import Action
+from storysync.git import runner
 from storysync.story.layout import classify
 
 if TYPE_CHECKING:
-    import git
+    from storysync.git.runner import GitRepo
 
 _WRITTEN = ("update", "move", "create")
 
@@ -72,6 +73,16 @@ class ExportedTree:
             return own[1]
         return self.base.read(entry)
 
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        """Each entry's bytes: the exported files' own, the rest read from the base in one batch."""
+        base = iter(self.base.read_many([e for e in entries if not self._own(e)]))
+        for entry in entries:
+            yield (entry, self.files[entry.location.path][1]) if self._own(entry) else next(base)
+
+    def _own(self, entry: Entry) -> bool:
+        own = self.files.get(entry.location.path)
+        return own is not None and own[0] is entry
+
 
 class _Empty:
     """The tree of an unborn branch: no story files."""
@@ -84,14 +95,15 @@ class _Empty:
     def read(self, entry: Entry) -> bytes | Diagnostic:  # pragma: no cover - it lists nothing to read
         raise AssertionError(entry)
 
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        return ((entry, self.read(entry)) for entry in entries)
 
-def base_tree(config: Config, repo: git.Repo, commit: bool) -> Source:
+
+def base_tree(config: Config, repo: GitRepo, commit: bool) -> Source:
     """What the exported files land in: HEAD's tree for a commit, else the working tree."""
     if not commit:
         return WorkTreeSource(config)
-    from storysync.git import repo as gitdiff
-
-    head = gitdiff.head(repo)
+    head = runner.head(repo.top)
     return GitTreeSource(repo, config, head) if head is not None else _Empty()
 
 
@@ -105,7 +117,7 @@ def refuse_invalid(config: Config, actions: list[Action], base: Source) -> None:
     checker = checker_for(config)
     while written:
         paths = sorted(tree.files)
-        known = ListingKnown(config, tree, checker, exclude=set(paths))
+        known = SourceKnown(config, tree, checker, exclude=set(paths))
         checked = check_entries(tree, tree.entries(paths), checker, known)
         problems = _by_path(checked.diagnostics)
         bad = [a for a in written if a.new_path in problems]

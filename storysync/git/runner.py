@@ -1,39 +1,48 @@
-"""Read-only git questions answered by plain ``git`` processes, no GitPython.
+"""The one place that starts ``git``: every process storysync runs, and the questions a sync asks.
 
-Importing GitPython and opening a ``git.Repo`` costs about 50 ms (and two
-``git version`` processes) before the first question; the short runs (``status``,
-an incremental ``sync`` from the post-merge hook) are not much longer than that.
-So every question a sync asks of git is here: commits, ancestry, the two-point
-diff, the log of moves, blob sizes and the tree.  Every call passes an argument
-list (no shell) and reads ``-z`` output as bytes, so any file name survives; a
-failure becomes ``GitError``.  ``storysync.git.repo`` (GitPython) answers the
-same questions through these functions for the commands that hold a ``git.Repo``.
+``run`` and ``output`` run one git command at the repository's top level (an
+argument list, no shell; messages in English whatever the locale; a failure is a
+``GitError`` with git's message on one line); ``start`` opens the streaming
+``git cat-file --batch`` of ``storysync.git.blobs``.  On top of them: commits,
+ancestry, the two-point diff, the log of moves, blob sizes, the tree, config
+values and the state of an operation under way.  No GitPython: importing it and
+opening a ``git.Repo`` costs about 50 ms (and two ``git version`` processes)
+before the first question, as long as a whole ``status``; a ``git.Repo`` a
+library caller passes is read through ``as_plain``.  Output is read as bytes
+(``-z`` where paths are listed), so any file name survives.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from storysync.errors import GitError
+from storysync.errors import GitError, RepositoryStateError
 
 if TYPE_CHECKING:
     import git
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
-ZERO_SHA = "0" * 40
 LOG_FORMAT = "%x01%H%x00%an <%ae>%x00%at%x00%P"
 # One commit's sha, author and time: ``log -1 --no-walk`` prints what ``show -s`` would,
 # in about half the time (show sets up its diff machinery even with -s).
 _INFO_ARGS = ("log", "-1", "--no-walk", "--no-show-signature", "--format=%H%x00%an <%ae>%x00%at")
 # As GitPython runs git: messages in English whatever the user's locale.
 _ENV_OVERRIDES = {"LANGUAGE": "C", "LC_ALL": "C"}
+# What a stopped operation leaves in the work tree's git directory.
+IN_PROGRESS = {
+    "MERGE_HEAD": "merge",
+    "rebase-merge": "rebase",
+    "rebase-apply": "rebase",
+    "CHERRY_PICK_HEAD": "cherry-pick",
+    "REVERT_HEAD": "revert",
+}
 # The values below are named tuples: a frozen dataclass costs ~0.5 ms to create at import.
 
 
@@ -86,7 +95,7 @@ class GitRepo:
         plain = _plain_git_dir(self.top)
         if plain is not None:
             return plain, plain
-        done = _git(self.top, "rev-parse", "--git-dir", "--git-common-dir")
+        done = run(self.top, "rev-parse", "--git-dir", "--git-common-dir")
         lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
         if done.returncode != 0 or len(lines) != 2:
             raise GitError(f"{self.top}: not a git repository (run 'git init' first)")
@@ -129,27 +138,66 @@ def as_plain(repo: GitRepo | git.Repo) -> GitRepo:
     return GitRepo(Path(str(repo.working_tree_dir)), (Path(repo.git_dir), Path(repo.common_dir)))
 
 
-def _git(
-    top: Path, *args: str, stdin: bytes | None = None, env_extra: dict[str, str] | None = None
+def run(
+    top: Path, *args: str, stdin: bytes | None = None, env: Mapping[str, str | None] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    argv, env = ["git", *args], {**os.environ, **_ENV_OVERRIDES, **(env_extra or {})}
+    """``git <args>`` run at ``top``: its exit status and output, whatever the status.
+
+    ``stdin`` is written to it (else it reads nothing); ``env`` adds variables to
+    the environment, or removes those given as None.  ``GitError`` only when git
+    cannot be started.
+    """
+    argv, environ = ["git", *args], _env(env)
+    quiet = subprocess.DEVNULL
     try:
         if stdin is None:
-            return subprocess.run(argv, cwd=top, stdin=subprocess.DEVNULL, capture_output=True, check=False, env=env)
-        return subprocess.run(argv, cwd=top, input=stdin, capture_output=True, check=False, env=env)
+            return subprocess.run(argv, cwd=top, stdin=quiet, capture_output=True, check=False, env=environ)
+        return subprocess.run(argv, cwd=top, input=stdin, capture_output=True, check=False, env=environ)
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror}") from exc
 
 
-def _output(
-    repo: GitRepo, what: str, args: Sequence[str], stdin: bytes | None = None, env_extra: dict[str, str] | None = None
+def output(
+    top: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    env: Mapping[str, str | None] | None = None,
+    ok: Container[int] = (0,),
 ) -> bytes:
-    """The standard output of ``git <args>``; ``GitError`` naming ``what`` if it fails."""
-    done = _git(repo.top, *args, stdin=stdin, env_extra=env_extra)
-    if done.returncode != 0:
+    """The standard output of ``git <args>`` run at ``top`` (as ``run``); ``GitError``, naming the
+    command and giving git's message on one line, if its exit status is not one of ``ok``."""
+    done = run(top, *args, stdin=stdin, env=env)
+    if done.returncode not in ok:
+        what = next((a for a in args if not a.startswith("-")), "")
         detail = " ".join(done.stderr.decode("utf-8", "replace").split()) or f"exit status {done.returncode}"
         raise GitError(f"git {what} failed: {detail}")
     return done.stdout
+
+
+def start(top: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``git <args>`` started at ``top`` to talk to through its standard input and output
+    (its messages are discarded); ``GitError`` if git cannot be started."""
+    try:
+        return subprocess.Popen(
+            ["git", *args],
+            cwd=top,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_env(None),
+        )
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror}") from exc
+
+
+def _env(changes: Mapping[str, str | None] | None) -> dict[str, str]:
+    env = {**os.environ, **_ENV_OVERRIDES}
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
 
 
 # --- commits ------------------------------------------------------------------------------
@@ -157,7 +205,7 @@ def _output(
 
 def head(top: Path) -> str | None:
     """HEAD's commit sha in the work tree at ``top``, or None when there is no commit yet."""
-    done = _git(top, "rev-parse", "--verify", "--quiet", "--end-of-options", "HEAD^{commit}")
+    done = run(top, "rev-parse", "--verify", "--quiet", "--end-of-options", "HEAD^{commit}")
     sha = done.stdout.decode("ascii", "replace").strip()
     return sha if done.returncode == 0 and sha else None
 
@@ -165,9 +213,9 @@ def head(top: Path) -> str | None:
 def commits_between(top: Path, older: str, newer: str) -> int | None:
     """How many commits ``newer`` is ahead of ``older``; None when ``older`` is unknown
     or not an ancestor of ``newer`` (history was rewritten), or git cannot say."""
-    if _git(top, "merge-base", "--is-ancestor", older, newer).returncode != 0:
+    if run(top, "merge-base", "--is-ancestor", older, newer).returncode != 0:
         return None  # 1: not an ancestor; 128: an unknown commit
-    done = _git(top, "rev-list", "--count", f"{older}..{newer}")
+    done = run(top, "rev-list", "--count", f"{older}..{newer}")
     if done.returncode != 0:
         return None
     return int(done.stdout.strip() or 0)
@@ -175,7 +223,7 @@ def commits_between(top: Path, older: str, newer: str) -> int | None:
 
 def resolve(repo: GitRepo, rev: str) -> str:
     """The full sha of the commit ``rev`` names; ``GitError`` if it names none."""
-    done = _git(repo.top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    done = run(repo.top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     sha = done.stdout.decode("ascii", "replace").strip()
     if done.returncode != 0 or not sha:
         raise GitError(f"git: {rev!r} does not name a commit in this repository")
@@ -185,7 +233,7 @@ def resolve(repo: GitRepo, rev: str) -> str:
 def head_info(repo: GitRepo) -> CommitInfo:
     """HEAD's commit (full sha), author and author time, asked in one process (``resolve``
     and ``commit_info`` of ``HEAD`` together); ``GitError`` if HEAD names no commit."""
-    done = _git(repo.top, *_INFO_ARGS, "--end-of-options", "HEAD^{commit}", "--")
+    done = run(repo.top, *_INFO_ARGS, "--end-of-options", "HEAD^{commit}", "--")
     records = done.stdout.decode("utf-8", "replace").strip().split("\n")
     if done.returncode != 0 or len(records) != 1 or records[0].count("\x00") != 2:
         raise GitError("git: 'HEAD' does not name a commit in this repository")
@@ -203,18 +251,18 @@ def commit_exists(repo: GitRepo, sha: str) -> bool:
 
 def is_ancestor(repo: GitRepo, older: str, newer: str) -> bool:
     """Whether ``older`` is ``newer`` or one of its ancestors (False when either is unknown)."""
-    return _git(repo.top, "merge-base", "--is-ancestor", older, newer).returncode == 0
+    return run(repo.top, "merge-base", "--is-ancestor", older, newer).returncode == 0
 
 
 def merge_base(repo: GitRepo, one: str, two: str) -> str | None:
     """The best common ancestor of two commits, None when they share no history."""
-    done = _git(repo.top, "merge-base", one, two)
+    done = run(repo.top, "merge-base", one, two)
     return done.stdout.decode("ascii", "replace").strip() or None if done.returncode == 0 else None
 
 
 def commit_info(repo: GitRepo, sha: str) -> CommitInfo:
     """Author and author time of a commit."""
-    out = _output(repo, "log", [*_INFO_ARGS, sha])
+    out = output(repo.top, *_INFO_ARGS, sha)
     return _commit_info(out.decode("utf-8", "replace").strip())
 
 
@@ -226,6 +274,33 @@ def _commit_info(record: str) -> CommitInfo:
 def is_shallow(repo: GitRepo) -> bool:
     """Whether the repository is a shallow clone."""
     return (repo.common_dir / "shallow").exists()
+
+
+def operation_in_progress(repo: GitRepo) -> str | None:
+    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way."""
+    for marker, state in IN_PROGRESS.items():
+        if (repo.git_dir / marker).exists():
+            return state
+    return None
+
+
+def refuse_if_busy(repo: GitRepo) -> None:
+    """``RepositoryStateError`` during a merge, rebase, cherry-pick or revert, or while
+    another git process holds ``index.lock``."""
+    state = operation_in_progress(repo)
+    if state:
+        raise RepositoryStateError(f"{repo.top}: a {state} is in progress; finish or abort it first")
+    lock = repo.git_dir / "index.lock"
+    if lock.exists():
+        raise RepositoryStateError(
+            f"{lock}: index.lock is held by another git process; wait, or remove it if no git is running"
+        )
+
+
+def config_value(top: Path, key: str) -> str | None:
+    """The value git's configuration gives ``key`` (every level, the last one set wins), or None."""
+    done = run(top, "config", "--get", key)
+    return done.stdout.decode("utf-8", "replace").rstrip("\n") if done.returncode == 0 else None
 
 
 # --- ranges: what changed between two commits, and the commits of a range ----------------
@@ -253,7 +328,7 @@ def diff(repo: GitRepo, older: str, newer: str, root: str = "") -> list[Change]:
     """
     args = ["--literal-pathspecs", "diff-tree", "-r", "-z", "-M", "--no-abbrev", "--no-commit-id", older, newer]
     no_index = {"GIT_INDEX_FILE": str(repo.git_dir / _NO_INDEX)}
-    tokens = _output(repo, "diff-tree", [*args, *_pathspec(root)], env_extra=no_index).split(b"\0")
+    tokens = output(repo.top, *args, *_pathspec(root), env=no_index).split(b"\0")
     out: list[Change] = []
     i = 0
     while i < len(tokens) and tokens[i].startswith(b":"):
@@ -276,7 +351,7 @@ def log(repo: GitRepo, older: str | None, newer: str, root: str = "") -> list[Lo
     rev = f"{older}..{newer}" if older else newer
     args = ["--literal-pathspecs", "log", "--reverse", "--date-order", "-z", "--name-status", "-M"]
     args += ["--no-show-signature", f"--format={LOG_FORMAT}", rev, *_pathspec(root)]
-    return _parse_log(_output(repo, "log", args).split(b"\0"))
+    return _parse_log(output(repo.top, *args).split(b"\0"))
 
 
 def _parse_log(tokens: list[bytes]) -> list[LogCommit]:
@@ -310,7 +385,7 @@ def blob_sizes(repo: GitRepo, shas: Sequence[str]) -> dict[str, int]:
     if not wanted:
         return {}
     stdin = "".join(f"{sha}\n" for sha in wanted).encode("ascii")
-    lines = _output(repo, "cat-file", ["cat-file", "--batch-check"], stdin=stdin).splitlines()
+    lines = output(repo.top, "cat-file", "--batch-check", stdin=stdin).splitlines()
     out: dict[str, int] = {}
     for sha, line in zip(wanted, lines, strict=False):
         parts = line.split()
@@ -324,7 +399,7 @@ def blob_sizes(repo: GitRepo, shas: Sequence[str]) -> dict[str, int]:
 
 def list_tree(repo: GitRepo, commit: str, root: str) -> list[TreeEntry]:
     """Every file under ``root`` in ``commit``'s tree, with mode, blob sha and size."""
-    raw = _output(repo, "ls-tree", ["ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", root or "."])
+    raw = output(repo.top, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", root or ".")
     return [_tree_entry(record) for record in raw.split(b"\0") if record]
 
 
@@ -334,7 +409,7 @@ def tree_entries(repo: GitRepo, commit: str, paths: Sequence[str]) -> list[TreeE
     for start in range(0, len(paths), _PATHS_PER_CALL):
         chunk = list(paths[start : start + _PATHS_PER_CALL])
         args = ["--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree", commit, "--", *chunk]
-        raw = _output(repo, "ls-tree", args)
+        raw = output(repo.top, *args)
         out.extend(_tree_entry(record) for record in raw.split(b"\0") if record)
     wanted = set(paths)
     return [entry for entry in out if entry.path in wanted and entry.mode != _TREE_MODE]

@@ -65,10 +65,6 @@ class Story:
             probe = probe[:-1]
         return self.value_marks.get((), (2, 1))
 
-    def key_mark(self, key: str) -> Mark:
-        """The position of a top-level key (its name), or of the frontmatter."""
-        return self.key_marks.get((key,), self.value_marks.get((), (2, 1)))
-
     def row(self) -> dict[str, Any]:
         """The ``stories`` columns this file determines (SPEC §4)."""
         fm = self.frontmatter

@@ -33,7 +33,6 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 OPTIONAL_COLUMNS = ("priority", "points", "epic", "assignee")
-LIST_KEYS = ("tags", "depends_on")
 
 
 class RenderError(StorysyncError):

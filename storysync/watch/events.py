@@ -1,6 +1,6 @@
 """watchdog → debounced batches of changed story paths.
 
-The shape is watchfiles' ``watch()``: a generator of *batches* (sets of changes),
+The shape is watchfiles' ``watch()``: ``Watcher`` iterates *batches* (sets of changes),
 a filter that is a plain callable, and a stop event.  A watchdog observer puts
 raw events on a queue from its own thread; the generator blocks on that queue
 with a timeout (never a busy loop), coalesces events until the tree has been
@@ -16,6 +16,7 @@ is missing when a batch is cut early (``max_wait``) but was touched less than
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import errno
 import logging
@@ -30,9 +31,12 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from watchdog import events as ev
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
 
 from storysync.errors import ConfigError, StorysyncError
+from storysync.story.layout import classify
 
 if TYPE_CHECKING:
     from storysync.config import Config
@@ -124,8 +128,6 @@ class StoryFilter:
         self.config = config
 
     def __call__(self, kind: ChangeKind, path: str) -> bool:
-        from storysync.story.layout import classify
-
         return not is_ignored_path(path) and classify(self.config, path) is not None
 
 
@@ -258,8 +260,6 @@ _KINDS = {
 
 def _event_types() -> list[Any]:
     """The watchdog events worth a sync: never opens or read-only closes (our own reads)."""
-    from watchdog import events as ev
-
     return [
         ev.FileCreatedEvent,
         ev.FileModifiedEvent,
@@ -292,8 +292,6 @@ def probe_inotify(path: Path) -> OSError | None:
     """Try to add one inotify watch on ``path`` (Linux); the error if the kernel refuses."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     fd = libc.inotify_init1(os.O_CLOEXEC)
     if fd < 0:
@@ -377,8 +375,6 @@ class Watcher:
 
     def start(self) -> None:
         """Start the observer; an inotify limit becomes a ``WatchLimitError`` naming the sysctl."""
-        from watchdog.observers import Observer
-
         if not self.root.is_dir():
             raise ConfigError(
                 f"{self.root}: the stories root is not a directory; create it or fix 'root' in the config"
@@ -496,13 +492,3 @@ class Watcher:
 
     def _next_rescan(self, now: float) -> float | None:
         return None if self.rescan_interval is None else now + self.rescan_interval
-
-
-def watch(root: Path, **options: Any) -> Iterator[Batch]:
-    """Yield debounced batches of changes under ``root`` until ``stop_event`` is set.
-
-    Keyword options are those of ``Watcher`` (``watch_filter``, ``stop_event``,
-    ``debounce``, ``max_wait``, ``rescan_interval``, ``lock_file``, ``base``).
-    """
-    with Watcher(root, **options) as watcher:
-        yield from watcher

@@ -17,7 +17,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from storysync.db import worktree
+from storysync.db.conflicts import count_open
 from storysync.errors import Diagnostic, StorysyncError
+from storysync.git.runner import GitRepo, as_plain
 from storysync.ingest.run import sync
 from storysync.ingest.types import SyncOptions
 from storysync.watch.events import Batch, ChangeFilter, ChangeKind
@@ -87,13 +93,13 @@ class LiveSync:
         self,
         config: Config,
         db: Database,
-        repo: git.Repo,
+        repo: GitRepo | git.Repo,
         keep: ChangeFilter,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.db = db
-        self.repo = repo
+        self.repo = as_plain(repo)
         self.keep = keep
         self.metrics = metrics
         self.synced: dict[str, Stat] = {}  # what the last syncs saw on disk
@@ -150,8 +156,6 @@ class LiveSync:
         """Paths these syncs wrote that a commit-based sync (a hook's, while watch runs) has
         since read back from its commit: the files on disk are what watch shows, so they
         are synced again (and recorded again where they differ)."""
-        from storysync.db import worktree
-
         if not self.marked:
             return set()
         try:
@@ -163,10 +167,6 @@ class LiveSync:
 
     def _open_conflicts(self) -> int | None:
         """The open-conflicts count for the gauge; None if the database cannot say now."""
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from storysync.db.conflicts import count_open
-
         try:
             return count_open(self.db)
         except (SQLAlchemyError, StorysyncError):
@@ -206,8 +206,6 @@ class LiveSync:
 
 def health(db: Database, watcher: Watcher) -> dict[str, bool]:
     """The /healthz checks: the database answers a query, the observer runs."""
-    from sqlalchemy import text
-
     try:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))

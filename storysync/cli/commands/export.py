@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from storysync.cli.app import App
+from storysync.cli.report import plural
 from storysync.errors import printable
+from storysync.export.actions import WRITES, ExportOptions, ExportResult
+from storysync.export.run import export
 
 
 @click.command("export")
@@ -15,12 +18,9 @@ from storysync.errors import printable
 @click.pass_obj
 def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
     """Write the stories changed in the database back to their files."""
-    from storysync.export.actions import ExportOptions
-    from storysync.export.run import export
-
     if message is not None and not commit:
         raise click.UsageError("--message needs --commit")
-    result = export(app.config, app.db, app.repo, ExportOptions(commit=commit, message=message, dry_run=dry_run))
+    result = export(app.config, app.db, app.git, ExportOptions(commit=commit, message=message, dry_run=dry_run))
     for action in result.actions:
         if action.kind != "in-step" or app.verbosity > 0:
             app.out.print(printable(action.describe(dry_run)), markup=False, soft_wrap=True)
@@ -31,9 +31,6 @@ def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
 
 def summary(result: object) -> str:
     """One line saying what an export did (or would do)."""
-    from storysync.cli.report import plural
-    from storysync.export.actions import WRITES, ExportResult
-
     assert isinstance(result, ExportResult)
     written = len(result.of(*WRITES))
     verb = "would write" if result.dry_run else "exported"

@@ -7,7 +7,10 @@ from typing import Any
 import click
 
 from storysync.cli.app import App
+from storysync.db.writer import StoryWriter
 from storysync.errors import UsageError
+from storysync.git.runner import config_value
+from storysync.story.parse import load_frontmatter
 
 
 @click.command("set")
@@ -20,8 +23,6 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
     VALUE is read as a YAML scalar or flow list (points=5, tags=[a, b]); an
     empty value removes the key.  Keys without a column go to `extra`.
     """
-    from storysync.db.writer import StoryWriter
-
     fields = dict(parse_assignment(story_id, a) for a in assignments)
     app.db.ensure_schema()
     result = StoryWriter(app.db, app.config, author=git_author(app)).update(story_id, fields)
@@ -40,19 +41,13 @@ def command(app: App, story_id: str, assignments: tuple[str, ...]) -> int:
 
 def git_author(app: App) -> str | None:
     """``Name <email>`` from the repository's git config, recorded as the change's author."""
-    import configparser
-
-    try:
-        reader = app.repo.config_reader()
-        return f"{reader.get_value('user', 'name')} <{reader.get_value('user', 'email')}>"
-    except (configparser.Error, KeyError, ValueError):
-        return None
+    name = config_value(app.top_level, "user.name")
+    email = config_value(app.top_level, "user.email") if name is not None else None
+    return None if name is None or email is None else f"{name} <{email}>"
 
 
 def parse_assignment(story_id: str, text: str) -> tuple[str, Any]:
     """``FIELD=VALUE`` → (field, value), the value read as YAML by the story parser's rules."""
-    from storysync.story.parse import load_frontmatter
-
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.live import Live
+from rich.text import Text
 
 from storysync.cli.app import App
+from storysync.cli.report import plural
 from storysync.errors import printable
+from storysync.log import JSONFormatter
+from storysync.watch.events import StoryFilter, Watcher
+from storysync.watch.live import LiveSync, health
+from storysync.watch.metrics import Metrics, MetricsServer, parse_address
+from storysync.watch.outcome import Outcome
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
-    from storysync.watch.events import Watcher
-    from storysync.watch.live import LiveSync
-    from storysync.watch.outcome import Outcome
 
 
 @click.command("watch")
@@ -48,12 +50,8 @@ if TYPE_CHECKING:
 @click.pass_obj
 def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -> int:
     """Sync story files to the database as they are saved, until Ctrl-C."""
-    from storysync.watch.events import StoryFilter, Watcher
-    from storysync.watch.live import LiveSync, health
-    from storysync.watch.metrics import Metrics, parse_address
-
     address = parse_address(metrics_at) if metrics_at else None
-    config, db, repo = app.config, app.db, app.repo
+    config, db, repo = app.config, app.db, app.git
     keep = StoryFilter(config)
     metrics = Metrics() if address else None
     live_sync = LiveSync(config, db, repo, keep, metrics)
@@ -64,14 +62,12 @@ def command(app: App, debounce: int, metrics_at: str | None, reconcile: float) -
         debounce=debounce / 1000,
         max_wait=max(2.0, 10 * debounce / 1000),
         rescan_interval=reconcile,
-        lock_file=Path(repo.git_dir) / "index.lock",
+        lock_file=repo.git_dir / "index.lock",
     )
     view = StatusView(app.console, app.verbosity, str(config.root_path), app.log_format)
     with _stop_on_signals(watcher), watcher, view:
         server = None
         if metrics is not None and address is not None:
-            from storysync.watch.metrics import MetricsServer
-
             server = MetricsServer(address, metrics, lambda: health(db, watcher)).start()
             view.note(f"metrics at {server.url}/metrics, health at {server.url}/healthz")
         try:
@@ -127,8 +123,6 @@ class StatusView:
 
     def __enter__(self) -> StatusView:
         if self.interactive:
-            from rich.live import Live
-
             self._live = Live(console=self.console, auto_refresh=False, transient=False)
             self._live.start()
         return self
@@ -157,10 +151,6 @@ class StatusView:
             self._line(f"storysync: {_timestamp()} {_summary(outcome)}", _fields(outcome))
 
     def _status(self, outcome: Outcome, live_sync: LiveSync) -> Text:
-        from rich.text import Text
-
-        from storysync.cli.report import plural
-
         status = Text(f"watching · last sync {_timestamp()} ({plural(outcome.paths, 'file')}, ")
         status.append(f"{outcome.duration * 1000:.0f} ms) · {plural(live_sync.batches, 'sync')}")
         status.append(f" · {live_sync.written} written")
@@ -195,10 +185,6 @@ class StatusView:
 
 
 def _json_record(message: str, level: str, fields: dict[str, object]) -> str:
-    import logging
-
-    from storysync.log import JSONFormatter
-
     record = logging.LogRecord("storysync", logging.getLevelName(level.upper()), "", 0, message, None, None)
     record.levelname = level.upper()
     record.fields = fields
