@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "blocked": "blocked",
     "deps": "deps",
     "board": "board",
+    "report": "report",
 }
 
 
