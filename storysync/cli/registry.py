@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "deps": "deps",
     "board": "board",
     "report": "report",
+    "move": "move",
 }
 
 
