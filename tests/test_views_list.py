@@ -239,3 +239,52 @@ def test_status_names_its_backlog_column_apart_from_the_backlog_status(
     header = out(history_repo, capsys, "status").splitlines()[2]
     cells = [c.strip() for c in header.strip("┃").split("┃")]
     assert cells == ["backlog id", "refinements", "backlog", "active", "completed", "total"]
+
+
+def test_the_three_ways_to_the_table_agree(history_repo: Repo, any_db: str) -> None:
+    """read_stories, read_cells and (on SQLite) read_table_text give the same table."""
+    from storysync.cli.listing import cells, plain_columns
+    from storysync.db.database import Database
+    from storysync.db.queries import ConnectionReader
+    from storysync.views import queries
+
+    db = Database(any_db)
+    try:
+        with db.read() as conn:
+            reader, dialect = ConnectionReader(conn), db.engine.dialect.name
+            for flt in (queries.Filter(), queries.Filter(backlogs=("web",)), queries.Filter(search="page")):
+                rows = queries.read_stories(reader, dialect, flt)
+                table = queries.read_cells(reader, dialect, flt)
+                assert [tuple(t) for t in table] == [tuple(cells(r)) for r in rows]
+                text = queries.read_table_text(reader, dialect, flt)
+                assert text == (plain_columns(queries.TABLE, table) if dialect == "sqlite" else None)
+            assert queries.read_table_text(reader, dialect, queries.Filter(search="zoë")) is None  # Python's search
+    finally:
+        db.dispose()
+
+
+def test_a_title_beyond_ascii_is_padded_by_its_width(history_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = history_repo
+    assert repo.run("set", "API-4", "title=Débit 漢字 limits") == 0
+    assert repo.run("set", "API-2", "assignee=zoë 漢") == 0
+    lines = out(repo, capsys, "list", "--backlog", "api").splitlines()
+    assert [line.index(" Auth API") for line in lines[1:2]] == [lines[0].index(" title")]
+    row = next(line for line in lines if line.startswith("API-2"))
+    assert row.index("Health check") == lines[0].index("title") - 1  # 漢 takes two columns
+
+
+def test_the_live_list_reads_an_index_not_the_rows(repo: Repo) -> None:
+    """On SQLite a list never reads a story's body: one covering index holds what it shows."""
+    import sqlite3
+
+    from storysync.views import queries
+
+    flow_history.build(repo)
+    conn = sqlite3.connect(repo.db_path)
+    try:
+        for flt in (queries.Filter(), queries.Filter(tags=("ui",)), queries.Filter(statuses=("active",))):
+            sql, params, _ = queries.story_query(flt, "sqlite")
+            plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "COVERING INDEX ix_stories_live_list" in plan, plan
+    finally:
+        conn.close()

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from storysync.views.queries import Filter, StoryRow
 
 FORMATS = ("table", "json", "csv", "ids")
-TABLE = ("id", "status", "backlog", "priority", "points", "assignee", "title")
 
 FORMAT_OPTION = click.option(
     "--format",
@@ -76,14 +75,14 @@ def make_filter(deleted: bool = False, **options: Any) -> Filter:
 
 
 def cells(row: StoryRow) -> list[str]:
-    """The table columns of a story (``TABLE``), empty values as ``-``."""
+    """The table columns of a story (``TABLE``), empty values as ``-`` (as ``read_cells`` gives them)."""
     return [
         row.id,
         row.status,
         row.backlog,
-        row.priority or "-",
+        "-" if row.priority is None else row.priority,
         "-" if row.points is None else str(row.points),
-        row.assignee or "-",
+        "-" if row.assignee is None else row.assignee,
         row.title,
     ]
 
@@ -104,6 +103,8 @@ def print_rows(
     elif fmt == "csv":
         _print_csv(rows, extra)
     else:
+        from storysync.views.queries import TABLE
+
         header = [*TABLE, *(name for name, _ in extra)]
         table = [[*cells(row), *(value(row) for _, value in extra)] for row in rows]
         print_table(app, header, table)
@@ -159,19 +160,33 @@ def print_table(app: App, header: Sequence[str], rows: Sequence[Sequence[str]], 
 
 def plain_columns(header: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> str:
     """``header`` and ``rows`` as left-aligned columns two spaces apart, the last one
-    unpadded; control characters escaped so that every row stays one line."""
+    unpadded; control characters escaped so that every row stays one line.  A titled
+    table ends with a blank line."""
+    head = f"{title}\n" if title else ""
+    tail = "\n" if title else ""
+    columns = list(zip(*rows, strict=True)) or [()] * len(header)
+    if all(map(_plain_ascii, columns)):  # the common case, all in C: 100,000 rows in a few ms
+        widths = [
+            max(len(name), max(map(len, column), default=0)) for name, column in zip(header, columns, strict=False)
+        ]
+        line = "  ".join(f"%-{w}s" for w in widths[:-1]) + "  %s"
+        return head + "\n".join(map(str.rstrip, map(line.__mod__, map(tuple, [header, *rows])))) + "\n" + tail
     shown = [list(header), *([printable(cell) for cell in row] for row in rows)]
     widths = [0] * len(header)
     for row in shown:
         for i, cell in enumerate(row[:-1]):
-            size = cell_width(cell)
-            if size > widths[i]:
-                widths[i] = size
-    lines = [title] if title else []
+            widths[i] = max(widths[i], cell_width(cell))
+    lines = []
     for row in shown:
         padded = [cell + " " * (widths[i] - cell_width(cell)) for i, cell in enumerate(row[:-1])]
         lines.append("  ".join([*padded, row[-1]]).rstrip())
-    return "".join(f"{line}\n" for line in lines) + ("\n" if title else "")
+    return head + "".join(f"{line}\n" for line in lines) + tail
+
+
+def _plain_ascii(column: Sequence[str]) -> bool:
+    """Every cell printable ASCII (one column's cells checked at once)."""
+    text = "".join(column)
+    return text.isascii() and text.isprintable()
 
 
 def cell_width(text: str) -> int:

@@ -20,11 +20,11 @@ def command(app: App, /, fmt: str, **filters: Any) -> int:
     'blocked by' names a story's own open dependencies; 'via' the stories that
     block those in turn, all the way down.
     """
-    from storysync.views import queries
+    from storysync.views import graph, queries
 
     flt = make_filter(**filters)
     done = queries.done_status(app.config.stages)
-    found = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_blocked(r, d, flt, done))
+    found = queries.read_with(app.config.database, lambda: app.db, lambda r, d: graph.read_blocked(r, d, flt, done))
     by_id = {b.story.id: b for b in found}
     rows = queries.sort_stories([b.story for b in found], "id")
 

@@ -12,7 +12,8 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 from storysync.cli.listing import filter_options, make_filter, print_json
 from storysync.cli.report import not_a_terminal
 from storysync.errors import printable
-from storysync.views.queries import Board, StoryRow
+from storysync.views.board import Board
+from storysync.views.queries import StoryRow
 
 
 @click.command("board")
@@ -22,11 +23,14 @@ from storysync.views.queries import Board, StoryRow
 @click.pass_obj
 def command(app: App, /, limit: int | None, fmt: str, **filters: Any) -> int:
     """Show a board per backlog: a column for each stage, most urgent stories first."""
+    from storysync.views import board as board_view
     from storysync.views import queries
 
     flt = make_filter(**filters)
     stages = app.config.stages
-    found = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_board(r, d, flt, stages))
+    found = queries.read_with(
+        app.config.database, lambda: app.db, lambda r, d: board_view.read_board(r, d, flt, stages)
+    )
     if fmt == "json":
         print_json(app, [board.as_dict() for board in found])
         return 0

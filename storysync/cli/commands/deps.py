@@ -11,7 +11,7 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 from storysync.cli.listing import print_json
 from storysync.cli.report import not_a_terminal
 from storysync.errors import printable
-from storysync.views.queries import Node, Tree
+from storysync.views.graph import Node, Tree
 
 
 @click.command("deps")
@@ -20,11 +20,11 @@ from storysync.views.queries import Node, Tree
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show a story's dependency tree both ways: what it depends on, and what needs it."""
-    from storysync.views import queries
+    from storysync.views import graph, queries
 
     done = queries.done_status(app.config.stages)
     found = queries.read_with(
-        app.config.database, lambda: app.db, lambda r, _d: queries.read_dependencies(r, story_id, done)
+        app.config.database, lambda: app.db, lambda r, _d: graph.read_dependencies(r, story_id, done)
     )
     if fmt == "json":
         print_json(app, found.as_dict())

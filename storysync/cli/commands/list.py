@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
 from storysync.cli.app import App
-from storysync.cli.listing import FORMAT_OPTION, filter_options, make_filter, print_rows
+from storysync.cli.listing import FORMAT_OPTION, filter_options, make_filter, print_rows, print_table
+from storysync.cli.report import not_a_terminal
 
 
 @click.command("list")
@@ -32,6 +34,21 @@ def command(app: App, /, deleted: bool, sort: str, reverse: bool, fmt: str, **fi
     from storysync.views import queries
 
     flt = make_filter(deleted, **filters)
+    if fmt == "table" and sort == "id" and not reverse and not_a_terminal(sys.stdout):
+        (text,) = queries.read_with(
+            app.config.database, lambda: app.db, lambda r, d: (queries.read_table_text(r, d, flt),)
+        )
+        if text is not None:  # SQLite formatted it (plain_columns would print the same)
+            sys.stdout.write(text)
+            return 0
+    if fmt in ("table", "ids") and sort == "id":
+        found = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_cells(r, d, flt))
+        found = found[::-1] if reverse else found
+        if fmt == "ids":
+            sys.stdout.write("".join(f"{cells[0]}\n" for cells in found))
+        else:
+            print_table(app, queries.TABLE, found)
+        return 0
     rows = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_stories(r, d, flt))
     print_rows(app, queries.sort_stories(rows, sort, reverse, app.config.stages), fmt)
     return 0

@@ -16,10 +16,10 @@ from storysync.cli.listing import FORMAT_OPTION, filter_options, make_filter, pr
 @click.pass_obj
 def command(app: App, /, fmt: str, **filters: Any) -> int:
     """List the stories that can start: not completed, every dependency completed."""
-    from storysync.views import queries
+    from storysync.views import graph, queries
 
     flt = make_filter(**filters)
     done = queries.done_status(app.config.stages)
-    rows = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_ready(r, d, flt, done))
+    rows = queries.read_with(app.config.database, lambda: app.db, lambda r, d: graph.read_ready(r, d, flt, done))
     print_rows(app, queries.sort_stories(rows, "id"), fmt)
     return 0
