@@ -288,3 +288,17 @@ def test_the_live_list_reads_an_index_not_the_rows(repo: Repo) -> None:
             assert "COVERING INDEX ix_stories_live_list" in plan, plan
     finally:
         conn.close()
+
+
+def test_python_callers_ask_the_same_views(history_repo: Repo, any_db: str) -> None:
+    from storysync.db.database import Database
+    from storysync.views import graph, queries
+
+    db = Database(any_db)
+    try:
+        assert [r.id for r in queries.list_stories(db, queries.Filter(tags=("ui",)))] == ["WEB-1", "WEB-2"]
+        assert [r.id for r in queries.list_stories(db, sort="priority")][:2] == ["WEB-4", "WEB-1"]
+        ready = queries.on(db, lambda r, d: graph.read_ready(r, d, queries.Filter(), "completed"))
+        assert [r.id for r in ready] == ["API-4", "WEB-2"]
+    finally:
+        db.dispose()

@@ -255,9 +255,17 @@ def list_stories(
     db: Database, flt: Filter | None = None, sort: str = "id", reverse: bool = False, stages: Mapping[str, str] = {}
 ) -> list[StoryRow]:
     """The stories ``flt`` wants (every live one by default), sorted by ``sort``."""
+    rows = on(db, lambda reader, dialect: read_stories(reader, dialect, flt or Filter()))
+    return (
+        rows[::-1] if sort == "id" and reverse else rows if sort == "id" else sort_stories(rows, sort, reverse, stages)
+    )
+
+
+def on(db: Database, work: Callable[[Reader, str], T]) -> T:
+    """``work(reader, dialect)`` in one read-only transaction of ``db``: how a Python caller
+    asks any view, e.g. ``on(db, lambda r, d: graph.read_ready(r, d, Filter(), "completed"))``."""
     with db.read() as conn:
-        rows = read_stories(connection_reader(conn), db.engine.dialect.name, flt or Filter())
-    return sort_stories(rows, sort, reverse, stages)
+        return work(connection_reader(conn), db.engine.dialect.name)
 
 
 def read_with(url: str, open_db: Callable[[], Database], work: Callable[[Reader, str], T]) -> T:
@@ -271,8 +279,7 @@ def read_with(url: str, open_db: Callable[[], Database], work: Callable[[Reader,
         return fast
     db = open_db()
     db.ensure_schema()
-    with db.read() as conn:
-        return work(connection_reader(conn), db.engine.dialect.name)
+    return on(db, work)
 
 
 def connection_reader(conn: Any) -> Reader:

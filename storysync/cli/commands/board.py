@@ -10,7 +10,7 @@ import click
 from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
 from storysync.cli.listing import filter_options, make_filter, print_json
-from storysync.cli.report import not_a_terminal
+from storysync.cli.report import not_a_terminal, plural
 from storysync.errors import printable
 from storysync.views.board import Board
 from storysync.views.queries import StoryRow
@@ -39,7 +39,7 @@ def command(app: App, /, limit: int | None, fmt: str, **filters: Any) -> int:
         return 0
     for board in found:
         header, rows = board_cells(board, limit)
-        title = f"{board.backlog} ({sum(len(c.stories) for c in board.columns)} stories)"
+        title = f"{board.backlog} ({plural(sum(len(c.stories) for c in board.columns), 'story')})"
         _print_board(app, title, header, rows)
     return 0
 
