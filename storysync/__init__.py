@@ -2,9 +2,7 @@
 
 The library API (the CLI is a thin layer over it)::
 
-    from storysync import load_config, Database, SyncOptions
-
-    from storysync.ingest import sync
+    from storysync import load_config, Database, open_repo, sync, SyncOptions
     cfg = load_config(Path("."))
     result = sync(cfg, Database(cfg.database), open_repo(cfg.repo), SyncOptions(full=True))
 
@@ -25,9 +23,9 @@ _EXPORTS = {
     "Diagnostic": "storysync.errors",
     "StorysyncError": "storysync.errors",
     "parse_story": "storysync.story.parse",
-    "sync": "storysync.ingest.sync",
-    "SyncOptions": "storysync.ingest.sync",
-    "SyncResult": "storysync.ingest.sync",
+    "sync": "storysync.ingest.run",
+    "SyncOptions": "storysync.ingest.types",
+    "SyncResult": "storysync.ingest.types",
     "validate_paths": "storysync.check.validate",
     "open_repo": "storysync.git.repo",
 }

@@ -15,10 +15,17 @@ EXIT_RUNTIME = 3
 EXIT_REFUSED = 4
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\x1b``), so a report stays one line."""
+def printable(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` safe to show on a terminal: every control character (C0 and C1: ESC, BEL,
+    DEL, CSI; so no escape sequence can set the window title, write the clipboard or
+    redraw the screen) and every other non-printable one written escaped (``\\x1b``,
+    ``\\n``), so that a report stays one line.  With ``keep_lines``, newlines and tabs
+    stay as they are (a story's body).  The one rule for user text in human output;
+    JSON output keeps the exact values."""
     if text.isprintable():
         return text
+    if keep_lines:
+        return "\n".join("\t".join(map(printable, line.split("\t"))) for line in text.split("\n"))
     text = utf8_safe(text)
     return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
@@ -48,7 +55,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{printable(self.path)}:{self.line}:{self.col}: {self.message}"
+        return f"{printable(self.path)}:{self.line}:{self.col}: {printable(self.message)}"
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form used by ``--format json`` and ``sync_runs.errors``."""

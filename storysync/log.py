@@ -1,7 +1,10 @@
 """Logging setup: human lines on the terminal, optional JSON records and a log file.
 
-Database passwords never reach a record: URLs are rendered with the password hidden
-before they are logged, and ``redact`` scrubs any that slip into a message.
+Credentials never reach a record or the terminal: ``redact_url`` is the one rule for
+showing a URL (the password of ``user:password@``, the values of query parameters
+named like a credential, and the token in a webhook's path hidden), and ``redact``
+applies it to every URL inside a message, with ``name=value`` credentials of a
+connection string.  Plain words are never touched ("expired", "keyboard").
 """
 
 from __future__ import annotations
@@ -13,19 +16,121 @@ import re
 import stat
 import tempfile
 import traceback
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from storysync.errors import StorysyncError, UsageError
+from storysync.errors import StorysyncError, UsageError, printable
 
 LOGGER = "storysync"
-_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+HIDDEN = "***"
+# ``user:password@`` (a raw "/" or "?" in the password too), not ``host:8080/path?mail=a@b``
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)(?!\d+[/?#])[^@\s]+@")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# a query parameter is a credential when its name holds one of these (``sslpassword``,
+# ``access_token``, ``X-Amz-Signature``, ``apiKey``, ``client_secret``, ``auth``...)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred|session", re.IGNORECASE)
+# ``name=value`` in running text (a libpq connection string in a driver's message):
+# only these whole names, so that no ordinary word is ever touched
+_SECRET_PAIR = re.compile(
+    r"(?<![\w.-])((?:ssl)?password|passwd|pwd|secret|client_secret|(?:access_|refresh_|id_|auth_|private_)?token"
+    r"|api_?key|apikey|key|sig|signature)=('[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)",
+    re.IGNORECASE,
+)
+# webhook URLs carry their secret in the path: the segment after one of these names
+# (Slack ``/services/T…/B…/TOKEN``, Discord ``/api/webhooks/ID/TOKEN``, ``/hooks/KEY``)
+_WEBHOOK_MARKERS = frozenset({"services", "webhooks", "webhook", "hooks", "hook", "triggers"})
+_OPAQUE = re.compile(r"[A-Za-z0-9_\-.~=+@%]{16,}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to show or log: the password of ``user:password@``, the value of every
+    query (and fragment) parameter whose name looks like a credential (password, pwd,
+    token, key, secret, auth, sig...) and, in an http(s) URL, the secret of a webhook's
+    path replaced by ``***``.
+
+    A path segment of an http(s) URL is taken for a secret when it is the last one after
+    a ``services``, ``webhooks``, ``hooks``, ``hook`` or ``triggers`` segment, or when it
+    is opaque: 16 or more letters, digits and ``-_.~=+@%`` with a digit in them or both
+    cases.  A database URL's path is its database name and stays as it is.  A URL that
+    cannot be parsed keeps nothing after a ``?``; ``user:password@host`` without a
+    scheme keeps its user and host.
+    """
+    url = _PASSWORD.sub(rf"\1{HIDDEN}@", url)
+    if "://" not in url:  # not a URL at all (``user:password@host``): keep only the user and host
+        head, at, host = url.rpartition("@")
+        user, colon, _ = head.partition(":")
+        return f"{user}:{HIDDEN}@{host}" if at and colon else url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        head, mark, _ = url.partition("?")
+        return head + (f"?{HIDDEN}" if mark else "")
+    path = parts.path
+    if parts.scheme.lower() in ("http", "https"):
+        path = _redact_path(path)
+    query, fragment = _redact_params(parts.query), _redact_params(parts.fragment)
+    if (path, query, fragment) == (parts.path, parts.query, parts.fragment):
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, path, query, fragment))
+
+
+def secret_param(name: str) -> bool:
+    """Whether a URL query parameter called ``name`` holds a credential."""
+    return _SECRET_PARAM.search(name) is not None
+
+
+def _redact_params(params: str) -> str:
+    def one(pair: str) -> str:
+        name, eq, value = pair.partition("=")
+        return f"{name}={HIDDEN}" if eq and value and secret_param(unquote_plus(name)) else pair
+
+    return "&".join(one(pair) for pair in params.split("&")) if params else params
+
+
+def _redact_path(path: str) -> str:
+    segments = path.split("/")
+    marks = [i for i, seg in enumerate(segments) if seg.lower() in _WEBHOOK_MARKERS]
+    after = [i for i in range(marks[-1] + 1, len(segments)) if segments[i]] if marks else []
+    token = after[-1] if after else None
+    return "/".join(HIDDEN if i == token or _opaque(seg) else seg for i, seg in enumerate(segments))
+
+
+def _opaque(segment: str) -> bool:
+    if not _OPAQUE.fullmatch(segment):
+        return False
+    return any(c.isdigit() for c in segment) or (segment.lower() != segment and segment.upper() != segment)
 
 
 def redact(text: str) -> str:
-    """Hide the password in any URL inside ``text``."""
-    return _PASSWORD.sub(r"\1***@", text)
+    """``text`` with every URL in it shown as ``redact_url`` shows it, and the value of each
+    ``password=``/``token=``/``key=``… pair of a connection string hidden."""
+    text = _URL.sub(_redact_match, text)
+    text = _PASSWORD.sub(rf"\1{HIDDEN}@", text)  # a password holding a quote ends the URL match early
+    return _SECRET_PAIR.sub(rf"\1={HIDDEN}", text)
+
+
+def shown(text: str) -> str:
+    """``text`` as a message may reach the terminal: credentials hidden (``redact``) and
+    control characters escaped, on one line (``errors.printable``)."""
+    return printable(redact(text))
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    """A URL found in running text; the punctuation that ends a sentence is not its own."""
+    url = match.group(0)
+    core = url.rstrip(".,;:!?)]}")
+    return redact_url(core) + url[len(core) :]
+
+
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (a password a driver may echo) replaced by ``***``
+    where it stands as a word of its own, never inside another word ("e***pired")."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", HIDDEN, text)
+    return text
 
 
 def _redact_value(value: Any) -> Any:
@@ -54,10 +159,10 @@ class JSONFormatter(logging.Formatter):
 
 
 class RedactingFormatter(logging.Formatter):
-    """The plain text format, with URL passwords hidden."""
+    """The plain text format, with credentials hidden and control characters escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return printable(redact(super().format(record)), keep_lines=True)
 
 
 def setup_logging(verbosity: int, fmt: str = "text", log_file: Path | None = None) -> None:

@@ -195,6 +195,22 @@ def gen_dangling_symlink(work: Repo) -> list[str]:
     ]
 
 
+def gen_symlinked_backlog(work: Repo) -> list[str]:
+    (work.path / "backlog" / "web").symlink_to("api", target_is_directory=True)  # API-1 seen twice
+    return [
+        "backlog/web:1:1: backlog directory is a symlink; stage and backlog directories must be real directories"
+        " (symlinks are not followed)"
+    ]
+
+
+def gen_symlinked_stage(work: Repo) -> list[str]:
+    (work.path / "active").symlink_to("backlog", target_is_directory=True)
+    return [
+        "active:1:1: stage directory is a symlink; stage and backlog directories must be real directories"
+        " (symlinks are not followed)"
+    ]
+
+
 def gen_newline_name(work: Repo) -> list[str]:
     work.write("backlog/web/WEB-1-two\nlines.md", story_text("WEB-1", title="Newline in name"))
     return [
@@ -233,6 +249,8 @@ GENERATED: dict[str, Generator] = {
     "just-over-1mib": gen_just_over_limit,
     "symlink": gen_symlink,
     "dangling-symlink": gen_dangling_symlink,
+    "symlinked-backlog-directory": gen_symlinked_backlog,
+    "symlinked-stage-directory": gen_symlinked_stage,
     "newline-in-name": gen_newline_name,
     "control-char-in-name": gen_control_name,
     "tab-in-backlog-name": gen_control_backlog,

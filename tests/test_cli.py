@@ -275,7 +275,7 @@ def test_library_use_in_a_fresh_interpreter(backlog_repo: Repo) -> None:
         db = storysync.Database(config.database)
         result = storysync.sync(config, db, storysync.open_repo(Path(".")), storysync.SyncOptions(full=True))
         print(result.exit_code, ",".join(result.created))
-        import storysync.ingest.sync
+        import storysync.ingest.run  # importing the module does not shadow storysync.sync()
         again = storysync.sync(config, db, storysync.open_repo(Path(".")))
         print(again.exit_code, len(again.created), len(again.updated))
         """,

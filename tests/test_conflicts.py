@@ -88,23 +88,24 @@ def test_every_db_version_that_meets_the_edited_file_is_kept(backlog_repo: Repo)
 def test_a_db_write_between_a_syncs_read_and_write_is_kept_as_a_conflict(backlog_repo: Repo) -> None:
     """The sync plans from rows read before its write transaction; the story API may write
     in between.  The file still wins, and that DB-side version is kept, not overwritten."""
+    from storysync.check.sources import WorkTreeSource
     from storysync.check.validate import check_entries, checker_for
     from storysync.db.database import utcnow
-    from storysync.ingest import sync as sync_mod
+    from storysync.ingest import apply, plan, types
 
     repo = backlog_repo
     synced(repo)
     repo.write(WEB2, story_text("WEB-2", title="Signup", points=5))
     with handles(repo) as h:
-        source = sync_mod.WorkTreeSource(h.config)
+        source = WorkTreeSource(h.config)
         checked = check_entries(source, source.entries([WEB2]), checker_for(h.config))
         with h.db.read() as conn:
-            rows = sync_mod.load_rows(conn)  # the sync has read the rows ...
+            rows = plan.load_rows(conn)  # the sync has read the rows ...
         update_story(h.db, "WEB-2", points=21)  # ... the story API writes ...
-        plan = sync_mod.make_plan(checked.valid_stories, rows, deleted_paths={WEB2})
+        the_plan = plan.make_plan(checked.valid_stories, rows, deleted_paths={WEB2})
         with h.db.write() as conn:  # ... then the sync writes
-            provenance = sync_mod.Provenance(None, None, utcnow())
-            sync_mod.apply(conn, plan, provenance, sync_mod.SyncOptions(), sync_mod.SyncResult(), advance=False)
+            provenance = types.Provenance(None, None, utcnow())
+            apply.apply(conn, the_plan, provenance, types.SyncOptions(), types.SyncResult(), advance=False)
         row = h.row("WEB-2")
         assert row["points"] == 5  # the file wins
         assert row["synced_revision"] == row["revision"]

@@ -24,7 +24,8 @@ from storysync.db.database import Database
 from storysync.db.writer import update_story
 from storysync.export.run import export
 from storysync.git.repo import open_repo
-from storysync.ingest.sync import SyncOptions, sync
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions
 from storysync.story.model import Location
 from storysync.story.parse import load_frontmatter, parse_story
 from storysync.story.render import Wanted, render_existing, render_new

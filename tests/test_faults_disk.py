@@ -9,7 +9,9 @@ ok, and once space is freed the next sync completes.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,12 @@ def test_disk_full_during_sync_changes_nothing(repo: Repo, small_fs: Path, leave
 
     ballast.unlink()  # space again (reading the database needs a little: its -shm file)
     assert integrity(db) == "ok"
-    assert db_state(db) == before
+    after = db_state(db)
+    assert after is not None
+    assert before is not None
+    assert replace(after, runs=before.runs) == before  # no story, history, change or state written
+    assert after.runs - before.runs in (0, 1)  # the failure's audit row, where the disk still took it
+    assert failed_runs(db) == after.runs - before.runs
     code, err = _sync(repo, url)  # the next sync completes, with nothing lost
     assert code == 0, err
     assert live_rows(db) == expected_rows(stories)
@@ -157,3 +164,12 @@ def test_disk_full_during_export_changes_nothing(
     assert done.returncode == 0, done.stderr
     assert tree_files(repo.path) != before_files
     assert run(storysync_argv(repo.path, "--db", url, "export")).returncode == 0
+
+
+def failed_runs(db: Path) -> int:
+    """How many sync runs the database records as failed."""
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM sync_runs WHERE outcome = 'failed'").fetchone()[0])
+    finally:
+        conn.close()

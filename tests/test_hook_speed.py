@@ -125,9 +125,11 @@ def test_the_cached_validator_judges_as_fastjsonschema_does(cache: Path) -> None
     from storysync.check.schema import _cached_fast, _draft7
 
     SchemaChecker(_schema(), "schema.json")  # writes the cache
-    cached = _cached_fast(_schema())
+    draft7 = _draft7(_schema())
+    assert draft7 is not None
+    cached = _cached_fast(draft7)
     assert cached is not None
-    reference = fastjsonschema.compile(_draft7(_schema()))
+    reference = fastjsonschema.compile(draft7)
     samples: list[object] = [
         {"id": "WEB-1", "title": "T"},
         {"id": "WEB-1", "title": "T", "points": 3, "priority": None, "tags": ["a"], "depends_on": ["API-2"]},

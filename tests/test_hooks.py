@@ -164,6 +164,27 @@ def test_pre_commit_blocks_an_invalid_story_and_passes_a_valid_one(hooked: Repo)
     assert done.stderr.strip().splitlines() == ["storysync: 1 story file valid"]
 
 
+def test_pre_commit_blocks_a_deletion_that_leaves_a_dependency_dangling(hooked: Repo) -> None:
+    """``git rm`` of a story another depends on, nothing else staged: blocked at the dependent's
+    entry, as ``validate`` of the tree and a full sync would refuse it; with the dependent fixed it passes."""
+    repo = only(hooked, "pre-commit")
+    before = repo.git("rev-parse", "HEAD")
+    repo.git("rm", "-q", "refinements/api/API-1-auth.md")
+    done = git_run(repo, "commit", "-q", "-m", "drop API-1")
+    assert done.returncode == 1
+    assert "backlog/web/WEB-1-login.md:5:14: depends_on: no story has id 'API-1'" in done.stderr
+    assert repo.git("rev-parse", "HEAD") == before
+    repo.git("mv", "backlog/web/WEB-1-login.md", "backlog/web/WEB-1-sign-in.md")  # a rename is checked too
+    done = git_run(repo, "commit", "-q", "-m", "drop API-1, rename WEB-1")
+    assert done.returncode == 1
+    assert "backlog/web/WEB-1-sign-in.md:5:14: depends_on: no story has id 'API-1'" in done.stderr
+    repo.story("backlog", "web", "WEB-1", "sign-in", title="Login page", priority="high")
+    repo.git("add", "-A")
+    done = git_run(repo, "commit", "-q", "-m", "drop API-1 and the dependency")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == ["storysync: 1 story file valid"]
+
+
 def test_pre_commit_checks_the_staged_version_not_the_disk(hooked: Repo) -> None:
     repo = hooked
     path = repo.story("backlog", "web", "WEB-3", title="Three")
@@ -343,7 +364,8 @@ def test_manifest_is_valid_for_pre_commit() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))}
     assert manifest["storysync-validate"]["stages"] == ["pre-commit"]
-    assert manifest["storysync-validate"]["files"] == r"\.md$"
+    assert manifest["storysync-validate"]["always_run"] is True  # a deletion passes no file name
+    assert manifest["storysync-validate"]["pass_filenames"] is False  # storysync reads the staged change
     assert manifest["storysync-sync"]["stages"] == ["post-merge", "post-checkout", "post-rewrite"]
     assert manifest["storysync-sync"]["always_run"] is True
     assert manifest["storysync-sync"]["pass_filenames"] is False
@@ -376,6 +398,35 @@ def test_with_the_pre_commit_framework(backlog_repo: Repo, tmp_path: Path) -> No
     runs = run_count(repo)
     assert git_run(repo, "checkout", "-q", "--", "backlog/web/WEB-3-bad.md", env=env).returncode == 0
     assert run_count(repo) == runs  # a file checkout does not sync
+
+
+def test_with_the_pre_commit_framework_a_deletion_is_checked(backlog_repo: Repo, tmp_path: Path) -> None:
+    """The framework passes only staged files that still exist, so a pure deletion once ran as
+    "(no files to check)Skipped"; the hook now reads the staged change itself."""
+    repo = backlog_repo
+    framework_config(repo)
+    env = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    repo.commit("pre-commit config")
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit"],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = repo.git("rev-parse", "HEAD")
+    repo.git("rm", "-q", "refinements/api/API-1-auth.md")
+    blocked = git_run(repo, "commit", "-q", "-m", "drop API-1", env=env)
+    assert blocked.returncode != 0
+    output = blocked.stdout + blocked.stderr
+    assert "no files to check" not in output
+    assert "backlog/web/WEB-1-login.md:5:14: depends_on: no story has id 'API-1'" in output
+    assert repo.git("rev-parse", "HEAD") == before
+    repo.git("rm", "-q", "backlog/web/WEB-1-login.md")
+    done = git_run(repo, "commit", "-q", "-m", "drop API-1 and WEB-1", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --- an installed wheel can install the hooks ---------------------------------------------------

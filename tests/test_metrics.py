@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from storysync.db.database import Database
 from storysync.errors import Diagnostic, UsageError
-from storysync.ingest.sync import SyncResult
+from storysync.ingest.types import SyncResult
 from storysync.watch.events import Watcher
 from storysync.watch.live import health
 from storysync.watch.metrics import Address, Metrics, MetricsServer, parse_address

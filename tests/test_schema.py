@@ -117,6 +117,29 @@ def test_repository_schema_refusing_extra_keys_points_at_the_key(tmp_path: Path)
     assert lines == [f"{PATH}:5:1: frontmatter: Additional properties are not allowed ('surprise' was unexpected)"]
 
 
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        (
+            {"allOf": [{"properties": {"reviewer": {}}}], "unevaluatedProperties": False},
+            "Unevaluated properties are not allowed ('surprise' was unexpected)",
+        ),
+        (
+            {"patternProperties": {"^rev": {}}, "additionalProperties": False},
+            "'surprise' does not match any of the regexes: '^rev'",
+        ),
+    ],
+)
+def test_the_unexpected_key_is_pointed_at_not_one_a_subschema_allows(
+    tmp_path: Path, keywords: dict[str, object], message: str
+) -> None:
+    schema = {**json.loads(default_schema_path().read_text()), **keywords}
+    path = tmp_path / "strict.json"
+    path.write_text(json.dumps(schema))
+    lines = report("---\nid: WEB-1\ntitle: T\nreviewer: ada\nsurprise: 1\n---\n", load_checker(str(path)))
+    assert lines == [f"{PATH}:5:1: frontmatter: {message}"]
+
+
 def test_invalid_schema_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"type": "no-such-type"}')

@@ -197,9 +197,12 @@ def test_staged_files_come_from_the_index_diff_with_their_blobs(
     subprocess.run(["git", "rm", "-q", "--cached", "completed/ops/OPS-4.md"], cwd=tricky.path, check=True)
     assert tricky.run("validate", "--staged", "--format", "json") == 1
     report = capsys.readouterr().out
-    assert '"files": 3' in report  # WEB-7, WEB-8 and the moved OPS-3; not the removed OPS-4
+    assert '"files": 5' in report  # WEB-7, WEB-8, the moved OPS-3, and the two stories depending on OPS-4
     assert "WEB-8" not in report  # its staged version is valid
     assert "active/ops/OPS-3-plain.md" in report  # still a duplicate of the fullwidth-lettered name
+    for dependent in ("backlog/ops/OPS-5-caf\u00e9.md", "active/loop/X-2-b.md"):  # OPS-4 is removed
+        assert f'"path": "{dependent}"' in report
+    assert report.count("no story has id 'OPS-4'") == 2
     config = load_config(tricky.path)
     source = IndexSource(config)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from storysync.db import tables as m
 from storysync.db.database import LAST_SYNCED, Database, get_state
 from storysync.errors import GitError
 from storysync.git.repo import open_repo
-from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions, SyncResult
 from tests.conftest import Repo, make_repo, story_text
 
 pytestmark = pytest.mark.usefixtures("any_db")
@@ -150,6 +152,26 @@ def test_paths_sync_keep_going_writes_the_valid_ones(backlog_repo: Repo) -> None
     run = table(repo.db_url, m.sync_runs)[-1]
     assert run["outcome"] == "invalid"
     assert run["errors"][0]["path"] == rel_bad
+
+
+def test_keep_going_reports_a_file_name_that_is_not_utf8_and_syncs_the_rest(backlog_repo: Repo) -> None:
+    """A watch batch (or ``sync --keep-going``) naming a Latin-1 file: reported and
+    skipped, the valid file beside it written; not a crash that stops watch."""
+    repo = backlog_repo
+    do_sync(repo)
+    folder = repo.path / "backlog" / "web"
+    with open(os.fsencode(folder) + b"/WEB-7-caf\xe9.md", "wb") as fh:
+        fh.write(story_text("WEB-7", title="Latin-1 file name").encode())
+    latin1 = os.fsdecode(b"backlog/web/WEB-7-caf\xe9.md")
+    good = repo.story("backlog", "web", "WEB-8", title="Fine")
+    result = do_sync(repo, working_tree=True, keep_going=True, paths=(latin1, good))
+    assert [str(d) for d in result.diagnostics] == [
+        "backlog/web/WEB-7-caf\\xe9.md:1:1: file name is not valid UTF-8; rename the file to UTF-8 characters"
+    ]
+    assert result.created == ["WEB-8"]
+    repo.commit("a Latin-1 name and a good story")
+    assert do_sync(repo, keep_going=True).created == []  # the git range: WEB-8 is there already
+    assert "WEB-7" not in stories(repo.db_url)
 
 
 def test_paths_sync_invalid_file_keeps_its_row(backlog_repo: Repo) -> None:
@@ -591,3 +613,111 @@ def test_a_file_may_depend_on_a_story_created_in_the_database(backlog_repo: Repo
     watched = repo.story("backlog", "web", "WEB-4", title="Also needs API-9", depends_on=["API-9"])
     result = do_sync(repo, working_tree=True, paths=(watched,))  # API-9 has no file on disk yet
     assert (result.diagnostics, result.created) == ([], ["WEB-4"])
+
+
+# --- a story taken away while another depends on it ------------------------------------------
+
+AUTH = "refinements/api/API-1-auth.md"  # backlog_repo: WEB-1 depends on API-1
+DANGLING = "backlog/web/WEB-1-login.md:5:14: depends_on: no story has id 'API-1'"
+
+
+def _taken_away_by_git_rm(repo: Repo) -> None:
+    repo.git("rm", "-q", AUTH)
+
+
+def _taken_away_by_a_rename_to_another_id(repo: Repo) -> None:
+    repo.git("mv", AUTH, "refinements/api/API-7-auth.md")
+    repo.write("refinements/api/API-7-auth.md", story_text("API-7", title="Auth API, renumbered"))
+
+
+def _taken_away_by_a_move_out_of_the_layout(repo: Repo) -> None:
+    (repo.path / "plans").mkdir()
+    repo.git("mv", AUTH, "plans/API-1-auth.md")
+
+
+def _taken_away_by_an_edit_that_does_not_parse(repo: Repo) -> None:
+    repo.write(AUTH, "---\nid: API-1\ntitle: [unclosed\n---\n")
+
+
+TAKEN_AWAY = {
+    "git rm": _taken_away_by_git_rm,
+    "rename to another id": _taken_away_by_a_rename_to_another_id,
+    "move out of the layout": _taken_away_by_a_move_out_of_the_layout,
+    "edit that does not parse": _taken_away_by_an_edit_that_does_not_parse,
+}
+
+
+@pytest.mark.parametrize("take_away", TAKEN_AWAY.values(), ids=TAKEN_AWAY.keys())
+def test_taking_away_a_story_another_depends_on_is_refused_as_a_full_sync_refuses_it(
+    backlog_repo: Repo, take_away: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = backlog_repo
+    assert do_sync(repo).exit_code == 0
+    synced, before = last_synced(repo.db_url), stories(repo.db_url)
+    take_away(repo)
+    repo.commit("take API-1 away")
+    full = do_sync(repo, full=True, dry_run=True)
+    assert repo.run("validate") == 1
+    validated = capsys.readouterr().out.splitlines()
+    assert DANGLING in validated
+    result = do_sync(repo)
+    assert not result.full
+    assert (result.exit_code, result.outcome) == (1, "invalid")
+    assert [str(d) for d in result.diagnostics] == [str(d) for d in full.diagnostics] == validated
+    assert stories(repo.db_url) == before  # nothing written
+    assert last_synced(repo.db_url) == synced
+    run = table(repo.db_url, m.sync_runs)[-1]
+    assert run["outcome"] == "invalid"
+    assert [(e["path"], e["line"], e["col"]) for e in run["errors"]] == [
+        (d.path, d.line, d.col) for d in full.diagnostics
+    ]
+
+
+def test_a_deleted_dependency_is_refused_until_its_dependent_lets_go(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    repo.git("rm", "-q", AUTH)
+    repo.commit("drop API-1")
+    assert repo.run("sync") == 1  # the command line: exit 1
+    assert live(repo.db_url)["API-1"] == AUTH
+    repo.story("backlog", "web", "WEB-1", "login", title="Login page", priority="high")
+    head = repo.commit("WEB-1 no longer needs API-1")
+    result = do_sync(repo)
+    assert (result.exit_code, result.full, result.deleted, result.updated) == (0, False, ["API-1"], ["WEB-1"])
+    assert last_synced(repo.db_url) == head
+    assert table(repo.db_url, m.dependencies) == []
+
+
+def test_deleting_a_story_with_its_dependents_is_fine(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    repo.git("rm", "-q", AUTH, "backlog/web/WEB-1-login.md")
+    repo.commit("drop API-1 and WEB-1")
+    result = do_sync(repo)
+    assert (result.exit_code, result.deleted, result.files) == (0, ["API-1", "WEB-1"], 0)
+
+
+def test_keep_going_deletes_as_a_full_sync_does_and_keeps_the_dependent_row(backlog_repo: Repo) -> None:
+    repo = backlog_repo
+    do_sync(repo)
+    synced = last_synced(repo.db_url)
+    repo.git("rm", "-q", AUTH)
+    repo.commit("drop API-1")
+    full = do_sync(repo, full=True, keep_going=True, dry_run=True)
+    result = do_sync(repo, keep_going=True)
+    assert (result.exit_code, result.deleted) == (1, full.deleted) == (1, ["API-1"])
+    assert [str(d) for d in result.diagnostics] == [DANGLING]
+    assert last_synced(repo.db_url) == synced  # the next run retries WEB-1
+
+
+def test_paths_sync_deleting_a_story_another_depends_on_is_refused(backlog_repo: Repo) -> None:
+    """The watch API: a file removed from disk is refused at its dependent's entry, as a full
+    sync of the working tree refuses it."""
+    repo = backlog_repo
+    do_sync(repo)
+    (repo.path / AUTH).unlink()
+    full = do_sync(repo, working_tree=True, dry_run=True)
+    result = do_sync(repo, working_tree=True, paths=(AUTH,))
+    assert (result.exit_code, result.outcome) == (1, "invalid")
+    assert [str(d) for d in result.diagnostics] == [str(d) for d in full.diagnostics] == [DANGLING]
+    assert live(repo.db_url)["API-1"] == AUTH

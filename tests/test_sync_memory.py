@@ -17,7 +17,7 @@ from storysync.check.sources import GitTreeSource
 from storysync.check.validate import check_entries, check_one, checker_for
 from storysync.config import load_config
 from storysync.git.repo import open_repo
-from storysync.ingest import sync as sync_module
+from storysync.ingest import apply as sync_module
 from tests.conftest import Repo
 
 

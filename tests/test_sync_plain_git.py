@@ -27,8 +27,9 @@ from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.errors import GitError
 from storysync.git import runner as gitplain
-from storysync.ingest.incremental import DbKnown
-from storysync.ingest.sync import SyncOptions, SyncResult, sync
+from storysync.ingest.plan import DbKnown
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions, SyncResult
 from tests.conftest import Repo
 
 
@@ -212,7 +213,9 @@ def test_dependencies_on_deleted_and_on_this_run_s_deleted_stories_are_missing(r
     assert sorted((d.path, d.code, d.message) for d in result.diagnostics) == [
         (a, "missing-dependency", "depends_on: no story has id 'D-1'"),
         (a, "missing-dependency", "depends_on: no story has id 'S-3'"),
+        ("backlog/core/S-2-step.md", "missing-dependency", "depends_on: no story has id 'S-3'"),  # unchanged, as full
     ]
+    assert [str(d) for d in result.diagnostics] == [str(d) for d in do_sync(repo, full=True).diagnostics]
 
 
 def _random_graph(repo: Repo, rng: random.Random, n: int) -> None:

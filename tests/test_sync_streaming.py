@@ -20,8 +20,9 @@ from storysync.config import load_config
 from storysync.db.database import Database
 from storysync.errors import StorysyncError
 from storysync.git.repo import open_repo
-from storysync.ingest import sync as sync_module
-from storysync.ingest.sync import SyncOptions, sync
+from storysync.ingest import apply as sync_module
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions
 from storysync.story.parse import split_body
 from tests.conftest import Repo
 

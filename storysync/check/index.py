@@ -15,15 +15,19 @@ import re
 import subprocess
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storysync.check.rules import check_set, fold_id
 from storysync.check.schema import SchemaChecker
-from storysync.check.sources import Entry, _refusal
+from storysync.check.sources import Entry, _refusal, directory_entry
 from storysync.config import Config
 from storysync.errors import Diagnostic, GitError
 from storysync.git.blobs import BlobReader
-from storysync.story.layout import classify
+from storysync.story.layout import classify, directory_place
 from storysync.story.model import Story
+
+if TYPE_CHECKING:
+    from storysync.check.validate import Checked
 
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"  # a gitlink (gitplain.SUBMODULE_MODE; not imported on the hook path)
@@ -39,6 +43,7 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 # git reads these to change how every pathspec is read; the queries here spell out their own magic
 _PATHSPEC_ENV = ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 _HIGH_BYTE = re.compile(b"[\x80-\xff]")
+_STAGED = frozenset("ACMRT")  # the statuses of a path whose staged version a commit records
 NON_ASCII = "[\udc80-\udcff]"  # any byte >= 0x80 (passed to git as raw bytes): a name with a non-ASCII character
 
 
@@ -57,6 +62,7 @@ class IndexSource:
         self._raw: bytes | None = None  # an unparsed ``ls-files -s -z``, searched by ``named`` (``use_listing``)
         self._low = b""  # the same, ASCII letters lowered
         self._blobs = BlobReader(config.repo)
+        self.replaced: list[str] = []  # paths of HEAD the staged change deletes or replaces (``staged``)
         env = os.environ.copy()
         for key in _PATHSPEC_ENV:
             env.pop(key, None)
@@ -111,22 +117,40 @@ class IndexSource:
         return self._complete
 
     def staged(self) -> list[str]:
-        """Paths added, copied, modified or renamed in the index (what a commit would change).
+        """Paths added, copied, modified, renamed or changed in type in the index (what a commit would change).
 
         The same paths as ``staged_paths``; their index blobs are noted on the way,
-        so reading them needs no listing of the index.
+        so reading them needs no listing of the index.  The paths HEAD has that the
+        change deletes or replaces (a rename's old path too) are noted in ``replaced``.
         """
-        raw = self._git(
-            "diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-color", "--diff-filter=ACMR"
-        )
+        raw = self._git("diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-color")
         fields = raw.decode("utf-8", "surrogateescape").split("\0")
         paths = []
         for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
-            _, mode, _, sha, _ = meta.split(" ")
+            old_mode, mode, _, sha, status = meta.split(" ")
+            if old_mode != ":000000":
+                self.replaced.append(path)
+            if status not in _STAGED:
+                continue
             self._records.setdefault(path, (mode, sha))
             self._asked.add(path)
             paths.append(path)
         return paths
+
+    def containing(self, texts: Collection[str]) -> list[str]:
+        """Index paths under the root whose blob holds one of ``texts`` or a backslash (which
+        may spell any text in a YAML double-quoted scalar), in index order."""
+        args = ["grep", "--cached", "-l", "-z", "--full-name", "--no-recurse-submodules", "--no-color", "-F"]
+        for text in [*texts, "\\"]:
+            args += ["-e", text]
+        spec = f":(literal){self.config.root}" if self.config.root else "."
+        try:
+            done = subprocess.run(["git", *args, "--", spec], cwd=self.config.repo, env=self._env, capture_output=True)
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc.strerror}") from exc
+        if done.returncode not in (0, 1):  # 1: nothing found
+            raise GitError(f"git grep failed: {done.stderr.decode(errors='replace').strip()}")
+        return _index_order(p.decode("utf-8", "surrogateescape") for p in done.stdout.split(b"\0") if p)
 
     def listing(self) -> list[str]:
         """Every indexed path under the root (the whole index is read once)."""
@@ -214,6 +238,8 @@ class IndexSource:
             location = classify(self.config, path)
             if location is not None:
                 out.append(Entry(location, sha, 0, mode == SYMLINK_MODE))
+            elif mode == SYMLINK_MODE and (linked := directory_entry(self.config, path)) is not None:
+                out.append(linked)  # a symlinked stage or backlog directory: read as its refusal
         return out
 
     def _refused(self, entry: Entry) -> Diagnostic | None:
@@ -341,36 +367,87 @@ class IndexKnown:
         return out
 
 
-def validate_index(config: Config, source: IndexSource, paths: Sequence[str]) -> tuple[list[Diagnostic], int]:
+def validate_index(
+    config: Config, source: IndexSource, paths: Sequence[str], replaced: Collection[str] = ()
+) -> tuple[list[Diagnostic], int]:
     """Check the staged versions of ``paths`` against the rest of the index: every
     diagnostic (sorted) and how many story files were checked.
 
     The same checks and report as ``validate.validate_paths``; the rest of the
-    index is asked for by id (``IndexKnown``) instead of listed.
+    index is asked for by id (``IndexKnown``) instead of listed.  ``replaced`` are
+    the paths of HEAD the staged change deletes or replaces: a story id one of
+    them carried that no staged story has any more is gone, and each story that
+    depends on it is checked too, so its ``depends_on`` entry is reported as
+    ``validate`` reports it for the whole tree.
     """
-    from storysync.check.validate import Checked, check_data, checker_for
+    from storysync.check.validate import Checked, checker_for
 
     checker = checker_for(config)
-    wanted = [p for p in paths if classify(config, p) is not None]
+    wanted = [p for p in paths if classify(config, p) is not None or directory_place(config, p) is not None]
     result = Checked()
-    stories: list[Story] = []
-    for entry, data in source.read_many(source.entries(wanted)):
-        result.files += 1
-        story, problems = check_data(entry, data, checker)
-        result.add(problems)
-        if story is not None:
-            stories.append(story)
+    stories = _check_staged(source, source.entries(wanted), checker, result)
     known = IndexKnown(config, source, checker, exclude=set(wanted))
     known.prepare(stories)  # between the files' own checks and the cross-file ones: batched lookups
+    gone = _gone_ids(config, replaced, stories, known)
+    if gone:
+        found = _dependents(config, source, checker, gone, exclude=set(wanted))
+        if found:
+            stories += _check_staged(source, found, checker, result)
+            known = IndexKnown(config, source, checker, exclude={*wanted, *(e.location.path for e in found)})
+            known.prepare(stories)
     result.add(check_set(stories, known))
     result.diagnostics.sort()
     return result.diagnostics, result.files
 
 
+def _check_staged(
+    source: IndexSource, entries: Sequence[Entry], checker: SchemaChecker, result: Checked
+) -> list[Story]:
+    """Each entry's own checks, noted in ``result``; the stories that parsed."""
+    from storysync.check.validate import check_data
+
+    stories: list[Story] = []
+    for entry, data in source.read_many(entries):
+        result.files += 1
+        story, problems = check_data(entry, data, checker)
+        result.add(problems)
+        if story is not None:
+            stories.append(story)
+    return stories
+
+
+def _gone_ids(config: Config, replaced: Collection[str], stories: Sequence[Story], known: IndexKnown) -> set[str]:
+    """The ids the story files at ``replaced`` carried in their names that neither a checked
+    story nor the rest of the index has any more."""
+    ids = {sid for p in replaced if classify(config, p) is not None and (sid := _name_id(p)) is not None}
+    ids -= {s.id for s in stories}
+    return {sid for sid in ids if known.deps(sid) is None}
+
+
+def _dependents(
+    config: Config, source: IndexSource, checker: SchemaChecker, gone: set[str], exclude: Collection[str]
+) -> list[Entry]:
+    """The entries of the index's other stories whose ``depends_on`` names one of ``gone``.
+
+    ``git grep`` narrows them to the blobs that spell one of the ids (or hold a
+    backslash, an escape may spell it); each of those is parsed to be sure.
+    """
+    from storysync.check.validate import check_data
+
+    paths = [p for p in source.containing(gone) if p not in exclude and classify(config, p) is not None]
+    entries = source.entries(paths)
+    found: list[Entry] = []
+    for entry, data in source.read_many(entries):
+        story, _ = check_data(entry, data, checker)
+        if story is not None and not gone.isdisjoint(story.depends_on):
+            found.append(entry)
+    return found
+
+
 def staged_paths(repo: Path) -> list[str]:
-    """Paths added, copied, modified or renamed in the index (what a commit would change)."""
+    """Paths added, copied, modified, renamed or changed in type in the index (what a commit would change)."""
     done = subprocess.run(
-        ["git", "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"],
+        ["git", "diff", "--cached", "--name-only", "--no-renames", "--diff-filter=ACMRT", "-z"],
         cwd=repo,
         capture_output=True,
         check=False,
@@ -391,6 +468,14 @@ def _askable(key: str) -> bool:
 
 def _name(path: str) -> str:
     return path[path.rfind("/") + 1 :]
+
+
+def _name_id(path: str) -> str | None:
+    """The id a story file's name carries (``<ID>-<slug>.md`` or ``<ID>.md``), if any."""
+    if not path.endswith(".md"):
+        return None
+    sid = path[path.rfind("/") + 1 : -3].split("-", 2)
+    return f"{sid[0]}-{sid[1]}" if len(sid) >= 2 else None
 
 
 def _id_key(path: str) -> str | None:

@@ -74,6 +74,21 @@ def check_story(story: Story) -> list[Diagnostic]:
     return out
 
 
+def symlinked_directory(path: str, directory: str, place: str) -> Diagnostic:
+    """The one rule for stage and backlog directories (every reader applies it): a symlink
+    in their place is refused, never followed.  Followed, two paths would name one file,
+    and a move between them (``ln -s web backlog/frontend``) would delete the story.
+    ``path`` is the directory itself, or a story file reached through it."""
+    what = f"{place} directory" if path == directory else f"{place} directory {directory}"
+    return Diagnostic(
+        path,
+        1,
+        1,
+        "symlinked-directory",
+        f"{what} is a symlink; stage and backlog directories must be real directories (symlinks are not followed)",
+    )
+
+
 def fold_id(story_id: str) -> str:
     """The form under which two ids count as the same (case and Unicode form)."""
     return unicodedata.normalize("NFKC", story_id).casefold()

@@ -1,7 +1,9 @@
 """Where story bytes come from: a commit's tree (git objects) or the working tree.
 
 A sync reads "the changed paths from a source of content"; these are the two
-sources.  Both refuse symlinks and oversized files before reading them.
+sources.  Both refuse symlinks and oversized files before reading them, and list a
+symlink in the place of a stage or backlog directory as an entry that reads as its
+refusal (``check.rules.symlinked_directory``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from storysync.check.rules import symlinked_directory
 from storysync.config import Config
 from storysync.errors import Diagnostic
-from storysync.story.layout import classify
+from storysync.story.layout import classify, directory_place, story_directories
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE
 
@@ -34,6 +37,26 @@ class Entry:
     ref: str  # blob sha (git) or absolute path (working tree)
     size: int
     symlink: bool = False
+    linked: tuple[str, str] | None = None  # a symlinked stage or backlog directory (path, place) on the way
+
+
+def directory_entry(config: Config, path: str, ref: str = "") -> Entry | None:
+    """The entry of a symlink at ``path`` when that is the place of a stage or backlog
+    directory (it reads as the refusal), else None."""
+    place = directory_place(config, path)
+    if place is None:
+        return None
+    parts = path[len(config.root) + 1 :].split("/") if config.root else path.split("/")
+    location = Location(path, parts[0], config.stages[parts[0]], parts[1] if len(parts) > 1 else "", "")
+    return Entry(location, ref, 0, True, (path, place))
+
+
+def linked_directory(config: Config, rel: str) -> tuple[str, str] | None:
+    """The stage or backlog directory of the story path ``rel`` that is a symlink on disk (path, place)."""
+    for directory, place in story_directories(config, rel):
+        if os.path.islink(config.repo / directory):
+            return directory, place
+    return None
 
 
 class Source(Protocol):
@@ -49,6 +72,8 @@ class Source(Protocol):
 
 
 def _refusal(entry: Entry) -> Diagnostic | None:
+    if entry.linked is not None:
+        return symlinked_directory(entry.location.path, *entry.linked)
     if entry.symlink:
         return Diagnostic(
             entry.location.path,
@@ -92,6 +117,8 @@ class GitTreeSource:
             location = classify(self.config, item.path)
             if location is not None:
                 out.append(Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE))
+            elif item.mode == gitplain.SYMLINK_MODE and (linked := directory_entry(self.config, item.path)):
+                out.append(linked)
         return out
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
@@ -126,6 +153,7 @@ class WorkTreeSource:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._linked: dict[str, bool] = {}  # directory -> whether it is a symlink, asked once a run
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
         candidates = self._walk() if paths is None else iter(paths)
@@ -133,14 +161,31 @@ class WorkTreeSource:
         for rel in candidates:
             location = classify(self.config, rel)
             if location is None:
+                linked = directory_entry(self.config, rel) if os.path.islink(self.config.repo / rel) else None
+                out += [linked] if linked is not None else []
                 continue
             try:
                 st = os.lstat(self.config.repo / rel)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            if stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+            through = self._through(rel)
+            if through is not None:  # reported once, as the directory, as a listing reports it
+                linked = directory_entry(self.config, through[0])
+                if linked is not None and linked.location.path not in {e.location.path for e in out}:
+                    out.append(linked)
+            elif stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
                 out.append(Entry(location, str(self.config.repo / rel), st.st_size, stat.S_ISLNK(st.st_mode)))
         return out
+
+    def _through(self, rel: str) -> tuple[str, str] | None:
+        """The symlinked stage or backlog directory a story path leads through, if any."""
+        for directory, place in story_directories(self.config, rel):
+            linked = self._linked.get(directory)
+            if linked is None:
+                linked = self._linked[directory] = os.path.islink(self.config.repo / directory)
+            if linked:
+                return directory, place
+        return None
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
         refusal = _refusal(entry)
@@ -159,12 +204,19 @@ class WorkTreeSource:
                 return _unreadable(entry, exc)
 
     def _walk(self) -> Iterator[str]:
+        """Every ``*.md`` at story depth, and each symlink in the place of a stage or backlog directory."""
         root = self.config.root_path
         for stage in sorted(self.config.stages):
             stage_dir = root / stage
-            if not stage_dir.is_dir() or stage_dir.is_symlink():
+            if stage_dir.is_symlink():
+                yield stage_dir.relative_to(self.config.repo).as_posix()
+                continue
+            if not stage_dir.is_dir():
                 continue
             for backlog in sorted(os.scandir(stage_dir), key=lambda e: e.name):
+                if backlog.is_symlink():
+                    yield Path(backlog.path).relative_to(self.config.repo).as_posix()
+                    continue
                 if not backlog.is_dir(follow_symlinks=False):
                     continue
                 for item in sorted(os.scandir(backlog.path), key=lambda e: e.name):

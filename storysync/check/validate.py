@@ -133,6 +133,7 @@ def check_entries(
     progress: Callable[[int], None] | None = None,
     *,
     compact: bool = False,
+    more: Callable[[Checked], list[Entry]] | None = None,
 ) -> Checked:
     """Check every entry, then the cross-file rules over all of them.
 
@@ -142,6 +143,8 @@ def check_entries(
     (``Checked.bodies`` reads it back for the write), and consumes ``entries``: a
     list given is emptied and each entry let go once its file is read.  A full
     sync of 100k stories holds every record at once, but not every entry too.
+    ``more``, asked once the entries are checked, names further entries to check
+    (before the cross-file rules, which then cover them too).
     """
     result = Checked()
     bodies = result.bodies = Bodies(source, KEEP_BODIES) if compact else None
@@ -162,6 +165,12 @@ def check_entries(
             result.stories.append(record)
         if progress:
             progress(1)
+    for entry, data in read_each(source, more(result) if more is not None else []):
+        result.files += 1
+        story, problems = check_data(entry, data, checker)
+        result.add(problems)
+        if story is not None:
+            result.stories.append(to_record(story, shared))
     result.add(check_set(result.stories, known))
     result.diagnostics.sort()
     return result
@@ -264,6 +273,8 @@ class ListingKnown:
             path = item if isinstance(item, str) else item.location.path
             if not path.endswith(".md") or path in exclude:  # the checked files speak for themselves
                 continue
+            if not isinstance(item, str) and item.linked is not None and item.location.path == item.linked[0]:
+                continue  # a symlinked directory named like a story file: not a story
             sid = path[path.rfind("/") + 1 : -3].split("-", 2)
             if len(sid) < 2:
                 continue

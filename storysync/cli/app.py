@@ -43,6 +43,7 @@ class App:
     verbosity: int = 0
     log_format: str = "text"
     log_file: Path | None = None
+    in_hook: bool = False  # a git hook's run: the database gets a few seconds, not minutes
     _db: Database | None = field(default=None, repr=False)
 
     @cached_property
@@ -69,9 +70,10 @@ class App:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from storysync.db.connect import Timeouts
             from storysync.db.database import Database
 
-            self._db = Database(self.config.database)
+            self._db = Database(self.config.database, Timeouts.from_env(hook=self.in_hook))
         return self._db
 
     @cached_property

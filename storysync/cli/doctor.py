@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storysync.errors import StorysyncError
+from storysync.errors import EXIT_USAGE, StorysyncError
 
 if TYPE_CHECKING:
     import git
@@ -84,7 +84,10 @@ def diagnose(ctx: Context) -> list[Check]:
 
 
 def exit_code(results: list[Check]) -> int:
-    """0 when nothing failed, 1 otherwise."""
+    """0 when nothing failed; 2 when the configuration is invalid (a bad ``storysync.toml``
+    or database URL: exit 2, as for every command); 1 when any other check failed."""
+    if any(r.status == FAIL and r.name == "config" for r in results):
+        return EXIT_USAGE
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
@@ -133,6 +136,7 @@ def check_repository(ctx: Context) -> list[Check]:
 
 def check_config(ctx: Context) -> list[Check]:
     from storysync.config import load_config
+    from storysync.db.database import parse_url
 
     if ctx.top is None:
         return [Check("config", SKIP, "no repository")]
@@ -140,6 +144,12 @@ def check_config(ctx: Context) -> list[Check]:
         ctx.config = load_config(ctx.top, ctx.config_file, ctx.db_flag)
     except StorysyncError as exc:
         return [Check("config", FAIL, str(exc), "fix the setting named above (see docs/configuration.md)")]
+    try:
+        parse_url(ctx.config.database)
+    except StorysyncError as exc:
+        ctx.extra["bad_database_url"] = True
+        fix = "correct the URL given by --db, STORYSYNC_DATABASE_URL or 'database' (see docs/configuration.md)"
+        return [Check("config", FAIL, str(exc), fix)]
     where = str(ctx.config.source) if ctx.config.source else "defaults (no storysync.toml)"
     return [Check("config", PASS, where)]
 
@@ -219,8 +229,8 @@ def _unreadable(path: Path) -> str | None:
 def check_database(ctx: Context) -> list[Check]:
     from storysync.db.database import Database
 
-    if ctx.config is None:
-        return [Check("database", SKIP, "no configuration")]
+    if ctx.config is None or ctx.extra.get("bad_database_url"):
+        return [Check("database", SKIP, "no valid configuration")]
     missing = _missing_sqlite_file(ctx.config.database)
     if missing is not None:  # checked before Database(), which would create the directory
         return [Check("database", FAIL, f"{missing}: not created yet", "storysync init")]
@@ -238,17 +248,13 @@ def check_database(ctx: Context) -> list[Check]:
 
 
 def _missing_sqlite_file(url: str) -> str | None:
-    """The URL (password hidden) of a file-backed SQLite database whose file does not exist."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The URL (credentials hidden) of a file-backed SQLite database whose file does not exist."""
+    from storysync.db.database import display_url, parse_url
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None  # Database() reports it
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return None if Path(str(parsed.database)).exists() else parsed.render_as_string(hide_password=True)
+    return None if Path(str(parsed.database)).exists() else display_url(parsed)
 
 
 def check_schema(ctx: Context) -> list[Check]:

@@ -112,7 +112,10 @@ def validate(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
 
         index = IndexSource(config)
         try:
-            diagnostics, files = validate_index(config, index, index.staged() if wanted is None else wanted)
+            if wanted is None:  # the whole staged change: deletions and renames too
+                diagnostics, files = validate_index(config, index, index.staged(), index.replaced)
+            else:
+                diagnostics, files = validate_index(config, index, wanted)
         finally:
             index.close()
     else:

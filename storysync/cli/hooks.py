@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storysync.errors import GitError, StorysyncError, UsageError
+from storysync.errors import DatabaseError, GitError, StorysyncError, UsageError, printable
+from storysync.log import shown
 
 if TYPE_CHECKING:
     from storysync.cli.app import App
@@ -207,23 +208,40 @@ def run_post_hook(app: App, name: str, args: Sequence[str]) -> int:
             if reason:
                 sys.stderr.write(reason + "\n")
             return 0
+        app.in_hook = True
         _sync_for_hook(app)
+    except DatabaseError as exc:
+        sys.stderr.write(_not_synced(exc) + "\n")
     except StorysyncError as exc:
-        sys.stderr.write(f"storysync: the database was not synced: {exc}; fix that, then run 'storysync sync'\n")
+        sys.stderr.write(
+            f"storysync: the database was not synced: {shown(str(exc))}; fix that, then run 'storysync sync'\n"
+        )
     except Exception as exc:  # a hook must never fail the git command
         sys.stderr.write(
-            f"storysync: the database was not synced ({type(exc).__name__}: {exc}); run 'storysync sync'\n"
+            f"storysync: the database was not synced ({type(exc).__name__}: {shown(str(exc))}); run 'storysync sync'\n"
         )
     return 0
 
 
+def _not_synced(exc: DatabaseError) -> str:
+    """The one line a hook prints when the database failed it; when it could not be reached
+    or stayed locked, that the hook gave up so as not to hold git up, and how to catch up."""
+    if not exc.unavailable:
+        return f"storysync: the database was not synced: {shown(str(exc))}; fix that, then run 'storysync sync'"
+    return (
+        f"storysync: gave up waiting for the database so as not to hold up git ({shown(str(exc))}); "
+        "the database was not synced: run 'storysync sync' to catch up"
+    )
+
+
 def _sync_for_hook(app: App) -> None:
     from storysync.cli.report import sync_summary, write_diagnostics
-    from storysync.ingest.sync import SyncOptions, sync
+    from storysync.ingest.run import sync
+    from storysync.ingest.types import SyncOptions
 
     result = sync(app.config, app.db, app.git, SyncOptions(trigger="hook"))
     for notice in result.notices:
-        sys.stderr.write(f"storysync: {notice}\n")
+        sys.stderr.write(f"storysync: {printable(notice)}\n")
     if result.diagnostics:
         write_diagnostics(result.diagnostics, "text", out=sys.stderr)
         sys.stderr.write(

@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_closed_output()
         return 1
     except StorysyncError as exc:
-        sys.stderr.write(f"storysync: error: {exc}\n")
+        from storysync.log import shown
+
+        sys.stderr.write(f"storysync: error: {shown(str(exc))}\n")
         _log_failure(argv, exc, exc.exit_code, internal=False)
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
-        sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {exc} ({_crash_log(exc)})\n")
+        from storysync.log import shown
+
+        sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {shown(str(exc))} ({_crash_log(exc)})\n")
         _log_failure(argv, exc, EXIT_RUNTIME, internal=True)
         return EXIT_RUNTIME
 

@@ -1,7 +1,9 @@
 """Reporters: diagnostics as text, JSON or GitHub annotations; sync summaries.
 
 Diagnostics go to stdout (what a script or CI reads); summaries and notices go
-to stderr.  User text is escaped before it reaches rich markup.
+to stderr.  User text (titles, bodies, paths, names, messages) goes through
+``errors.printable`` before it reaches a terminal, so that no escape sequence in it
+can act there, and through ``rich_safe`` where rich reads markup.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from storysync.errors import Diagnostic, utf8_safe
+from storysync.errors import Diagnostic, printable, utf8_safe
 
 if TYPE_CHECKING:
-    from storysync.ingest.sync import SyncResult
+    from storysync.ingest.types import SyncResult
 
 FORMATS = ("text", "json", "github")
 
@@ -31,8 +33,16 @@ def github_annotation(d: Diagnostic) -> str:
     """One GitHub Actions ``::error`` workflow command."""
     return (
         f"::error file={_gh_escape(utf8_safe(d.path), prop=True)},line={d.line},col={d.col},"
-        f"title={_gh_escape('storysync ' + d.code, prop=True)}::{_gh_escape(d.message)}"
+        f"title={_gh_escape('storysync ' + d.code, prop=True)}::{_gh_escape(printable(d.message))}"
     )
+
+
+def rich_safe(text: str, *, keep_lines: bool = False) -> str:
+    """User text for a rich ``print`` that reads markup: control characters escaped
+    (``errors.printable``) and rich's ``[markup]`` too."""
+    from rich.markup import escape
+
+    return escape(printable(text, keep_lines=keep_lines))
 
 
 def write_diagnostics(

@@ -1,4 +1,10 @@
-"""Opening a database connection: retries with backoff for transient failures.
+"""Opening a database connection: how long to wait, and retries for transient failures.
+
+Every wait on a server is bounded (``Timeouts``): each attempt to connect, each
+lock (storysync's own or a table or row another session holds) and each
+statement, so that a server that accepts connections and never answers, or a
+lock nobody releases, ends the run with a one-line error instead of a hang.  A
+git hook waits a few seconds at most and says so.
 
 A connection that cannot be made because the server is down, restarting,
 unreachable or full is retried a few times with exponential backoff and jitter
@@ -11,14 +17,17 @@ next run redoes it from ``last_synced_commit``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from storysync.errors import DatabaseError
+from storysync.log import hide, redact, secret_param
 
 if TYPE_CHECKING:  # tenacity is imported when a server connection is opened (SQLite needs none)
     from tenacity import RetryCallState
@@ -28,6 +37,10 @@ log = logging.getLogger("storysync.db")
 T = TypeVar("T")
 
 DEFAULT_ATTEMPTS = 4
+CONNECT_TIMEOUT_S = 10.0  # each attempt to connect (STORYSYNC_CONNECT_TIMEOUT)
+LOCK_TIMEOUT_S = 600.0  # any lock wait (STORYSYNC_LOCK_TIMEOUT)
+STATEMENT_MARGIN_S = 60.0  # a statement may run this much longer than a lock may be waited for
+HOOK_TIMEOUT_S = 5.0  # a git hook's longest wait (STORYSYNC_HOOK_TIMEOUT): git must not hang
 FIRST_WAIT_S = 0.25
 MAX_WAIT_S = 4.0
 # SQLSTATE classes/codes meaning "try again later": connection exceptions,
@@ -57,6 +70,64 @@ def connect_attempts() -> int:
         return DEFAULT_ATTEMPTS
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment (``default`` when unset or not a number)."""
+    try:
+        return max(0.0, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one run waits on a PostgreSQL server before it gives up.
+
+    ``connect_s``: each attempt to connect (``STORYSYNC_CONNECT_TIMEOUT``, default 10;
+    the driver's minimum is 2); ``attempts``: how many (``STORYSYNC_DB_CONNECT_ATTEMPTS``);
+    ``lock_s``: any lock wait, storysync's one-writer locks or a table or row lock
+    another session holds (``STORYSYNC_LOCK_TIMEOUT``, default 600; 0 waits for ever).
+    A statement may run ``STATEMENT_MARGIN_S`` longer than a lock may be waited for.
+    """
+
+    connect_s: float = CONNECT_TIMEOUT_S
+    attempts: int = DEFAULT_ATTEMPTS
+    lock_s: float = LOCK_TIMEOUT_S
+    hook: bool = False  # a git hook's short budget: a connect_timeout in the URL is capped too
+
+    @classmethod
+    def from_env(cls, *, hook: bool = False) -> Timeouts:
+        """The timeouts the environment sets; for a git ``hook``, none longer than
+        ``STORYSYNC_HOOK_TIMEOUT`` seconds (default 5) and a single attempt to connect."""
+        connect = env_seconds("STORYSYNC_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S)
+        lock = env_seconds("STORYSYNC_LOCK_TIMEOUT", LOCK_TIMEOUT_S)
+        if not hook:
+            return cls(connect, connect_attempts(), lock)
+        budget = env_seconds("STORYSYNC_HOOK_TIMEOUT", HOOK_TIMEOUT_S) or HOOK_TIMEOUT_S
+        return cls(min(connect or budget, budget), 1, min(lock or budget, budget), hook=True)
+
+    @property
+    def statement_s(self) -> float:
+        """How long one statement may run (0: no limit, as for the locks)."""
+        return self.lock_s + STATEMENT_MARGIN_S if self.lock_s else 0.0
+
+    def connect_timeout(self, url: URL) -> int:
+        """The whole seconds to give the driver's ``connect_timeout``: the URL's own, if it
+        has one (capped for a hook), else ``connect_s``; never below the driver's 2."""
+        mine = max(2, math.ceil(self.connect_s)) if self.connect_s else 0  # 0: the driver's default
+        given = url.query.get("connect_timeout")
+        try:
+            theirs = int(float(given)) if isinstance(given, str) else None
+        except ValueError:
+            theirs = None  # not a number: ours
+        if theirs is None or (self.hook and theirs <= 0):
+            return mine
+        return min(theirs, mine) if self.hook else theirs
+
+    def session_settings(self) -> dict[str, int]:
+        """PostgreSQL settings for every session: ``lock_timeout`` and ``statement_timeout`` in ms."""
+        return {"lock_timeout": int(self.lock_s * 1000), "statement_timeout": int(self.statement_s * 1000)}
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a failure to connect may go away on its own (server down, restarting, full)."""
     if not isinstance(exc, OperationalError):
@@ -75,15 +146,16 @@ def where(url: URL) -> str:
     return f"{host}:{port}"
 
 
-def open_with_retry(connect: Callable[[], T], url: URL, display: str) -> T:
-    """``connect()``, retried with backoff while the failure is transient.
+def open_with_retry(connect: Callable[[], T], url: URL, display: str, attempts: int | None = None) -> T:
+    """``connect()``, tried up to ``attempts`` times (default ``connect_attempts()``) with
+    backoff while the failure is transient.
 
     When every attempt fails, raises a one-line ``DatabaseError`` naming the host
     and port (never the password).
     """
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-    attempts = connect_attempts()
+    attempts = attempts or connect_attempts()
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=FIRST_WAIT_S, max=MAX_WAIT_S) + wait_random(0, FIRST_WAIT_S),
@@ -111,11 +183,14 @@ def reason(exc: DBAPIError) -> str:
 
 
 def scrub(message: str, url: URL) -> str:
-    """``message`` with the URL's password, if any, replaced by ``***``."""
-    password = url.password
-    if password:
-        message = message.replace(str(password), "***")
-    return message
+    """``message`` with every credential hidden: the URL's password and credential-named
+    query values wherever they stand as words of their own, and any URL or
+    ``password=`` pair in it (``storysync.log.redact``)."""
+    secrets = [str(url.password or "")]
+    for name, value in url.query.items():
+        if secret_param(name):
+            secrets += [value] if isinstance(value, str) else list(value)
+    return redact(hide(message, secrets))
 
 
 def _log_retry(display: str) -> Callable[[RetryCallState], None]:

@@ -31,21 +31,23 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from storysync.db.connect import open_with_retry, reason, scrub, where
+from storysync.db.connect import STATEMENT_MARGIN_S, Timeouts, open_with_retry, reason, scrub, where
 from storysync.db.migrations import HEAD_REVISION as HEAD_REVISION  # defined there, free of SQLAlchemy
 from storysync.db.migrations import LAST_SYNCED as LAST_SYNCED
 from storysync.db.migrations import VERSION_TABLE as VERSION_TABLE
 from storysync.db.tables import sync_state, use_postgresql_options
 from storysync.errors import ConfigError, DatabaseError
+from storysync.log import redact_url
 
 WRITE_LOCK_KEY = 0x5707_5C  # PostgreSQL advisory lock id for "one storysync writer"
 RUN_LOCK_KEY = WRITE_LOCK_KEY + 1  # held by a whole sync run, from reading last_synced_commit to its commit
 BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a writer waits for another (STORYSYNC_BUSY_TIMEOUT_MS)
-LOCK_TIMEOUT_S = 600  # PostgreSQL: how long a writer waits for the advisory lock (STORYSYNC_LOCK_TIMEOUT)
 LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED = "57014"  # statement_timeout
+PSYCOPG_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")  # libpq's connect_timeout
 LOW_SPACE = 1024 * 1024  # below this, a SQLite I/O error is most likely a full disk
 
 
@@ -56,14 +58,23 @@ def _env_number(name: str, default: float) -> float:
         return default
 
 
-def _without_password(raw: str) -> str:
-    """A URL that did not parse, with whatever sits between ``user:`` and ``@`` hidden."""
-    head, at, tail = raw.rpartition("@")
-    if not at:
-        return raw
-    scheme, sep, rest = head.rpartition("://")
-    user = rest.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{tail}" if ":" in rest else raw
+def parse_url(raw: str) -> URL:
+    """``raw`` as a SQLAlchemy URL; one-line ``ConfigError`` (exit 2), credentials hidden,
+    when it is not one (a port that is not a number, no ``scheme://``).  Every command,
+    doctor included, parses a database URL here."""
+    try:
+        return make_url(raw)
+    except (ArgumentError, ValueError, TypeError) as exc:  # ValueError: a port that is not a number
+        raise ConfigError(
+            f"invalid database URL {redact_url(raw)!r}: "
+            "expected e.g. sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+        ) from exc
+
+
+def display_url(url: URL) -> str:
+    """How a database is named in messages: its URL with every credential hidden
+    (the password, and query parameters such as ``?password=`` or ``sslpassword=``)."""
+    return redact_url(url.render_as_string(hide_password=True))
 
 
 def utcnow() -> datetime:
@@ -74,15 +85,10 @@ def utcnow() -> datetime:
 class Database:
     """One storysync database."""
 
-    def __init__(self, url: str) -> None:
-        try:
-            self.url = make_url(url)
-        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-            raise ConfigError(
-                f"invalid database URL {_without_password(url)!r}: "
-                "expected e.g. sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
-            ) from exc
-        self.display = self.url.render_as_string(hide_password=True)
+    def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
+        self.url = parse_url(url)
+        self.display = display_url(self.url)
+        self.timeouts = timeouts or Timeouts.from_env()
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.busy_timeout_ms = int(_env_number("STORYSYNC_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS))
         self.engine = self._create_engine()
@@ -95,7 +101,12 @@ class Database:
                 _sqlite_events(engine, self.busy_timeout_ms)
                 return engine
             use_postgresql_options()
-            return create_engine(self.url, pool_pre_ping=True)
+            connect_args: dict[str, Any] = {}
+            if self.url.get_driver_name() in PSYCOPG_DRIVERS:
+                connect_args["connect_timeout"] = self.timeouts.connect_timeout(self.url)
+            engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+            _postgresql_events(engine, self.timeouts)
+            return engine
         except NoSuchModuleError as exc:
             raise ConfigError(
                 f"{self.display}: unknown database driver; for PostgreSQL install 'storysync[postgres]' and use postgresql+psycopg://"
@@ -156,19 +167,33 @@ class Database:
                 "this run did not complete: run it again to catch up",
                 unavailable=True,
             )
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == LOCK_NOT_AVAILABLE:
+            return DatabaseError(f"{self.display}: {self._lock_wait(str(exc.statement or ''))}", unavailable=True)
+        if sqlstate == QUERY_CANCELED:
+            limit = self.timeouts.statement_s
             return DatabaseError(
-                f"{self.display}: another storysync writer held the write lock too long; try again when it is done",
+                f"{self.display}: a statement ran longer than {limit:g}s (STORYSYNC_LOCK_TIMEOUT plus "
+                f"{STATEMENT_MARGIN_S:g}s) and was cancelled; nothing of it was kept: run it again",
                 unavailable=True,
             )
         return DatabaseError(f"{self.display}: {why}{_sqlite_hint(self.sqlite_path, why)}")
+
+    def _lock_wait(self, statement: str) -> str:
+        waited = f"{self.timeouts.lock_s:g}s"
+        if "pg_advisory" in statement:
+            return f"another storysync writer held the write lock for more than {waited}; try again when it is done"
+        return (
+            f"gave up after {waited} waiting for a lock another session holds on the database "
+            "(a LOCK TABLE or a long transaction; see pg_locks); try again when it is released"
+        )
 
     def connect(self) -> Connection:
         """An open connection; a server that is down or restarting is retried with backoff
         first, then a one-line ``DatabaseError`` names its host and port (exit 3)."""
         if self.is_sqlite:
             return self.engine.connect()
-        return open_with_retry(self.engine.connect, self.url, self.display)
+        return open_with_retry(self.engine.connect, self.url, self.display, self.timeouts.attempts)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -322,18 +347,29 @@ def _known_revisions() -> set[str]:
 
 
 def _advisory_lock(conn: Connection) -> None:
-    """Wait (up to STORYSYNC_LOCK_TIMEOUT seconds) for the one-writer lock, held until commit."""
-    waited_ms = int(_env_number("STORYSYNC_LOCK_TIMEOUT", LOCK_TIMEOUT_S) * 1000)
-    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(waited_ms)})
+    """Wait (up to the session's ``lock_timeout``) for the one-writer lock, held until commit."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
-    conn.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
 
 
 def _session_lock(conn: Connection) -> None:
-    waited_ms = int(_env_number("STORYSYNC_LOCK_TIMEOUT", LOCK_TIMEOUT_S) * 1000)
-    conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": str(waited_ms)})
     conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
-    conn.execute(text("RESET lock_timeout"))
+
+
+def _postgresql_events(engine: Engine, timeouts: Timeouts) -> None:
+    """Give every new session the run's ``lock_timeout`` and ``statement_timeout``, so that
+    no lock (storysync's own, or a table or row another session holds) and no statement
+    is waited for longer (SQLAlchemy's recipe: set outside any transaction, which a
+    rollback would undo)."""
+    calls = ", ".join(f"set_config('{name}', '{ms:d}', false)" for name, ms in timeouts.session_settings().items())
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SELECT {calls}")  # our own names and integers, no outside text
+        cur.close()
+        dbapi_conn.autocommit = autocommit
 
 
 def _session_unlock(conn: Connection) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, func, select
 from storysync.db import tables as m
 from storysync.db.database import utcnow
 from storysync.errors import ConfigError
-from storysync.log import get_logger
+from storysync.log import get_logger, redact_url
 
 if TYPE_CHECKING:
     from storysync.config import Config
@@ -107,20 +107,29 @@ def target_key(url: str) -> str:
 
 
 def display_url(url: str) -> str:
-    """The URL safe to print or log: no user, password or query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    """The URL safe to print, log and store: no user, password, query string or fragment,
+    and the token of a webhook's path hidden (``storysync.log.redact_url``: Slack's
+    ``/services/T…/B…/***``, Discord's ``/api/webhooks/***/***``)."""
+    try:
+        parts = urlsplit(redact_url(url))
+    except ValueError:  # an unclosed IPv6 bracket: show no more than the scheme
+        return url.partition("://")[0] + "://…"
+    host = parts.netloc.rpartition("@")[2]
     query = "…" if parts.query else ""
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def check_url(url: str) -> None:
     """Raise ``ConfigError`` unless ``url`` is an http(s) URL with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"webhook_url {display_url(url)!r}: must be an http:// or https:// URL with a host")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError: a port that is not a number or out of range
+    except ValueError:  # ... or an unclosed IPv6 bracket
+        parts, port = urlsplit(""), -1
+    if port == -1 or parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(
+            f"webhook_url {display_url(url)!r}: must be an http:// or https:// URL with a host and a numeric port"
+        )
 
 
 def feed_end(config: Config, db: Database) -> int | None:

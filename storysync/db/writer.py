@@ -4,9 +4,12 @@ Each call is one database transaction that changes the ``stories`` row, raises i
 ``revision`` above ``synced_revision`` (so ``storysync export`` writes it back to
 the files), records a status change in ``status_history`` (source ``db``) and
 the change in the ``changes`` feed (source ``db``).  Values are checked against
-the story schema and the repository's rules before anything is written; a bad
-value raises ``ValidationFailed`` (exit 1) naming the story and the reason, an
-unknown story ``UsageError`` (exit 2).
+the story schema and the repository's rules before anything is written, and the
+story is rendered as the file ``export`` would write and read back by the story
+parser, so a value no story file can hold (a body over the file size limit, a NUL
+byte, frontmatter over its limit) is refused here, naming the limit, not left for
+the export to trip over.  A bad value raises ``ValidationFailed`` (exit 1) naming
+the story and the reason, an unknown story ``UsageError`` (exit 2).
 
 ``depends_on`` lives in the ``dependencies`` table, every key without a column
 goes to ``extra``; setting a key to ``None`` removes it (a required key cannot be
@@ -30,11 +33,18 @@ from storysync.db import tables as m
 from storysync.db.database import Database, utcnow
 from storysync.db.notify import after_write, feed_end
 from storysync.errors import Diagnostic, UsageError, ValidationFailed
+from storysync.story.layout import MAX_NAME
 from storysync.story.model import Location, Story
-from storysync.story.render import same
+from storysync.story.parse import parse_story
+from storysync.story.render import OPTIONAL_COLUMNS, RenderError, Wanted, new_file, reads_as, same
 
 COLUMN_FIELDS = ("title", "priority", "points", "epic", "assignee")
 REQUIRED = ("id", "title", "status", "backlog")
+# The longest id and backlog a row holds: the stories.id and backlogs.id columns.  An id's file
+# name <ID>-<slug>.md (a slug of at most 60) then fits in MAX_NAME bytes; a backlog, itself a
+# directory name, is held to MAX_NAME bytes as well.
+MAX_ID: int = getattr(m.stories.c.id.type, "length", None) or 64
+MAX_BACKLOG: int = getattr(m.backlogs.c.id.type, "length", None) or 200
 _UNSAFE_SEGMENT = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -52,7 +62,12 @@ def backlog_problem(backlog: object) -> str | None:
     """Why ``backlog`` cannot be a backlog directory name (None when it can)."""
     if not isinstance(backlog, str) or not backlog.strip():
         return "backlog must be a non-empty string"
-    if len(backlog) > 200 or _UNSAFE_SEGMENT.search(backlog) or backlog.startswith("."):
+    if len(backlog) > MAX_BACKLOG:
+        return f"backlog {backlog[:20]!r}... is {len(backlog)} characters; the limit is {MAX_BACKLOG}"
+    size = len(backlog.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME:
+        return f"backlog {backlog[:20]!r}... is {size} bytes in UTF-8; a directory name holds at most {MAX_NAME}"
+    if _UNSAFE_SEGMENT.search(backlog) or backlog.startswith("."):
         return f"backlog {backlog!r} is not a safe directory name (no '/', '\\', control characters or leading '.')"
     return None
 
@@ -61,6 +76,8 @@ def id_problem(story_id: object) -> str | None:
     """Why ``story_id`` cannot be a story id (None when it can)."""
     if not isinstance(story_id, str) or not ID_PATTERN.match(story_id):
         return f"id {story_id!r} must match {ID_PATTERN.pattern} (e.g. WEB-12)"
+    if len(story_id) > MAX_ID:
+        return f"id {story_id[:20]}... is {len(story_id)} characters; the limit is {MAX_ID}"
     return None
 
 
@@ -203,6 +220,9 @@ class StoryWriter:
         location = Location(story_id, "", str(fm.get("status")), str(fm.get("backlog")), f"{story_id}.md")
         story = Story(location=location, frontmatter=_schema_view(fm), body=body, content_hash="")
         problems += [d.message for d in self.checker.check(story)]
+        unwritable = [] if problems else _nul_problems(fm) or _file_problems(fm, body)
+        if unwritable:  # alone: not with a "no story has id" for each of 10,000 dependencies
+            raise ValidationFailed([_diag(story_id, p) for p in unwritable], f"{story_id}: " + "; ".join(unwritable))
         problems += _dependency_problems(conn, story_id, fm.get("depends_on") or [])
         if problems:
             raise ValidationFailed([_diag(story_id, p) for p in problems], f"{story_id}: " + "; ".join(problems))
@@ -288,6 +308,49 @@ def _apply(fm: dict[str, Any], fields: Mapping[str, Any], story_id: str) -> dict
         else:
             out[key] = value
     return out
+
+
+def _nul_problems(fm: Mapping[str, Any]) -> list[str]:
+    """The keys whose name or value holds a NUL character: PostgreSQL stores none in text or
+    JSON, so the database cannot keep it (the body's NUL bytes are the file check's)."""
+
+    def has_nul(value: Any) -> bool:
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, dict):
+            return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        return isinstance(value, list) and any(has_nul(v) for v in value)
+
+    return [f"{k!r} holds a NUL character, which the database cannot store" for k, v in fm.items() if has_nul({k: v})]
+
+
+def _file_problems(fm: Mapping[str, Any], body: str) -> list[str]:
+    """Why the story file ``export`` would write for these values could not be read back
+    as a story (the parser's limits: file and frontmatter size, NUL bytes, nesting)."""
+    known = {"id", "title", "status", "backlog", "tags", "depends_on", *OPTIONAL_COLUMNS}
+    tags, deps = fm.get("tags") or [], fm.get("depends_on") or []
+    want = Wanted(
+        id=str(fm["id"]),
+        title=fm.get("title"),  # type: ignore[arg-type]  # the schema check reports a wrong type
+        status=str(fm.get("status")),
+        backlog=str(fm.get("backlog")),
+        body=body,
+        columns={k: fm.get(k) for k in OPTIONAL_COLUMNS},
+        tags=tags if isinstance(tags, list) else [tags],
+        depends_on=[str(d) for d in deps] if isinstance(deps, list) else [str(deps)],
+        extra={k: v for k, v in fm.items() if k not in known},
+    )
+    location = Location(f"{want.id}.md", "", want.status, want.backlog, f"{want.id}.md")
+    try:
+        data = new_file(want)
+    except RenderError as exc:
+        return [f"cannot be written as a story file: {exc}"]
+    story = parse_story(location, data)  # the parser's own limits decide, as they will for the file
+    if isinstance(story, list):
+        return [f"its story file would be refused: {d.message}" for d in story]
+    if not reads_as(data, want, location):
+        return ["cannot be written as a story file that reads back as these values"]
+    return []
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:

@@ -16,17 +16,23 @@ exported again and the next sync that reads the edited file takes the file's
 values; the database's version lives on in the conflict's ``db_snapshot`` until
 someone resolves it (``storysync conflicts --resolve ID``).
 
-A row that cannot be written safely (a bad id or backlog, a status without a
-stage directory, a path leading out of the stories root, a value the schema
-refuses) is named with the reason, not written, left pending, and makes the exit
-code 1.  If anything fails after files were written (git, the database), every
-file is put back as it was and nothing is recorded.
+A row that cannot be written safely (a bad id or backlog, ``tags`` or ``extra``
+that is not the JSON it must be, a status without a stage directory, a path
+leading out of the stories root or through a symlinked stage or backlog
+directory, a backlog directory that differs from an existing one only in case, a
+value the schema refuses, a file that would leave the tree invalid:
+``export.tree``) is named with the reason, not written, left pending, and makes
+the exit code 1.  A move never removes the file it has just written (the two
+paths' file identities are compared first).  If anything fails after files were
+written (git, the database), every file is put back as it was and nothing is
+recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Mapping
@@ -34,10 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, select
 
-from storysync.check.rules import check_story
+from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
+from storysync.check.sources import linked_directory
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.conflicts import db_snapshot
@@ -49,7 +56,8 @@ from storysync.errors import RepositoryStateError, StorysyncError
 from storysync.export.actions import WRITES, Action, ExportOptions, ExportResult
 from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_dir
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
-from storysync.story.layout import classify, slugify, story_path
+from storysync.export.tree import base_tree, refuse_invalid
+from storysync.story.layout import classify, slugify, story_directories, story_path
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
 from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
@@ -74,9 +82,9 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
         gitdiff.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
     db.ensure_schema()
     if options.dry_run:
-        return ExportResult(plan(config, db), dry_run=True)
+        return ExportResult(_checked_plan(config, db, repo, options), dry_run=True)
     with writer_lock(gitdiff.git_dir(repo)):
-        result = ExportResult(plan(config, db))
+        result = ExportResult(_checked_plan(config, db, repo, options))
         _carry_out(config, db, repo, options, result)
     # After the lock: push what this export (and any set/new before it) left in the change
     # feed, as a sync does (SPEC §10); bounded in time, never raises.
@@ -87,12 +95,22 @@ def export(config: Config, db: Database, repo: git.Repo, options: ExportOptions 
 # ---------------------------------------------------------------- planning
 
 
+def _checked_plan(config: Config, db: Database, repo: git.Repo, options: ExportOptions) -> list[Action]:
+    """``plan``, with the rows refused whose files would leave an invalid tree (``export.tree``)."""
+    actions = plan(config, db)
+    refuse_invalid(config, actions, base_tree(config, repo, options.commit))
+    return actions
+
+
 def plan(config: Config, db: Database) -> list[Action]:
     """One action for each row with ``revision > synced_revision``, in id order."""
     checker = load_checker(str(config.schema) if config.schema else None)
     s, d = m.stories.c, m.dependencies.c
+    # tags and extra as their JSON text, decoded row by row: one bad value refuses its row, not the run
+    columns: list[Any] = [c for c in m.stories.c if c.name not in _JSON_COLUMNS]
+    columns += [cast(m.stories.c[name], Text).label(name) for name in _JSON_COLUMNS]
     with db.read() as conn:
-        pending = select(m.stories).where(s.revision > s.synced_revision).order_by(s.id)
+        pending = select(*columns).where(s.revision > s.synced_revision).order_by(s.id)
         rows = [dict(r._mapping) for r in conn.execute(pending)]
         deps: dict[str, list[str]] = {}
         pending_deps = (
@@ -110,12 +128,30 @@ class _Refusal(Exception):
     pass
 
 
+_JSON_COLUMNS = {"tags": list, "extra": dict}  # the JSON value each must hold (or null)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``tags`` and ``extra`` decoded from their JSON text and of the right type."""
+    for name, kind in _JSON_COLUMNS.items():
+        raw = row[name]
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise _Refusal(f"{name} in the database is not valid JSON ({exc}); fix the row") from exc
+        if value is not None and not isinstance(value, kind):
+            want = "a JSON list" if kind is list else "a JSON object"
+            raise _Refusal(f"{name} in the database is {type(value).__name__} {value!r:.40}; it must be {want}")
+        row[name] = value
+    return row
+
+
 def _plan_row(
-    config: Config, checker: SchemaChecker, row: Mapping[str, Any], deps: list[str], live_paths: Mapping[str, str]
+    config: Config, checker: SchemaChecker, row: dict[str, Any], deps: list[str], live_paths: Mapping[str, str]
 ) -> Action:
     action = Action(row["id"], "refused", row["revision"], old_path=row["path"])
     try:
-        _decide(config, checker, row, deps, live_paths, action)
+        _decide(config, checker, _decoded(row), deps, live_paths, action)
     except (_Refusal, RenderError) as exc:
         action.kind, action.reason, action.data = "refused", str(exc), None
     if action.kind == "conflict":
@@ -271,13 +307,43 @@ def _check_inside(config: Config, rel: str) -> Path:
         raise _Refusal(f"{rel} is not a story path under the stories root")
     root = os.path.realpath(config.root_path)
     path = config.repo / rel
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent  # the nearest existing directory decides where a new one lands
-    real = os.path.realpath(probe)
+    try:
+        probe = path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent  # the nearest existing directory decides where a new one lands
+        real = os.path.realpath(probe)
+    except OSError as exc:  # a name too long for the file system, say
+        raise _Refusal(f"{rel}: {exc.strerror}") from exc
     if real != root and not real.startswith(root + os.sep):
         raise _Refusal(f"{rel}: a symlinked directory leads out of the stories root")
+    linked = linked_directory(config, rel)
+    if linked is not None:
+        raise _Refusal(symlinked_directory(rel, *linked).message)
+    _refuse_case_twin(config, rel)
     return path
+
+
+def _refuse_case_twin(config: Config, rel: str) -> None:
+    """Refuse a stage or backlog directory that does not exist by its exact name but
+    beside one whose name differs only in case or Unicode form (``Web`` and ``web``):
+    on a file system that ignores case they are one directory, so a move between
+    them would write the file and then remove it."""
+    for directory, place in story_directories(config, rel):
+        path = config.repo / directory
+        try:
+            names = os.listdir(path.parent)
+        except OSError:
+            return  # not there yet: nothing below it can clash
+        if path.name in names:
+            continue
+        twin = next((n for n in names if fold_id(n) == fold_id(path.name)), None)
+        if twin is not None:
+            raise _Refusal(
+                f"{rel}: {place} directory {path.name!r} differs only in case from the existing "
+                f"{(path.parent / twin).relative_to(config.repo).as_posix()}; on a file system that ignores "
+                f"case they are one directory; use the existing name"
+            )
+        return
 
 
 def _read_story_file(config: Config, rel: str) -> bytes | None:
@@ -287,6 +353,8 @@ def _read_story_file(config: Config, rel: str) -> bytes | None:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise _Refusal(f"{rel}: {exc.strerror}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise _Refusal(f"{rel} is not a regular file (a symlink or a directory); not touched")
     if st.st_size > MAX_FILE:
@@ -422,10 +490,25 @@ def _write(config: Config, action: Action, undo: _Undo) -> None:
             raise
     if action.old_path is not None and action.kind in ("move", "delete"):
         old = config.repo / action.old_path
+        if action.kind == "move" and _same_file(old, config.repo / (action.new_path or "")):
+            raise StorysyncError(
+                f"{action.old_path}: the same file as {action.new_path} (a symlinked directory, or a file system "
+                "that ignores case); not removed"
+            )
         undo.remember(old)
         old.unlink(missing_ok=True)
         if action.kind == "move":
             _remove_if_empty(old.parent)
+
+
+def _same_file(old: Path, new: Path) -> bool:
+    """Whether the old path of a move, once the new file is written, is that new file
+    (device and inode), whatever the names say: two names of one directory entry, so
+    removing the old path would remove the story."""
+    try:
+        return os.path.samefile(old, new)
+    except OSError:
+        return False
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -6,7 +6,9 @@ move, a new slug) and a delete plus an add of the same id in one commit are one
 story.  Merge commits list no changes of their own, so a move made on a branch is
 counted once, at the branch's commit; a move already recorded (a cherry-pick of
 it, a re-run of the same range) is not recorded again.
-"""
+
+A history rebuild (``sync --full --history``) also brings back the stories deleted on the way
+(``HistoryPlan``, ``last_versions``)."""
 
 from __future__ import annotations
 
@@ -14,16 +16,132 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, select
 
+from storysync.check.sources import Entry, GitTreeSource
+from storysync.check.validate import Checked, check_data, checker_for, to_record
 from storysync.config import Config
 from storysync.db import tables as m
+from storysync.db.database import utcnow
+from storysync.git import runner as gitplain
 from storysync.git.runner import Change, LogCommit
+from storysync.ingest.apply import CREATE_KEYS, INSERT_STORY, ensure_backlogs, file_values
+from storysync.ingest.bulk import BulkWriter
+from storysync.ingest.types import MovesById, Plan, Provenance
 from storysync.story.layout import classify
+from storysync.story.model import Record
+
+if TYPE_CHECKING:
+    from storysync.git.runner import GitRepo
+
+
+class HistoryPlan:
+    """The stage moves a range's commits made, split between what ``apply`` records
+    (stories whose row it creates or moves) and the rest (recorded by ``after``)."""
+
+    def __init__(self, config: Config, repo: GitRepo, walk: tuple[bool, str | None], to: str, *, rebuild: bool) -> None:
+
+        self.config = config
+        self.rebuild = rebuild
+        self.commits = gitplain.log(repo, walk[1], to, config.root) if walk[0] else []
+        self.rest: list[Move] = []
+        self.notices: list[str] = []
+        self.deleted = last_versions(config, repo, to, self.commits, self.notices) if rebuild else []
+
+    def for_plan(self, conn: Connection, plan: Plan, checked: Checked) -> MovesById:
+        """The moves ``apply`` should record for the stories ``plan`` creates or moves."""
+        ids = touched_ids(self.config, self.commits)
+        if not ids:
+            return {}
+        skip = {id_of(p) for p in checked.invalid_paths}
+        found = self._moves(conn, ids)
+        consumed = {s.id for s in plan.creates} | {s.id for s, _ in plan.revives}
+        consumed |= {s.id for s, r in plan.updates if s.location.status != r.status}
+        out: MovesById = {}
+        for mv in found:
+            if mv.story_id in skip:
+                continue
+            if mv.story_id in consumed:
+                out.setdefault(mv.story_id, []).append((mv.before, mv.after, Provenance(mv.sha, mv.author, mv.when)))
+            else:
+                self.rest.append(mv)
+        return out
+
+    def _moves(self, conn: Connection, ids: set[str]) -> list[Move]:
+        if self.rebuild:
+            found = moves(self.config, self.commits, {})
+            return without_exported(found, db_side_moves(conn, ids))
+        s = m.stories.c
+        start: dict[str, str | None] = {}
+        for chunk in _chunks(sorted(ids)):
+            query = select(s.id, s.status).where(s.id.in_(chunk), s.deleted_at.is_(None))
+            start.update((r.id, r.status) for r in conn.execute(query))
+        seen = already_recorded(conn, ids)
+        found = moves(self.config, self.commits, start)
+        return [mv for mv in found if (mv.story_id, mv.sha, mv.after) not in seen]
+
+    def before(self, conn: Connection) -> None:
+        """In the run's transaction, before ``apply``: clear the history being rebuilt."""
+        if self.rebuild:
+            clear_file_history(conn)
+
+    def after(self, conn: Connection) -> None:
+        """In the run's transaction, after ``apply``: the rows of the stories deleted before
+        the rebuilt commit that the database lacks, then the moves of stories ``apply`` did not move."""
+        have = existing_ids(conn, {gone.story_id for gone, _ in self.deleted})
+        insert_deleted(conn, [(record, gone) for gone, record in self.deleted if gone.story_id not in have])
+        existing = existing_ids(conn, {mv.story_id for mv in self.rest})
+        rows = history_rows(mv for mv in self.rest if mv.story_id in existing)
+        if rows:
+            conn.execute(m.status_history.insert(), rows)
+
+
+def last_versions(
+    config: Config, repo: GitRepo, to: str, commits: list[gitplain.LogCommit], notices: list[str]
+) -> list[tuple[Gone, Record]]:
+    """The stories ``commits`` (the whole history up to ``to``) leave deleted, each as its
+    last version was (its file at the deleting commit's parent), checked on its own.
+
+    A last version that does not read as a valid story of that id is left out, with a notice.
+    """
+    found: list[tuple[Gone, Entry]] = []
+    by_parent: dict[str, list[Gone]] = {}
+    for gone in gone_stories(config, commits):
+        by_parent.setdefault(f"{gone.deleted_in}^", []).append(gone)
+    for parent, group in by_parent.items():
+        tree = {item.path: item for item in gitplain.tree_entries(repo, parent, [g.path for g in group])}
+        for gone in group:
+            item, location = tree.get(gone.path), classify(config, gone.path)
+            if item is None or location is None or item.mode == gitplain.SUBMODULE_MODE:
+                notices.append(_left_out(gone, "not a file"))
+                continue
+            found.append((gone, Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE)))
+    checker = checker_for(config)
+    out: list[tuple[Gone, Record]] = []
+    read = GitTreeSource(repo, config, to).read_many([entry for _, entry in found])
+    for (gone, _), (entry, data) in zip(found, read, strict=True):
+        story, problems = check_data(entry, data, checker)
+        if problems or story is None:
+            notices.append(_left_out(gone, problems[0].message if problems else "unreadable"))
+        elif story.id != gone.story_id:
+            notices.append(_left_out(gone, f"its id is {story.id!r}"))
+        else:
+            out.append((gone, to_record(story)))
+    return out
+
+
+def _left_out(gone: Gone, why: str) -> str:
+    return (
+        f"{gone.path}: the last version of {gone.story_id} (deleted in {gone.deleted_in[:12]}) is not a valid "
+        f"story ({why}); a rebuild into a database without its row leaves it out, with its status history"
+    )
+
 
 ID_PREFIX = re.compile(r"^([A-Z][A-Z0-9]*-[0-9]+)(?:-.*)?\.md$", re.DOTALL)
+
+
 CHUNK = 500
 
 
@@ -93,6 +211,41 @@ def moves(
             if status is not None and status != before:
                 out.append(Move(story_id, before, status, info.sha, info.author, info.when))
     return out
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A story the last commit of a range no longer has, and where its last version is."""
+
+    story_id: str
+    path: str  # where its file was when it was deleted
+    deleted_in: str  # the commit that deleted it (its first parent holds the last version)
+    deleted_at: datetime  # that commit's time, as ``Move.when``
+    version: str | None  # the last commit that changed the file (None: before the range)
+    born: datetime  # when the id first appeared in the range
+
+
+def gone_stories(config: Config, commits: Iterable[LogCommit]) -> list[Gone]:
+    """The stories ``commits`` (oldest first, the whole history) leave deleted, by id."""
+    changed: dict[str, str] = {}
+    born: dict[str, datetime] = {}
+    out: dict[str, Gone] = {}
+    for commit in commits:
+        info = commit.info
+        before_paths: dict[str, str] = {}
+        for change in commit.changes:
+            before, _ = _sides(config, change)
+            if before is not None:
+                before_paths.setdefault(before[0], change.old if change.old is not None else change.path)
+        for story_id, status in commit_effects(config, commit).items():
+            born.setdefault(story_id, info.when)
+            if status is not None:
+                changed[story_id] = info.sha
+                out.pop(story_id, None)
+                continue
+            version = changed.pop(story_id, None)
+            out[story_id] = Gone(story_id, before_paths[story_id], info.sha, info.when, version, born[story_id])
+    return [out[sid] for sid in sorted(out)]
 
 
 def touched_ids(config: Config, commits: Iterable[LogCommit]) -> set[str]:
@@ -177,3 +330,21 @@ def history_rows(found: Iterable[Move]) -> list[dict[str, Any]]:
 def _chunks(items: list[str]) -> Iterable[list[str]]:
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
+
+
+def insert_deleted(conn: Connection, stories: list[tuple[Record, Gone]]) -> None:
+    """Rows for stories deleted before the commit a history rebuild reads, as syncing every
+    commit leaves them: soft-deleted at the deleting commit's time (a sync run right after
+    it, as a hook runs, would stamp that), created when the id first appeared, holding the
+    last version's content and commit, and no dependencies (a deletion removes them)."""
+    if not stories:
+        return
+    ensure_backlogs(conn, Plan(creates=[record for record, _ in stories]), utcnow())
+    bulk = BulkWriter(conn)
+    rows = []
+    for record, gone in stories:
+        # revision 2, all synced: as a row one sync created and a later one deleted
+        values = file_values(bulk, record, 2, gone.version)
+        deleted_at = bulk.stamp(gone.deleted_at)
+        rows.append((record.id, *values, bulk.stamp(gone.born), deleted_at, deleted_at))
+    bulk.run(INSERT_STORY, CREATE_KEYS, rows)

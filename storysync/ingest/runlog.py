@@ -17,7 +17,7 @@ from storysync.log import get_logger
 if TYPE_CHECKING:
     from storysync.config import Config
     from storysync.db.database import Database
-    from storysync.ingest.sync import SyncResult
+    from storysync.ingest.types import SyncResult
 
 
 def after_sync(config: Config, db: Database, result: SyncResult, seconds: float) -> None:

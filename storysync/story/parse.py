@@ -204,7 +204,7 @@ Event = Any  # a PyYAML event; read by its class and attributes only
 def load_frontmatter(path: str, fm_text: str) -> Loaded | list[Diagnostic]:
     """YAML frontmatter text (which starts on line 2 of the file) → data and marks."""
     try:
-        return _load(fm_text)
+        return _read(fm_text)
     except _Refused as exc:
         return [_diag(path, exc.mark, exc.code, exc.message)]
     except _Problems as exc:  # every problem of the frontmatter, not only the first
@@ -230,7 +230,33 @@ class _Problems(Exception):
         self.problems = problems
 
 
-def _load(fm_text: str) -> Loaded:
+def _read(fm_text: str) -> Loaded:
+    """``_load`` with libyaml, and a refusal that comes first whatever libyaml's version.
+
+    libyaml 0.2.6 (PyYAML 6.0.4's wheels) stops at its own nesting limit (1000 open
+    collections) while its scanner looks ahead for a possible key, which on a line such
+    as ``x: [[[[...`` is before it hands out the event that nests too deep here.  So
+    where libyaml fails on frontmatter that may nest deeper than ``MAX_DEPTH``, PyYAML's
+    pure-Python parser (the same events, no such limit) reads it again: a refusal it
+    meets first (too deep, an anchor, an alias) is the answer, as it is where libyaml
+    has no limit; anything else keeps libyaml's error.
+    """
+    try:
+        return _load(fm_text, _Parser)
+    except yaml.YAMLError as exc:
+        if depth_bound(fm_text) <= MAX_DEPTH:
+            raise
+        error = exc
+    try:
+        _load(fm_text, yaml.SafeLoader)
+    except _Refused:
+        raise
+    except Exception:  # noqa: S110 - the pure-Python parser's own error: libyaml's stands
+        pass
+    raise error
+
+
+def _load(fm_text: str, parser: Callable[[str], Any]) -> Loaded:
     """Read the single YAML document of ``fm_text`` into data and marks, or raise.
 
     Precedence, as a reader that composes the whole document first would have it:
@@ -239,7 +265,7 @@ def _load(fm_text: str) -> Loaded:
     The later documents are read for the first group only where the old reader's
     event pre-scan would have reached them (an ``&`` or ``*``, or a deep bound).
     """
-    get: Callable[[], Event] = _Parser(fm_text).get_event
+    get: Callable[[], Event] = parser(fm_text).get_event
     get()  # stream start
     if get().__class__ is yaml.StreamEndEvent:  # no document at all: only comments or blank
         raise _Refused((2, 1), "empty-frontmatter", "frontmatter is empty; it needs at least 'id' and 'title'")

@@ -333,9 +333,14 @@ def _reordered(fm: Mapping[str, Any], edits: Mapping[str, Any]) -> list[tuple[st
     return items + [(k, v) for k, v in edits.items() if k not in fm and v is not REMOVE]
 
 
+def new_file(want: Wanted) -> bytes:
+    """The bytes of a new story file for ``want`` (not yet checked to read back as it)."""
+    return Parts(False, "---\n", clean_frontmatter(new_file_items(want), "\n"), "---\n", want.body).join()
+
+
 def render_new(want: Wanted, location: Location) -> bytes:
     """A new story file for a row created in the database (checked to read back as it)."""
-    data = Parts(False, "---\n", clean_frontmatter(new_file_items(want), "\n"), "---\n", want.body).join()
+    data = new_file(want)
     if not reads_as(data, want, location):
         raise RenderError(f"{location.path}: cannot write the database's values as a new file")
     return data

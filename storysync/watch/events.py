@@ -217,7 +217,10 @@ class _Handler(FileSystemEventHandler):
         kind = event.event_type
         if event.is_directory:
             self._directory(event)
-        elif kind == "moved":
+            return
+        if kind == "deleted" or (kind == "created" and os.path.islink(event.src_path)) or kind == "moved":
+            self._directory(event)  # a symlink where a stage or backlog directory belongs comes as a file event
+        if kind == "moved":
             self._offer(ChangeKind.deleted, event.src_path)
             self._offer(ChangeKind.added, event.dest_path)
         elif kind in _KINDS:

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from storysync.errors import Diagnostic, StorysyncError
-from storysync.ingest.sync import SyncOptions, sync
+from storysync.ingest.run import sync
+from storysync.ingest.types import SyncOptions
 from storysync.watch.events import Batch, ChangeFilter, ChangeKind
 from storysync.watch.outcome import Outcome
 
@@ -66,8 +67,10 @@ def _story_candidates(config: Config) -> Iterator[str]:
 
 
 def _subdirs(path: os.PathLike[str]) -> list[str]:
+    """The directories in ``path``; symlinked ones too, so that the sync refuses their stories
+    (``check.rules.symlinked_directory``) rather than the watch passing over them in silence."""
     try:
-        return [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+        return [e.path for e in os.scandir(path) if e.is_dir()]
     except OSError:
         return []
 

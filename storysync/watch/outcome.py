@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from storysync.errors import Diagnostic
-    from storysync.ingest.sync import SyncResult
+    from storysync.ingest.types import SyncResult
 
 
 @dataclass

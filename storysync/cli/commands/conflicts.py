@@ -8,6 +8,7 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
+from storysync.errors import printable
 
 
 @click.command("conflicts")
@@ -21,7 +22,7 @@ def command(app: App, resolve_id: str | None, fmt: str) -> int:
     app.db.ensure_schema()
     if resolve_id is not None:
         n = conflicts.resolve(app.db, resolve_id)
-        app.console.print(f"storysync: {resolve_id}: {n} conflict(s) resolved", markup=False, soft_wrap=True)
+        app.console.print(f"storysync: {printable(resolve_id)}: {n} conflict(s) resolved", markup=False, soft_wrap=True)
         return 0
     found = conflicts.open_conflicts(app.config, app.db)
     if fmt == "json":
@@ -46,14 +47,14 @@ def command(app: App, resolve_id: str | None, fmt: str) -> int:
 
 
 def _table(conflict: object) -> object:
-    from rich.markup import escape
     from rich.table import Table
 
+    from storysync.cli.report import rich_safe
     from storysync.db.conflicts import OpenConflict
 
     assert isinstance(conflict, OpenConflict)
     title = f"{conflict.story_id}  {conflict.path or ''}  (detected {conflict.detected_at:%Y-%m-%d %H:%M} UTC)"
-    table = Table(title=escape(title), show_lines=False)
+    table = Table(title=rich_safe(title), show_lines=False)
     table.add_column("field", style="bold")
     table.add_column("file (kept)")
     table.add_column("database (conflict)")
@@ -61,7 +62,10 @@ def _table(conflict: object) -> object:
         differs = json.dumps(file_value, default=str) != json.dumps(db_value, default=str)
         style = "yellow" if differs else None
         table.add_row(
-            escape(key), escape(_show(file_value, conflict.file is None)), escape(_show(db_value)), style=style
+            rich_safe(key),
+            rich_safe(_show(file_value, conflict.file is None), keep_lines=True),
+            rich_safe(_show(db_value), keep_lines=True),
+            style=style,
         )
     return table
 

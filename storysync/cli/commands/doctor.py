@@ -8,6 +8,7 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
+from storysync.errors import printable
 
 
 @click.command("doctor")
@@ -19,8 +20,8 @@ def command(app: App, fmt: str) -> int:
     Checks git, the repository's state, the config, the stories root and each
     story file's permissions, the database (reachable, initialised, schema
     current, writable), how far it is behind HEAD, the hooks, the inotify watch
-    limit, open conflicts and webhook delivery.  Exits 0 when every check passes
-    and 1 when any fails.
+    limit, open conflicts and webhook delivery.  Exits 0 when every check passes,
+    1 when any fails, and 2 when the configuration or database URL is invalid.
     """
     from pathlib import Path
 
@@ -37,7 +38,7 @@ def command(app: App, fmt: str) -> int:
         line = f"{r.status.upper():4}  {r.name}: {r.message}"
         if r.fix:
             line += f"; fix: {r.fix}"
-        app.out.print(line, markup=False, highlight=False)
+        app.out.print(printable(line), markup=False, highlight=False)
     failed = sum(r.status == "fail" for r in results)
     app.out.print("all checks passed" if not failed else f"{failed} check(s) failed", markup=False)
     return code

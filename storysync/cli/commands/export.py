@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from storysync.cli.app import App
+from storysync.errors import printable
 
 
 @click.command("export")
@@ -22,7 +23,7 @@ def command(app: App, commit: bool, message: str | None, dry_run: bool) -> int:
     result = export(app.config, app.db, app.repo, ExportOptions(commit=commit, message=message, dry_run=dry_run))
     for action in result.actions:
         if action.kind != "in-step" or app.verbosity > 0:
-            app.out.print(action.describe(dry_run), markup=False, soft_wrap=True)
+            app.out.print(printable(action.describe(dry_run)), markup=False, soft_wrap=True)
     if app.verbosity >= 0:
         app.console.print(summary(result), markup=False, soft_wrap=True)
     return result.exit_code

@@ -16,9 +16,9 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show a story's status history: each move, when, by whom, in which commit."""
-    from rich.markup import escape
     from rich.table import Table
 
+    from storysync.cli.report import rich_safe
     from storysync.db import queries
 
     app.db.ensure_schema()
@@ -26,17 +26,17 @@ def command(app: App, story_id: str, fmt: str) -> int:
     if fmt == "json":
         app.out.print_json(json.dumps(rows, default=str))
         return 0
-    table = Table(title=f"status history of {escape(story_id)}")
+    table = Table(title=f"status history of {rich_safe(story_id)}")
     for column in ("when", "from", "to", "source", "commit", "author"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row["changed_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            escape(row["from_status"] or "(created)"),
-            escape(row["to_status"]),
-            row["source"],
-            (row["commit"] or "")[:12],
-            escape(row["author"] or ""),
+            rich_safe(row["from_status"] or "(created)"),
+            rich_safe(row["to_status"]),
+            rich_safe(row["source"]),
+            rich_safe((row["commit"] or "")[:12]),
+            rich_safe(row["author"] or ""),
         )
     app.out.print(table)
     return 0

@@ -19,8 +19,7 @@ ERRORS_SHOWN = 3
 @click.pass_obj
 def command(app: App, limit: int, fmt: str) -> int:
     """Show recent sync runs: trigger, range, outcome, counts and errors."""
-    from rich.markup import escape
-
+    from storysync.cli.report import rich_safe
     from storysync.db import queries
 
     app.db.ensure_schema()
@@ -29,10 +28,10 @@ def command(app: App, limit: int, fmt: str) -> int:
         app.out.print_json(json.dumps(rows, default=str))
         return 0
     for row in rows:
-        app.out.print(escape(_line(row)))
+        app.out.print(rich_safe(_line(row)))
         for error in (row["errors"] or [])[:ERRORS_SHOWN]:
             where = f"{error['path']}:{error.get('line', 1)}:{error.get('col', 1)}: " if error.get("path") else ""
-            app.out.print(escape(f"    {where}{error.get('message', '')}"))  # no path: a failed run's error
+            app.out.print(rich_safe(f"    {where}{error.get('message', '')}"))  # no path: a failed run's error
         hidden = len(row["errors"] or []) - ERRORS_SHOWN
         if hidden > 0:
             app.out.print(f"    ... and {hidden} more (--format json shows all)")

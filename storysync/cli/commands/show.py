@@ -16,10 +16,10 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show one story: its fields, dependencies and body."""
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
+    from storysync.cli.report import rich_safe
     from storysync.db import queries
 
     app.db.ensure_schema()
@@ -54,9 +54,9 @@ def command(app: App, story_id: str, fmt: str) -> int:
         if value in (None, [], {}):
             continue
         table.add_row(
-            key, escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
+            key, rich_safe(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
         )
     app.out.print(table)
     if story.get("body", "").strip():
-        app.out.print(Panel(escape(story["body"].rstrip()), title="body", expand=False))
+        app.out.print(Panel(rich_safe(story["body"].rstrip(), keep_lines=True), title="body", expand=False))
     return 0

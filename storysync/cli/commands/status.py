@@ -11,6 +11,7 @@ import click
 from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
 from storysync.cli.report import console_width, plain_stdout, plain_table, plain_text
+from storysync.errors import printable
 
 if TYPE_CHECKING:
     from storysync.db.queries import Status
@@ -83,24 +84,25 @@ def _print_table(app: App, st: Status, display: str) -> None:
     """Stories per backlog (rows, under ``backlog id``) and status (columns), configured stages first."""
     statuses = list(dict.fromkeys(app.config.stages.values()))
     statuses += sorted({s for _, s in st.counts} - set(statuses))
-    header = [BACKLOG_COLUMN, *statuses, "total"]  # named apart from the status 'backlog'
+    header = [BACKLOG_COLUMN, *map(printable, statuses), "total"]  # named apart from the status 'backlog'
     rows = []
     for backlog in sorted({b for b, _ in st.counts}):
         cells = [st.counts.get((backlog, s), 0) for s in statuses]
-        rows.append([backlog, *map(str, cells), str(sum(cells))])
-    title = f"{st.total} stories in {display}"
+        rows.append([printable(backlog), *map(str, cells), str(sum(cells))])
+    title = f"{st.total} stories in {printable(display)}"
     text = plain_table(title, header, rows, console_width()) if plain_stdout() else None
     if text is not None:
         sys.stdout.write(text)
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
-    table.add_column(header[0])
+    table = Table(title=escape(title))
+    table.add_column(escape(header[0]))
     for name in header[1:]:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     app.out.print(table)
 
 

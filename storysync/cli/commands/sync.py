@@ -9,7 +9,8 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.report import sync_summary, write_diagnostics
-from storysync.ingest.sync import TRIGGERS, SyncOptions
+from storysync.errors import printable
+from storysync.ingest.types import TRIGGERS, SyncOptions
 
 
 @click.command("sync")
@@ -39,7 +40,7 @@ def command(
     if history and not full:
         raise click.UsageError("--history rebuilds the whole history: use it with --full")
     from storysync.cli.progress import progress_bar, surely_not_a_terminal
-    from storysync.ingest.sync import sync
+    from storysync.ingest.run import sync
 
     options = SyncOptions(
         from_rev=from_rev,
@@ -56,7 +57,7 @@ def command(
         result = sync(app.config, app.db, app.git, options, progress=advance)
     write_diagnostics(result.diagnostics, "text")
     for notice in result.notices:
-        app.console.print(f"storysync: {notice}", markup=False)
+        app.console.print(f"storysync: {printable(notice)}", markup=False)
     if app.verbosity >= 0:
         sys.stderr.write(sync_summary(result) + "\n")
         if result.diagnostics and not keep_going:

@@ -11,7 +11,12 @@ from storysync.cli.report import FORMATS
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--staged", is_flag=True, help="Check the staged (index) versions; with no PATH, the staged story files.")
+@click.option(
+    "--staged",
+    is_flag=True,
+    help="Check the staged (index) versions; with no PATH, the whole staged change: the staged story "
+    "files and the stories depending on one it deletes or renames.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
 @click.pass_obj
 def command(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:

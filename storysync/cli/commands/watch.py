@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from storysync.cli.app import App
+from storysync.errors import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -169,6 +170,7 @@ class StatusView:
         return status
 
     def _problem(self, text: str) -> None:
+        text = printable(text)
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:
@@ -180,12 +182,14 @@ class StatusView:
     ) -> None:
         """A log line on stderr (a JSON record with ``--log-format json``); ``force``: even with -q."""
         if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
+            self._live.console.print(printable(text), markup=False, highlight=False)
             return
         if self.verbosity < 0 and not force:
             return
         if self.json:
             text = _json_record(text.removeprefix("storysync: "), level, {"event_type": "watch", **(fields or {})})
+        else:
+            text = printable(text)
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 

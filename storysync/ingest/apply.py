@@ -1,310 +1,37 @@
-"""files → DB: plan what a set of changed story files means for the database, then
-apply the plan in one transaction.
-
-``sync()`` is the library entry point the CLI, the hooks and watch call.  A git
-run is incremental (``storysync.ingest.incremental``: the paths a two-point diff names,
-or every file of the commit when no last synced commit can be trusted); a
-working-tree run reads the given paths (watch) or every story file on disk.  The
-plan and apply steps here take any set of changed paths.
+"""One transaction: write a sync's plan (upserts, moves, soft deletes, dependencies, history,
+the change feed, the audit row and the last synced commit), or only the audit row of a run
+that was invalid or failed (SPEC §6).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, select
 
-from storysync.check.rules import KnownRows
-from storysync.check.sources import Source, WorkTreeSource
-from storysync.config import Config
+from storysync.check.validate import Checked
 from storysync.db import tables as m
 from storysync.db import worktree
 from storysync.db.conflicts import db_snapshots
-from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
-from storysync.db.locks import writer_lock
-from storysync.errors import EXIT_RUNTIME, DatabaseError, Diagnostic, StorysyncError, utf8_safe
+from storysync.db.database import LAST_SYNCED, Database, set_state, utcnow
+from storysync.errors import Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
+from storysync.ingest.plan import describe, moved, written_paths
+from storysync.ingest.types import DbRow, HistoryWriter, Plan, Planner, Provenance, SyncOptions, SyncResult
+from storysync.log import get_logger, redact
 from storysync.story.model import Record
 
 if TYPE_CHECKING:
-    import git
-
     from storysync.check.validate import Bodies
-    from storysync.git.runner import CommitInfo, GitRepo
 
-TRIGGERS = ("manual", "hook", "ci", "watch")
+
 MAX_RECORDED_ERRORS = 1000
+
+
 WRITE_BATCH = 2000  # rows per executemany, all in the one transaction
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """What a sync run should do (the ``storysync sync`` flags)."""
-
-    from_rev: str | None = None
-    to_rev: str | None = None
-    full: bool = False
-    working_tree: bool = False
-    keep_going: bool = False
-    dry_run: bool = False
-    trigger: str = "manual"
-    # With ``working_tree``: sync only these repository-relative paths (watch's
-    # batches); a path gone from disk soft-deletes the row stored at that path.
-    paths: tuple[str, ...] | None = None
-    # With ``full``: rebuild the file-side status history from the whole git log.
-    history: bool = False
-
-
-@dataclass
-class SyncResult:
-    """What a run did, for the report and the exit code."""
-
-    outcome: str = "ok"  # ok | invalid | failed
-    run_id: int | None = None
-    from_commit: str | None = None
-    to_commit: str | None = None
-    full: bool = False
-    dry_run: bool = False
-    files: int = 0
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    # The story paths a working-tree run wrote, recorded as such (``storysync.worktree``).
-    worktree_written: list[str] = field(default_factory=list)
-
-    @property
-    def upserted(self) -> int:
-        return len(self.created) + len(self.updated)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.diagnostics else 0
-
-
-@dataclass(frozen=True)
-class DbRow:
-    """What the planner needs to know about an existing ``stories`` row."""
-
-    id: str
-    path: str | None
-    content_hash: str | None
-    status: str
-    backlog_id: str
-    revision: int
-    synced_revision: int
-    deleted: bool
-
-
-@dataclass
-class Plan:
-    """The writes one run will make."""
-
-    creates: list[Record] = field(default_factory=list)
-    revives: list[tuple[Record, DbRow]] = field(default_factory=list)
-    updates: list[tuple[Record, DbRow]] = field(default_factory=list)
-    deletes: list[DbRow] = field(default_factory=list)
-    unchanged: int = 0
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """The commit a run's content comes from (None for the working tree)."""
-
-    sha: str | None
-    author: str | None
-    when: datetime
-
-
-def sync(
-    config: Config,
-    db: Database,
-    repo: GitRepo | git.Repo,
-    options: SyncOptions | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> SyncResult:
-    """Bring the database in step with the story files (SPEC §6).
-
-    ``repo`` is a plain ``gitplain.GitRepo`` (no GitPython import, as the CLI passes)
-    or a GitPython ``git.Repo``; git is asked through plain processes either way.
-    """
-    from storysync.git.runner import as_plain
-
-    plain = as_plain(repo)
-    options = options or SyncOptions()
-    started = time.perf_counter()
-    db.ensure_schema()
-    if options.dry_run:
-        return _sync_locked(config, db, plain, options, progress)
-    with writer_lock(plain.common_dir), db.run_lock():
-        result = _sync_locked(config, db, plain, options, progress)
-    # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
-    # Bounded in time and never raises: a notification never blocks or fails a sync.
-    from storysync.ingest.runlog import after_sync
-
-    after_sync(config, db, result, time.perf_counter() - started)
-    return result
-
-
-def _sync_locked(
-    config: Config,
-    db: Database,
-    repo: GitRepo,
-    options: SyncOptions,
-    progress: Callable[[int], None] | None,
-) -> SyncResult:
-    with db.read() as conn:
-        last = get_state(conn, LAST_SYNCED)
-        marked = set() if options.working_tree else worktree.read(conn)
-    result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
-    try:
-        return _run(config, db, repo, options, result, progress, marked)
-    except Exception as exc:
-        if not options.dry_run and _recordable(exc):
-            record_failure(db, options, result, exc)
-        raise
-
-
-def _recordable(exc: Exception) -> bool:
-    """Whether ``exc`` failed the run (git, the database refusing a write, an internal error)
-    and the database can still take its audit row (not unreachable, not locked)."""
-    if isinstance(exc, DatabaseError) and exc.unavailable:
-        return False  # trying would fail, or wait out the lock timeout a second time
-    return not isinstance(exc, StorysyncError) or exc.exit_code == EXIT_RUNTIME
-
-
-def _run(
-    config: Config,
-    db: Database,
-    repo: GitRepo,
-    options: SyncOptions,
-    result: SyncResult,
-    progress: Callable[[int], None] | None,
-    marked: set[str],
-) -> SyncResult:
-    if options.working_tree:
-        source: Source = WorkTreeSource(config)
-        provenance = Provenance(None, None, utcnow())
-        result.to_commit = None
-        if options.paths is not None:
-            from storysync.ingest.incremental import run_paths
-
-            return run_paths(config, db, source, provenance, options, result, progress)
-    else:
-        from storysync.ingest.incremental import run_git
-
-        return run_git(config, db, repo, options, result, progress, marked)
-    return run_full(config, db, source, provenance, options, result, progress)
-
-
-def _provenance(info: CommitInfo) -> Provenance:
-    return Provenance(info.sha, info.author, info.when)
-
-
-def run_full(
-    config: Config,
-    db: Database,
-    source: Source,
-    provenance: Provenance,
-    options: SyncOptions,
-    result: SyncResult,
-    progress: Callable[[int], None] | None = None,
-) -> SyncResult:
-    """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
-    from storysync.ingest.incremental import check_tree, finish
-
-    checked, planner = check_tree(config, source, progress)
-    return finish(db, checked, planner, provenance, options, result)
-
-
-def load_rows(conn: Connection) -> dict[str, DbRow]:
-    """Every story row (live and soft-deleted), by id."""
-    s = m.stories.c
-    query = select(s.id, s.path, s.content_hash, s.status, s.backlog_id, s.revision, s.synced_revision, s.deleted_at)
-    return {
-        r.id: DbRow(
-            r.id,
-            r.path,
-            r.content_hash,
-            r.status,
-            r.backlog_id,
-            r.revision,
-            r.synced_revision,
-            r.deleted_at is not None,
-        )
-        for r in conn.execute(query)
-    }
-
-
-def known_from_rows(conn: Connection, rows: dict[str, DbRow]) -> KnownRows:
-    """The database's live stories as ``Known`` for cross-file checks."""
-    deps: dict[str, list[str]] = {}
-    for story_id, dep in conn.execute(select(m.dependencies.c.story_id, m.dependencies.c.depends_on_id)):
-        deps.setdefault(story_id, []).append(dep)
-    return KnownRows({r.id: (r.path or "", deps.get(r.id, [])) for r in rows.values() if not r.deleted})
-
-
-def make_plan(
-    stories: Iterable[Record],
-    rows: dict[str, DbRow],
-    *,
-    skip_paths: set[str] = frozenset(),  # type: ignore[assignment]
-    skip_ids: set[str] = frozenset(),  # type: ignore[assignment]
-    deleted_paths: set[str] | None = None,
-) -> Plan:
-    """Compare stories with rows.  ``deleted_paths`` None means: the stories are the
-    whole tree, so every live row not among them is deleted."""
-    plan = Plan()
-    seen: set[str] = set()
-    for story in stories:
-        seen.add(story.id)
-        row = rows.get(story.id)
-        if row is None:
-            plan.creates.append(story)
-        elif row.deleted and _unchanged_since_db_delete(story, row):
-            plan.unchanged += 1  # deleted DB-side, file untouched: export removes it
-        elif row.deleted:
-            plan.revives.append((story, row))
-        elif row.content_hash != story.content_hash or row.path != story.path:
-            plan.updates.append((story, row))
-        else:
-            plan.unchanged += 1
-    for row in rows.values():
-        if row.deleted or row.id in seen or row.id in skip_ids or row.path in skip_paths:
-            continue
-        if row.path is None:  # created DB-side and not exported yet: there is no file to miss
-            continue
-        if deleted_paths is None or row.path in deleted_paths:
-            plan.deletes.append(row)
-    return plan
-
-
-def _unchanged_since_db_delete(story: Record, row: DbRow) -> bool:
-    """A row deleted DB-side (not exported yet) whose file is as last synced."""
-    pending = row.revision > row.synced_revision
-    return pending and row.content_hash == story.content_hash and row.path == story.path
-
-
-def _describe(plan: Plan, result: SyncResult) -> None:
-    result.created = sorted([s.id for s in plan.creates] + [s.id for s, _ in plan.revives])
-    result.updated = sorted(s.id for s, _ in plan.updates)
-    result.moved = sorted(s.id for s, r in plan.updates if _moved(s, r))
-    result.deleted = sorted(r.id for r in plan.deletes)
-    result.unchanged = plan.unchanged
-    pending = [r for _, r in plan.updates] + plan.deletes  # rows with DB-side changes the file overrides
-    result.conflicts = sorted(r.id for r in pending if r.revision > r.synced_revision)
-
-
-def _moved(story: Record, row: DbRow) -> bool:
-    return story.status != row.status or story.backlog != row.backlog_id
 
 
 def apply(
@@ -327,7 +54,7 @@ def apply(
     """
     now = utcnow()
     run_id = _insert_run(conn, options, result, now)
-    _ensure_backlogs(conn, plan, now)
+    ensure_backlogs(conn, plan, now)
     bulk = BulkWriter(conn)
     feed = _Feed(bulk, run_id, bulk.stamp(now))
     writing = _Writing(bulk, provenance, now, feed, history, bodies)
@@ -388,8 +115,6 @@ def record_failure(db: Database, options: SyncOptions, result: SyncResult, exc: 
     """The audit row of a run that failed after it started (outcome ``failed``, the error in
     ``errors``), in a transaction of its own: the run's own was rolled back.  Best effort: when
     the database itself is the problem nothing can be recorded, and the error is still raised."""
-    from storysync.log import get_logger, redact
-
     message = str(exc) if isinstance(exc, StorysyncError) else f"internal error: {type(exc).__name__}: {exc}"
     error = {"code": type(exc).__name__, "message": utf8_safe(redact(message))}
     try:
@@ -408,7 +133,7 @@ def _errors_json(diags: list[Diagnostic]) -> list[dict[str, object]]:
     return [d.as_dict() for d in diags[:MAX_RECORDED_ERRORS]]
 
 
-def _ensure_backlogs(conn: Connection, plan: Plan, now: datetime) -> None:
+def ensure_backlogs(conn: Connection, plan: Plan, now: datetime) -> None:
     wanted = {s.backlog for s in plan.creates}
     wanted |= {s.backlog for s, _ in plan.updates + plan.revives}
     if not wanted:
@@ -437,20 +162,42 @@ FILE_KEYS = (
     "synced_revision",
     "synced_commit",
 )
+
+
 CREATE_KEYS = ("id", *FILE_KEYS, "created_at", "updated_at", "deleted_at")
+
+
 UPDATE_KEYS = (*FILE_KEYS, "updated_at", "deleted_at", "b_id")
+
+
 DELETE_KEYS = ("revision", "synced_revision", "updated_at", "deleted_at", "b_id")
+
+
 HISTORY_KEYS = ("story_id", "from_status", "to_status", "changed_at", "commit", "author", "source")
+
+
 CHANGE_KEYS = ("story_id", "kind", "source", "run_id", "at")
+
+
 DEPENDENCY_KEYS = ("story_id", "depends_on_id")
-_INSERT_STORY = m.stories.insert()
+
+
+INSERT_STORY = m.stories.insert()
+
+
 _UPDATE_STORY = m.stories.update().where(m.stories.c.id == bindparam("b_id"))
+
+
 _INSERT_HISTORY = m.status_history.insert()
+
+
 _INSERT_CHANGE = m.changes.insert()
+
+
 _INSERT_DEPENDENCY = m.dependencies.insert()
 
 
-def _file_values(bulk: BulkWriter, story: Record, revision: int, commit: str | None) -> Row:
+def file_values(bulk: BulkWriter, story: Record, revision: int, commit: str | None) -> Row:
     """The ``FILE_KEYS`` values of ``story``'s row at ``revision``, synced from ``commit``."""
     title, priority, points, epic, assignee, tags, extra = story.columns
     body = story.body
@@ -544,9 +291,9 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
     for start, end in w.batches([s for s, _ in pairs]):
         params = []
         for story, row in pairs[start:end]:
-            params.append((*_file_values(w.bulk, story, row.revision + 1, sha), stamp, None, row.id))
+            params.append((*file_values(w.bulk, story, row.revision + 1, sha), stamp, None, row.id))
             revived = row.deleted
-            kind = "created" if revived else "moved" if _moved(story, row) else "updated"
+            kind = "created" if revived else "moved" if moved(story, row) else "updated"
             w.feed.changes.append((row.id, kind))
             if revived:
                 w.feed.hist.extend(_history_rows(w.bulk, story, None, w.provenance, w.history))
@@ -576,10 +323,10 @@ def _apply_creates(w: _Writing, plan: Plan) -> None:
     for start, end in w.batches(creates):
         rows = []
         for story in creates[start:end]:
-            rows.append((story.id, *_file_values(bulk, story, 1, sha), stamp, stamp, None))
+            rows.append((story.id, *file_values(bulk, story, 1, sha), stamp, stamp, None))
             feed.changes.append((story.id, "created"))
             feed.hist.extend(_history_rows(bulk, story, None, w.provenance, w.history))
-        bulk.run(_INSERT_STORY, CREATE_KEYS, rows)
+        bulk.run(INSERT_STORY, CREATE_KEYS, rows)
 
 
 def _history_rows(
@@ -633,3 +380,55 @@ def _write_dependencies(bulk: BulkWriter, plan: Plan) -> None:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def finish(
+    db: Database,
+    checked: Checked,
+    planner: Planner,
+    provenance: Provenance,
+    options: SyncOptions,
+    result: SyncResult,
+    moves: HistoryWriter | None = None,
+    resynced: Collection[str] = (),
+) -> SyncResult:
+    """Record an invalid run, or plan and write in one transaction (SPEC §6 rules).
+
+    The one ending of every sync (full, a git range, given paths): invalid input
+    without ``keep_going`` writes only the audit row; a dry run describes the
+    plan; otherwise the plan is made inside the writer's transaction, from the
+    rows as they are once no other writer can change them, and applied there
+    (bodies a compacted check dropped are read back batch by batch).  The same
+    transaction records the paths a working-tree run wrote, or forgets those of
+    ``resynced`` (paths recorded so, read again from a commit) that were valid.
+    """
+    result.files = checked.files
+    result.diagnostics = checked.diagnostics
+    if checked.diagnostics and not options.keep_going:
+        result.outcome = "invalid"
+        if not options.dry_run:
+            result.run_id = record_invalid(db, options, result)
+        return result
+    if options.dry_run:
+        with db.read() as conn:
+            describe(planner(conn), result)
+        return result
+    advance = not checked.diagnostics and provenance.sha is not None
+    with db.write() as conn:
+        plan = planner(conn)
+        describe(plan, result)
+        history_moves = moves.for_plan(conn, plan, checked) if moves is not None else None
+        if moves is not None:
+            moves.before(conn)
+        result.run_id = apply(
+            conn, plan, provenance, options, result, advance=advance, history=history_moves, bodies=checked.bodies
+        )
+        if moves is not None:
+            moves.after(conn)
+        healed = set(resynced) - checked.invalid_paths
+        result.worktree_written = sorted(
+            worktree.record(conn, written_paths(plan) if provenance.sha is None else None, healed)
+        )
+    if checked.diagnostics:
+        result.outcome = "invalid"
+    return result
