@@ -121,7 +121,7 @@ stories = Table(
         "deleted_at",
         sqlite_where=text("deleted_at IS NOT NULL"),
     ),
-    # what `storysync list` reads, so that it never reads a body (0005); SQLite only
+    # what `storysync list` reads, so that it never reads a body (0006); SQLite only
     Index(
         LIST_INDEX,
         *LIST_COLUMNS,

@@ -8,8 +8,8 @@ covering), so a list scans it alone.  SQLite only: PostgreSQL keeps a large body
 out of line (TOAST), and limits an index entry to about 2.7 KB, which a long
 title or many tags could pass, failing the sync that writes them.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
