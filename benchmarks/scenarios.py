@@ -164,6 +164,26 @@ def status(ctx: Context) -> list[Row]:
     return [Row.of("status", ctx.size, repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, log=ctx.log))]
 
 
+def list_stories(ctx: Context) -> list[Row]:
+    """``storysync list`` on the synced database, output piped: every story (the plain
+    table, discarded rather than logged: 10 MB a run at 100k), and one question (a
+    backlog's active stories, as JSON)."""
+    everything = storysync_argv(ctx.repo, ctx.synced_db, "list")
+    backlog = _story_paths(ctx.repo)[0].split("/")[1]
+    question = storysync_argv(
+        ctx.repo, ctx.synced_db, "list", "--backlog", backlog, "--status", "active", "--format", "json"
+    )
+    return [
+        Row.of("list", ctx.size, repeat(everything, ctx.repo, ctx.repeats, env=ctx.env), "every story, piped"),
+        Row.of(
+            "list_filtered",
+            ctx.size,
+            repeat(question, ctx.repo, ctx.repeats, env=ctx.env, log=ctx.log),
+            "one backlog's active stories, JSON",
+        ),
+    ]
+
+
 def export_available() -> bool:
     """Whether this storysync has an ``export`` command yet."""
     from storysync.cli.registry import COMMANDS
@@ -209,6 +229,7 @@ def process_start(ctx: Context) -> list[Row]:
 SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "full_sync": full_sync,
     "status": status,
+    "list": list_stories,
     "incremental_sync": incremental_sync,
     "validate_staged": validate_staged,
     "export": export,

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -100,10 +101,21 @@ def test_migrations_match_the_models(any_db: str) -> None:
     try:
         db.ensure_schema()
         with db.engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+            context = MigrationContext.configure(conn, opts={"include_object": _for_dialect(conn.dialect.name)})
+            diffs = compare_metadata(context, m.Base.metadata)
         assert diffs == []
     finally:
         db.dispose()
+
+
+def _for_dialect(dialect: str) -> Any:
+    """Alembic's ``include_object``: leave out an index the models make on SQLite only
+    (``ddl_if``), which Alembic's comparison does not know to skip elsewhere."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ == "index" and name == m.LIST_INDEX and dialect != "sqlite")
+
+    return include
 
 
 def _insert_old_data(db: Database) -> None:

@@ -7,6 +7,7 @@ Everything is built on first use, so a command pays only for what it touches
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -72,14 +73,18 @@ class App:
         # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
-        return Console(stderr=True, highlight=False, quiet=self.verbosity < 0)
+        from storysync.cli.report import output_width
+
+        return Console(stderr=True, highlight=False, quiet=self.verbosity < 0, width=output_width(sys.stderr))
 
     @cached_property
     def out(self) -> Console:
         # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
-        return Console(highlight=False, soft_wrap=True)
+        from storysync.cli.report import output_width
+
+        return Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))
 
     def close(self) -> None:
         if self._db is not None:

@@ -24,6 +24,13 @@ COMMANDS: dict[str, str] = {
     "watch": "watch",
     "doctor": "doctor",
     "notify": "notify",
+    "list": "list",
+    "ready": "ready",
+    "blocked": "blocked",
+    "deps": "deps",
+    "board": "board",
+    "report": "report",
+    "move": "move",
 }
 
 

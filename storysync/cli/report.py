@@ -97,30 +97,52 @@ def sync_summary(result: SyncResult) -> str:
 
 _BOX_TOP, _BOX_HEAD, _BOX_RULE, _BOX_ROW, _BOX_BOTTOM = "┏━┳┓", "┃ ┃┃", "┡━╇┩", "│ ││", "└─┴┘"
 
+FULL_WIDTH = 1 << 20  # the width of a console that is not a terminal: no line is wrapped or cut
 
-def plain_stdout() -> bool:
-    """True when rich would certainly not treat stdout as a terminal (piped or redirected,
-    no ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR``) and draws its boxes in Unicode (a UTF
-    encoding): its output is then the plain text ``plain_table`` writes."""
+
+def not_a_terminal(stream: IO[str] | None = None) -> bool:
+    """True when rich would not treat ``stream`` (stdout by default) as a terminal: piped or
+    redirected, with no ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR``."""
     tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
     if tty_compatible == "0":
         return True
     if tty_compatible == "1" or os.environ.get("FORCE_COLOR") is not None:
         return False
-    if not (getattr(sys.stdout, "encoding", None) or "utf-8").lower().startswith("utf"):
-        return False  # rich draws its boxes in ASCII there
     try:
-        return not sys.stdout.isatty()
+        return not (stream or sys.stdout).isatty()
     except (AttributeError, ValueError):  # no stream, or a closed one
         return False
 
 
+def plain_stdout() -> bool:
+    """True when rich would certainly not treat stdout as a terminal (piped or redirected,
+    no ``TTY_COMPATIBLE=1`` or ``FORCE_COLOR``) and draws its boxes in Unicode (a UTF
+    encoding): its output is then the plain text ``plain_table`` writes."""
+    utf = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().startswith("utf")
+    if not utf and os.environ.get("TTY_COMPATIBLE", "") != "0":
+        return False  # rich draws its boxes in ASCII there
+    return not_a_terminal(sys.stdout)
+
+
+def output_width(stream: IO[str] | None = None) -> int | None:
+    """The width to give a rich console on ``stream``: ``FULL_WIDTH`` when it is not a
+    terminal and ``COLUMNS`` is not set, so that output piped to a file or another
+    program is never wrapped at 80 columns; None (rich's own choice) otherwise."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return None
+    return FULL_WIDTH if not_a_terminal(stream) else None
+
+
 def console_width() -> int:
-    """The width rich gives a console: ``COLUMNS``, else the first of stdin, stdout and
+    """The width rich gives a stdout console made with ``output_width``: ``COLUMNS``, else
+    ``FULL_WIDTH`` when stdout is not a terminal, else the first of stdin, stdout and
     stderr that is a terminal, else 80."""
     columns = os.environ.get("COLUMNS")
     if columns is not None and columns.isdigit():
         return int(columns)
+    if not_a_terminal(sys.stdout):
+        return FULL_WIDTH
     for fd in (0, 1, 2):
         try:
             return os.get_terminal_size(fd).columns or 80

@@ -45,6 +45,22 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
+LIST_INDEX = "ix_stories_live_list"
+LIST_COLUMNS = (  # ix_stories_live_list: every column a list of the live stories reads (deleted_at last)
+    "id",
+    "title",
+    "status",
+    "backlog_id",
+    "priority",
+    "points",
+    "epic",
+    "assignee",
+    "tags",
+    "path",
+    "updated_at",
+    "deleted_at",
+)
+
 
 class Base:
     """``Base.metadata``: every table (for Alembic's environment and the schema tests)."""
@@ -105,6 +121,12 @@ stories = Table(
         "deleted_at",
         sqlite_where=text("deleted_at IS NOT NULL"),
     ),
+    # what `storysync list` reads, so that it never reads a body (0006); SQLite only
+    Index(
+        LIST_INDEX,
+        *LIST_COLUMNS,
+        sqlite_where=text("deleted_at IS NULL"),
+    ).ddl_if(dialect="sqlite"),
 )
 
 dependencies = Table(

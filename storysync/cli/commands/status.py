@@ -16,6 +16,8 @@ from storysync.errors import printable
 if TYPE_CHECKING:
     from storysync.db.queries import Status
 
+BACKLOG_COLUMN = "backlog id"  # the rows' column; the status columns may include one named 'backlog'
+
 
 @click.command("status")
 @FORMAT_TEXT_JSON
@@ -79,10 +81,10 @@ def _print_json(app: App, payload: dict[str, Any]) -> None:
 
 
 def _print_table(app: App, st: Status, display: str) -> None:
-    """Stories per backlog (rows) and status (columns), configured stages first."""
+    """Stories per backlog (rows, under ``backlog id``) and status (columns), configured stages first."""
     statuses = list(dict.fromkeys(app.config.stages.values()))
     statuses += sorted({s for _, s in st.counts} - set(statuses))
-    header = ["backlog", *map(printable, statuses), "total"]
+    header = [BACKLOG_COLUMN, *map(printable, statuses), "total"]  # named apart from the status 'backlog'
     rows = []
     for backlog in sorted({b for b, _ in st.counts}):
         cells = [st.counts.get((backlog, s), 0) for s in statuses]

@@ -1,0 +1,1 @@
+"""Read-only views of the backlog: lists, readiness, the board, flow metrics (issue 14)."""
