@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storysync.errors import UsageError
+from storysync.git import runner
 from storysync.story.layout import classify
 
 if TYPE_CHECKING:
-    import git
-
     from storysync.config import Config
+    from storysync.git.runner import GitRepo
     from storysync.story.model import Location
 
 
@@ -73,16 +73,14 @@ def _names(directory: Path) -> list[str]:
 
 
 def move_story(
-    config: Config, repo: git.Repo, story_id: str, stage_or_status: str, commit: bool = False, message: str = ""
+    config: Config, repo: GitRepo, story_id: str, stage_or_status: str, commit: bool = False, message: str = ""
 ) -> Moved:
     """Move ``story_id``'s file to the stage named (a folder or a status); commit it when asked.
 
     Refuses (``RepositoryStateError``) during a merge or rebase or with a held
     ``index.lock``; a file whose ``status`` key cannot be changed is left where it was.
     """
-    from storysync.git import repo as gitrepo
-
-    gitrepo.refuse_if_busy(repo)
+    runner.refuse_if_busy(repo)
     stage, status = target_stage(config, stage_or_status)
     old = find_story_file(config, story_id)
     location = classify(config, old)
@@ -90,16 +88,16 @@ def move_story(
     new = config.rel_to_repo(f"{stage}/{location.backlog}/{location.name}")
     if new == old:
         return Moved(story_id, old, new, status)
-    top = Path(gitrepo.top_level(repo))
+    top = repo.top
     changed = _with_status((top / old).read_bytes(), status, location)
     if (top / new).exists():
         raise UsageError(f"{story_id}: {new} exists already")
-    tracked = bool(gitrepo.run(repo, "--literal-pathspecs", "ls-files", "--", old))
+    tracked = bool(runner.output(top, "--literal-pathspecs", "ls-files", "--", old))
     if commit and not tracked:
         raise UsageError(f"{old}: git does not track it yet, so its move cannot be committed; 'git add' it first")
     (top / new).parent.mkdir(parents=True, exist_ok=True)
     if tracked:
-        gitrepo.run(repo, "--literal-pathspecs", "mv", "--", old, new)
+        runner.output(top, "--literal-pathspecs", "mv", "--", old, new)
     else:
         os.rename(top / old, top / new)
     if changed is not None:
@@ -107,7 +105,7 @@ def move_story(
 
         atomic_write(top / new, changed)
         if tracked:
-            gitrepo.run(repo, "--literal-pathspecs", "add", "--", new)
+            runner.output(top, "--literal-pathspecs", "add", "--", new)
     sha = _commit(repo, [old, new], message or f"Move {story_id} to {stage}") if commit else None
     return Moved(story_id, old, new, status, sha)
 
@@ -130,11 +128,9 @@ def _with_status(data: bytes, status: str, location: Location) -> bytes | None:
     return Parts(parts.bom, parts.head, spliced, parts.closing, parts.body).join()
 
 
-def _commit(repo: git.Repo, paths: list[str], message: str) -> str:
+def _commit(repo: GitRepo, paths: list[str], message: str) -> str:
     """Commit exactly ``paths`` (both ends of the move); the new commit's sha."""
-    from storysync.git import repo as gitrepo
-
-    gitrepo.run(repo, "--literal-pathspecs", "commit", "-q", "--only", "-m", message, "--", *paths)
-    sha = gitrepo.head(repo)
+    runner.output(repo.top, "--literal-pathspecs", "commit", "-q", "--only", "-m", message, "--", *paths)
+    sha = runner.head(repo.top)
     assert sha is not None
     return sha

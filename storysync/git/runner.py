@@ -435,11 +435,11 @@ def _tree_entry(record: bytes) -> TreeEntry:
 
 def branch_tips(repo: GitRepo) -> list[str]:
     """The commits every local and remote-tracking branch points at, each once."""
-    out = _output(repo, "for-each-ref", ["for-each-ref", "--format=%(objectname)", "refs/heads", "refs/remotes"])
+    out = output(repo.top, "for-each-ref", "--format=%(objectname)", "refs/heads", "refs/remotes")
     return list(dict.fromkeys(out.decode("ascii", "replace").split()))
 
 
 def tree_paths(repo: GitRepo, commit: str, root: str = "") -> list[str]:
     """The path of every file under ``root`` in ``commit``'s tree (names only: no sizes read)."""
-    raw = _output(repo, "ls-tree", ["ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", root or "."])
+    raw = output(repo.top, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", root or ".")
     return [_decode(record) for record in raw.split(b"\0") if record]

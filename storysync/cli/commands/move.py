@@ -23,7 +23,7 @@ def command(app: App, story_id: str, stage: str, commit: bool, message: str) -> 
 
     if message and not commit:
         raise click.UsageError("--message is the commit message: use it with --commit")
-    moved = move_story(app.config, app.repo, story_id, stage, commit, message)
+    moved = move_story(app.config, app.git, story_id, stage, commit, message)
     if moved.old == moved.new:
         app.console.print(f"storysync: {story_id}: already in {moved.new}", markup=False)
         return 0
