@@ -308,6 +308,13 @@ def check_sync_state(ctx: Context) -> list[Check]:
     return [Check("last sync", FAIL, f"{found.message}; {drift}", found.fix)]
 
 
+# A shared (server) database is never taken back to an older or unplaceable commit without asking.
+REWIND_FIX = (
+    "storysync sync (a local database is reconciled with HEAD; a shared one refuses: "
+    "git fetch and check out the newer commit, or storysync sync --allow-rewind)"
+)
+
+
 def _last_sync(repo: runner.GitRepo, last: str | None) -> Check:
     """How far ``last_synced_commit`` is from HEAD."""
     head = runner.head(repo.top)
@@ -317,12 +324,12 @@ def _last_sync(repo: runner.GitRepo, last: str | None) -> Check:
         return Check("last sync", PASS, f"in step with HEAD ({last[:12]})")
     if not runner.commit_exists(repo, last):
         msg = f"last synced commit {last[:12]} is not in this repository (rebase, force-push or shallow clone)"
-        return Check("last sync", FAIL, msg, "storysync sync (it does a full reconcile)")
+        return Check("last sync", FAIL, msg, REWIND_FIX)
     behind = runner.commits_between(repo.top, last, head) if head else None
     ahead = runner.commits_between(repo.top, head, last) if head else None
     if behind == 0 and ahead:
         msg = f"last synced {last[:12]} is {ahead} commit(s) past HEAD (a branch switch or reset)"
-        return Check("last sync", FAIL, msg, "storysync sync")
+        return Check("last sync", FAIL, msg, REWIND_FIX)
     return Check("last sync", FAIL, f"{behind} commit(s) behind HEAD (last synced {last[:12]})", "storysync sync")
 
 

@@ -132,5 +132,8 @@ def _drift_line(last: str | None, head: str | None, behind: int | None) -> str:
     if head == last:
         return f"in step with HEAD ({last[:12]})"
     if behind is None:
-        return f"last synced {last[:12]}, which HEAD no longer contains: run 'storysync sync' (a full reconcile)"
+        return (
+            f"last synced {last[:12]}, which HEAD no longer contains: run 'storysync sync' (a full reconcile; "
+            "a shared database refuses to go back: git fetch, or --allow-rewind)"
+        )
     return f"{behind} commit(s) behind HEAD (last synced {last[:12]}): run 'storysync sync'"
