@@ -1,0 +1,239 @@
+"""Three-way merge of a story, field by field (SPEC §11).  Pure: no I/O.
+
+``merge(base, ours, theirs)`` takes three versions of one story (frontmatter values
+and body) and gives the merged story:
+
+* a frontmatter key changed on one side only takes that side's value (a removed key
+  stays removed);
+* ``tags`` and ``depends_on`` changed on both sides merge as sets: every entry either
+  side added is in, every entry either side removed is out, the rest stays, in
+  ``ours``' order followed by ``theirs``' new entries;
+* the body merges as text, diff3-style, line by line; hunks that overlap (or touch)
+  are a conflict;
+* a field changed differently on both sides is a conflict: the result keeps ``ours``
+  (the winning side: the file on sync and export) and the conflict keeps ``theirs``.
+
+The diff3 is a small one over ``difflib`` (the sync-region algorithm of GNU diff3 and
+of the ``merge3`` package, which is GPL-licensed and so not a dependency of this MIT
+package).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BODY = "body"
+SET_KEYS = ("tags", "depends_on")
+
+
+class _Missing:
+    """A key that one version does not have."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a story: its frontmatter values and its body."""
+
+    frontmatter: Mapping[str, Any]
+    body: str
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """A field both sides changed differently: ``ours`` won, ``theirs`` is kept here."""
+
+    field: str
+    base: Any
+    ours: Any
+    theirs: Any
+
+
+@dataclass
+class Merged:
+    """The merged story, the fields that took a change from ``theirs``, and the conflicts."""
+
+    frontmatter: dict[str, Any]
+    body: str
+    merged: list[str] = field(default_factory=list)
+    conflicts: list[FieldConflict] = field(default_factory=list)
+
+    @property
+    def conflicting(self) -> list[str]:
+        return [c.field for c in self.conflicts]
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON values (``True`` is not ``1``; a missing key equals only a missing key)."""
+    if a is MISSING or b is MISSING:
+        return a is b
+    return _key(a) == _key(b)
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def merge(base: Version, ours: Version, theirs: Version) -> Merged:
+    """``ours`` and ``theirs`` merged over ``base``; ``ours`` wins where both changed a field."""
+    out = Merged({}, ours.body)
+    keys = list(dict.fromkeys([*ours.frontmatter, *theirs.frontmatter, *base.frontmatter]))
+    for key in keys:
+        b, o, t = (v.frontmatter.get(key, MISSING) for v in (base, ours, theirs))
+        value = _merge_field(key, b, o, t, out)
+        if value is not MISSING:
+            out.frontmatter[key] = value
+    body = merge_text(base.body, ours.body, theirs.body)
+    if body is None:
+        out.conflicts.append(FieldConflict(BODY, base.body, ours.body, theirs.body))
+    else:
+        out.body = body
+        if body != ours.body:
+            out.merged.append(BODY)
+    return out
+
+
+def _merge_field(key: str, b: Any, o: Any, t: Any, out: Merged) -> Any:
+    if same(o, t) or same(b, t):
+        return o
+    if same(b, o):
+        out.merged.append(key)
+        return t
+    if key in SET_KEYS:
+        merged = merge_set(b, o, t)
+        if merged is not None:
+            if not same(merged, o):
+                out.merged.append(key)
+            return merged
+    out.conflicts.append(FieldConflict(key, b, o, t))
+    return o
+
+
+def _entries(value: Any) -> list[Any] | None:
+    """A list value's entries (a missing key or null is no entries); None if not a list."""
+    if value is MISSING or value is None:
+        return []
+    return list(value) if isinstance(value, list) else None
+
+
+def merge_set(base: Any, ours: Any, theirs: Any) -> Any:
+    """Two list edits merged as set edits, or None when a side is not a list."""
+    b, o, t = _entries(base), _entries(ours), _entries(theirs)
+    if b is None or o is None or t is None:
+        return None
+    b_keys, o_keys, t_keys = ({_key(x) for x in v} for v in (b, o, t))
+    removed = (b_keys - o_keys) | (b_keys - t_keys)
+    result: list[Any] = []
+    seen: set[str] = set()
+    for entry in [*o, *t]:
+        k = _key(entry)
+        if k not in removed and k not in seen:
+            seen.add(k)
+            result.append(entry)
+    if not result and not isinstance(ours, list):
+        return ours  # nothing left: keep ours' way of writing "none" (absent or null)
+    return result
+
+
+# ---------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stretch of the merge: agreed lines (``ours is theirs``) or a conflict."""
+
+    base: Sequence[str]
+    ours: Sequence[str]
+    theirs: Sequence[str]
+
+    @property
+    def conflict(self) -> bool:
+        return self.ours is not self.theirs
+
+
+def lines(text: str) -> list[str]:
+    """``text`` split into lines, each with its line ending (joined back byte for byte)."""
+    return text.splitlines(keepends=True)
+
+
+def _matches(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, int]]:
+    return [tuple(m) for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()]  # type: ignore[misc]
+
+
+def _sync_regions(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> Iterator[tuple[int, ...]]:
+    """Stretches of ``base`` that both sides kept: (base_start, base_end, ours_start, theirs_start)."""
+    am, bm = _matches(base, ours), _matches(base, theirs)
+    ia = ib = 0
+    while ia < len(am) and ib < len(bm):
+        abase, amatch, alen = am[ia]
+        bbase, bmatch, blen = bm[ib]
+        start, end = max(abase, bbase), min(abase + alen, bbase + blen)
+        if start < end:
+            yield start, end, amatch + start - abase, bmatch + start - bbase
+        if abase + alen < bbase + blen:
+            ia += 1
+        else:
+            ib += 1
+    yield len(base), len(base), len(ours), len(theirs)
+
+
+def chunks(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> Iterator[Chunk]:
+    """The diff3 of three line lists: agreed chunks and conflicting ones, in order."""
+    z = zo = zt = 0
+    for start, end, o_start, t_start in _sync_regions(base, ours, theirs):
+        b_part, o_part, t_part = base[z:start], ours[zo:o_start], theirs[zt:t_start]
+        if o_part or t_part or b_part:
+            if list(o_part) == list(t_part) or list(t_part) == list(b_part):
+                yield Chunk(b_part, o_part, o_part)
+            elif list(o_part) == list(b_part):
+                yield Chunk(b_part, t_part, t_part)
+            else:
+                yield Chunk(b_part, o_part, t_part)
+        if end > start:
+            same_part = base[start:end]
+            yield Chunk(same_part, same_part, same_part)
+        z, zo, zt = end, o_start + end - start, t_start + end - start
+
+
+def merge_text(base: str, ours: str, theirs: str) -> str | None:
+    """The three-way merge of a text, or None where both sides changed overlapping lines."""
+    if ours == theirs or theirs == base:
+        return ours
+    if ours == base:
+        return theirs
+    out: list[str] = []
+    for chunk in chunks(lines(base), lines(ours), lines(theirs)):
+        if chunk.conflict:
+            return None
+        out.extend(chunk.ours)
+    return "".join(out)
+
+
+def with_markers(base: str, ours: str, theirs: str, labels: tuple[str, str, str], eol: str = "\n") -> str:
+    """The merged text with git's diff3-style conflict markers around every conflicting
+    hunk; ``labels`` name ours, base and theirs."""
+    out: list[str] = []
+    for chunk in chunks(lines(base), lines(ours), lines(theirs)):
+        if not chunk.conflict:
+            out.extend(chunk.ours)
+            continue
+        out += [f"<<<<<<< {labels[0]}{eol}", *_closed(chunk.ours, eol)]
+        out += [f"||||||| {labels[1]}{eol}", *_closed(chunk.base, eol)]
+        out += [f"======={eol}", *_closed(chunk.theirs, eol), f">>>>>>> {labels[2]}{eol}"]
+    return "".join(out)
+
+
+def _closed(part: Sequence[str], eol: str) -> list[str]:
+    """A hunk's lines with the last one ended, so a marker line starts a line."""
+    if part and not part[-1].endswith(("\n", "\r")):
+        return [*part[:-1], part[-1] + eol]
+    return list(part)
