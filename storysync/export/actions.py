@@ -34,6 +34,7 @@ class Action:
     reason: str = ""
     file_hash: str | None = None
     snapshot: dict[str, Any] | None = None
+    base: dict[str, Any] | None = None  # stories.base once the file holds the row (merge.base_of)
 
     @property
     def content_hash(self) -> str | None:

@@ -58,6 +58,7 @@ from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsyn
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
 from storysync.export.tree import base_tree, refuse_invalid
 from storysync.story.layout import classify, slugify, story_directories, story_path
+from storysync.story.merge import base_of
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
 from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
@@ -156,6 +157,8 @@ def _plan_row(
         action.kind, action.reason, action.data = "refused", str(exc), None
     if action.kind == "conflict":
         action.snapshot = db_snapshot(row, deps)
+    elif action.kind in ("update", "move", "create", "in-step"):
+        action.base = base_of(row, deps)  # the file now holds the row: the next merge's base
     return action
 
 
@@ -523,6 +526,8 @@ def _record(db: Database, result: ExportResult) -> None:
             values: dict[str, Any] = {"synced_revision": action.revision}
             if action.kind != "delete" and action.content_hash is not None:  # a deleted row keeps its last hash
                 values.update(content_hash=action.content_hash, path=action.new_path or action.old_path)
+            if action.base is not None:
+                values["base"] = action.base
             if result.commit:
                 values["synced_commit"] = result.commit
             conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(**values))

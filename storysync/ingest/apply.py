@@ -5,6 +5,7 @@ that was invalid or failed (SPEC §6).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -161,6 +162,7 @@ FILE_KEYS = (
     "revision",
     "synced_revision",
     "synced_commit",
+    "base",
 )
 
 
@@ -218,7 +220,20 @@ def file_values(bulk: BulkWriter, story: Record, revision: int, commit: str | No
         revision,
         revision,
         commit,
+        bulk.json(base_text(story, tags, extra, body)),
     )
+
+
+def base_text(story: Record, tags: str, extra: str, body: str) -> str:
+    """``stories.base`` of a row synced from ``story`` (``merge.base_of``) as JSON text,
+    built from the JSON the record already holds (a full sync writes one per story)."""
+    title, priority, points, epic, assignee = story.columns[:5]
+    head = json.dumps(
+        {"title": title, "status": story.status, "priority": priority, "points": points, "epic": epic}
+        | {"assignee": assignee, "backlog_id": story.backlog}
+    )
+    deps = json.dumps(sorted(set(story.deps)))
+    return f'{head[:-1]}, "tags": {tags}, "extra": {extra}, "depends_on": {deps}, "body": {json.dumps(body)}}}'
 
 
 def _apply_deletes(bulk: BulkWriter, rows: list[DbRow], now: datetime, changes: list[tuple[str, str]]) -> None:

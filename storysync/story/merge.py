@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +142,48 @@ def merge_set(base: Any, ours: Any, theirs: Any) -> Any:
     if not result and not isinstance(ours, list):
         return ours  # nothing left: keep ours' way of writing "none" (absent or null)
     return result
+
+
+# ---------------------------------------------------------------- a story as the database keeps it
+
+# The row's fields that make up a story (SPEC §4), each a key of a ``Version`` as the
+# database sees it: ``backlog`` for ``backlog_id``, ``extra``'s keys at the top level.
+ROW_FIELDS = ("title", "status", "priority", "points", "epic", "assignee")
+
+
+def base_of(values: Mapping[str, Any], depends_on: Iterable[str]) -> dict[str, Any]:
+    """What ``stories.base`` keeps of a row (or of the file it was synced from)."""
+    base = {k: values.get(k) for k in ROW_FIELDS}
+    base["backlog_id"] = values.get("backlog_id")
+    base["tags"] = list(values.get("tags") or [])
+    base["extra"] = dict(values.get("extra") or {})
+    base["depends_on"] = sorted(set(depends_on))
+    base["body"] = values.get("body") or ""
+    return base
+
+
+def version_of(values: Mapping[str, Any], depends_on: Iterable[str] | None = None) -> Version:
+    """A row (``stories`` columns) or a stored base as a ``Version`` to merge; ``depends_on``
+    from the dependencies table for a row, from the base itself for a base."""
+    fm: dict[str, Any] = {k: values.get(k) for k in ROW_FIELDS}
+    fm["backlog"] = values.get("backlog_id")
+    fm["tags"] = list(values.get("tags") or [])
+    fm["depends_on"] = sorted(set(values.get("depends_on") or [] if depends_on is None else depends_on))
+    for key, value in (values.get("extra") or {}).items():
+        fm.setdefault(key, value)
+    return Version(fm, values.get("body") or "")
+
+
+def row_values(version: Version) -> dict[str, Any]:
+    """A merged ``Version`` back as ``stories`` columns, with its ``depends_on``."""
+    fm = version.frontmatter
+    values: dict[str, Any] = {k: fm.get(k) for k in ROW_FIELDS}
+    values["backlog_id"] = fm.get("backlog")
+    values["tags"] = list(fm.get("tags") or [])
+    values["extra"] = {k: v for k, v in fm.items() if k not in (*ROW_FIELDS, "backlog", "tags", "depends_on")}
+    values["depends_on"] = sorted(set(fm.get("depends_on") or []))
+    values["body"] = version.body
+    return values
 
 
 # ---------------------------------------------------------------- text

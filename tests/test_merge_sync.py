@@ -1,0 +1,98 @@
+"""Merge instead of conflict on sync and export (issue 15): the base each story keeps,
+and a story changed on both sides merged field by field, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from storysync.db import tables as m
+from storysync.db.database import Database
+from storysync.db.writer import update_story
+from storysync.story.merge import base_of
+from tests.conftest import Repo, story_text
+from tests.export_helpers import Handles, handles, synced
+
+pytestmark = pytest.mark.usefixtures("any_db")
+
+WEB1 = "backlog/web/WEB-1-login.md"
+NOW = datetime(2026, 1, 5, 10, 30, tzinfo=timezone.utc)
+
+
+def _base(h: Handles, story_id: str) -> dict[str, Any]:
+    row = h.row(story_id)
+    base = row["base"]
+    return json.loads(base) if isinstance(base, str) else base
+
+
+def _deps(h: Handles, story_id: str) -> list[str]:
+    return [r["depends_on_id"] for r in h.rows("dependencies", "story_id = :s", s=story_id)]
+
+
+def test_every_synced_story_keeps_its_base_across_a_restart(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:  # a new process: the base is in the database
+        for story_id in ("WEB-1", "WEB-2", "API-1", "API-2"):
+            row = h.row(story_id)
+            assert _base(h, story_id) == base_of(row, _deps(h, story_id)), story_id
+        assert _base(h, "WEB-1")["depends_on"] == ["API-1"]
+        assert _base(h, "API-1")["tags"] == ["auth", "security"]
+
+
+def test_an_export_moves_the_base_to_what_it_wrote(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", priority="low")
+        assert _base(h, "WEB-1")["priority"] == "high"  # a DB-side change leaves the base as last synced
+        assert h.export() == 0
+        assert _base(h, "WEB-1")["priority"] == "low"
+        assert _base(h, "WEB-1") == base_of(h.row("WEB-1"), _deps(h, "WEB-1"))
+
+
+def test_a_file_change_moves_the_base(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Login page", priority="critical", depends_on=["API-1"]))
+    backlog_repo.commit()
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        assert _base(h, "WEB-1")["priority"] == "critical"
+
+
+def test_an_upgraded_database_knows_the_base_of_every_row_in_step(any_db: str) -> None:
+    db = Database(any_db)
+    try:
+        db.upgrade("0005")
+        story = (
+            "INSERT INTO stories (id, backlog_id, status, title, tags, extra, body, path, revision, synced_revision,"
+            " created_at, updated_at) VALUES (:id, 'web', 'backlog', :title, :tags, :extra, 'words\\n', :path,"
+            " :rev, 2, :now, :now)"
+        )
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO backlogs (id, created_at) VALUES ('web', :now)"), {"now": NOW})
+            for sid, rev in (("WEB-1", 2), ("WEB-2", 3)):
+                values = {"id": sid, "title": f"{sid} title", "tags": '["a"]', "extra": '{"created": "2026-01-05"}'}
+                conn.execute(text(story), {**values, "path": f"backlog/web/{sid}-x.md", "rev": rev, "now": NOW})
+            conn.execute(text("INSERT INTO dependencies VALUES ('WEB-1', 'WEB-2')"))
+        db.ensure_schema()
+        with db.read() as conn:
+            bases = dict(conn.execute(select(m.stories.c.id, m.stories.c.base)).all())
+        assert bases["WEB-1"] == {
+            "title": "WEB-1 title",
+            "status": "backlog",
+            "priority": None,
+            "points": None,
+            "epic": None,
+            "assignee": None,
+            "backlog_id": "web",
+            "tags": ["a"],
+            "extra": {"created": "2026-01-05"},
+            "depends_on": ["WEB-2"],
+            "body": "words\\n",
+        }
+        assert bases["WEB-2"] is None  # unexported DB-side changes: no base is known
+    finally:
+        db.dispose()
