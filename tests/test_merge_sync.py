@@ -96,3 +96,65 @@ def test_an_upgraded_database_knows_the_base_of_every_row_in_step(any_db: str) -
         assert bases["WEB-2"] is None  # unexported DB-side changes: no base is known
     finally:
         db.dispose()
+
+
+def test_export_merges_a_db_change_into_a_file_edited_since_the_sync(backlog_repo: Repo, any_db: str) -> None:
+    """A PM sets the priority in the tool while a developer edits the body: no conflict."""
+    synced(backlog_repo)
+    edited = "---\nid: WEB-1\ntitle: Login page  # the page\npriority: high\ndepends_on: [API-1]\n---\nSteps: 1, 2\n"
+    backlog_repo.write(WEB1, edited)
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", priority="critical", tags=["ux"])
+        assert h.export("--commit") == 0
+        assert (backlog_repo.path / WEB1).read_text() == (
+            "---\nid: WEB-1\ntitle: Login page  # the page\npriority: critical\ndepends_on: [API-1]\n"
+            "tags: [ux]\n---\nSteps: 1, 2\n"
+        )
+        row = h.row("WEB-1")
+        assert (row["priority"], row["tags"], row["body"]) == ("critical", ["ux"], "Steps: 1, 2\n")
+        assert row["revision"] == row["synced_revision"]
+        assert h.count("conflicts") == 0
+        (change,) = h.rows("changes", "source = 'file' AND detail IS NOT NULL")
+        detail = json.loads(change["detail"]) if isinstance(change["detail"], str) else change["detail"]
+        assert detail == {"merged": ["priority", "tags", "body"], "conflicts": []}
+    assert backlog_repo.git("status", "--porcelain", "--", WEB1) == ""  # committed by export --commit
+    assert backlog_repo.run("sync") == 0
+    with handles(backlog_repo, any_db) as h:
+        assert h.row("WEB-1")["priority"] == "critical"
+        assert h.export() == 0  # nothing left to write
+
+
+def test_export_names_the_one_field_both_sides_changed(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Login, file", priority="high", depends_on=["API-1"]))
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", title="Login, API", points=8)
+        assert h.export() == 1  # the conflict is shown
+        text_now = (backlog_repo.path / WEB1).read_text()
+        assert "title: Login, file" in text_now  # the file wins the field both changed
+        assert "points: 8" in text_now  # the field only the database changed is merged
+        (conflict,) = h.rows("conflicts")
+        fields = conflict["fields"]
+        assert (json.loads(fields) if isinstance(fields, str) else fields) == ["title"]
+        snapshot = conflict["db_snapshot"]
+        assert (json.loads(snapshot) if isinstance(snapshot, str) else snapshot)["title"] == "Login, API"
+        assert h.row("WEB-1")["title"] == "Login, file"
+
+
+def test_file_wins_mode_keeps_the_whole_story_conflict(backlog_repo: Repo, any_db: str) -> None:
+    backlog_repo.write("storysync.toml", 'merge = "file-wins"\n')
+    backlog_repo.commit()
+    synced(backlog_repo)
+    edited = story_text("WEB-1", title="Login page", body="Steps\n", priority="high", depends_on=["API-1"])
+    backlog_repo.write(WEB1, edited)
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", priority="critical")
+        assert h.export() == 1
+        assert (backlog_repo.path / WEB1).read_text() == edited
+        assert h.rows("conflicts")[0]["fields"] is None
+
+
+def test_an_unknown_merge_mode_is_a_config_error(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    backlog_repo.write("storysync.toml", 'merge = "theirs"\n')
+    assert backlog_repo.run("sync") == 2
+    assert "'merge' must be one of 'fields', 'file-wins', got 'theirs'" in capsys.readouterr().err

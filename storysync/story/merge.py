@@ -144,6 +144,13 @@ def merge_set(base: Any, ours: Any, theirs: Any) -> Any:
     return result
 
 
+def changed_fields(base: Version, merged: Merged) -> list[str]:
+    """The fields whose merged value differs from the base (the body as ``body``)."""
+    keys = dict.fromkeys([*merged.frontmatter, *base.frontmatter])
+    changed = [k for k in keys if not same(merged.frontmatter.get(k, MISSING), base.frontmatter.get(k, MISSING))]
+    return changed + ([BODY] if merged.body != base.body else [])
+
+
 # ---------------------------------------------------------------- a story as the database keeps it
 
 # The row's fields that make up a story (SPEC §4), each a key of a ``Version`` as the
