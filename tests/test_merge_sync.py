@@ -158,3 +158,53 @@ def test_an_unknown_merge_mode_is_a_config_error(backlog_repo: Repo, capsys: pyt
     backlog_repo.write("storysync.toml", 'merge = "theirs"\n')
     assert backlog_repo.run("sync") == 2
     assert "'merge' must be one of 'fields', 'file-wins', got 'theirs'" in capsys.readouterr().err
+
+
+def test_sync_merges_a_committed_edit_with_a_pending_db_change(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", priority="critical", tags=["ux"])
+        backlog_repo.write(
+            WEB1, story_text("WEB-1", title="Login page", body="Steps: 1, 2\n", priority="high", depends_on=["API-1"])
+        )
+        backlog_repo.commit("body edited in git")
+        synced(backlog_repo)
+        row = h.row("WEB-1")
+        assert (row["priority"], row["tags"], row["body"]) == ("critical", ["ux"], "Steps: 1, 2\n")
+        assert row["revision"] > row["synced_revision"]  # the merged values still go to the file
+        assert _deps(h, "WEB-1") == ["API-1"]
+        assert h.count("conflicts") == 0
+        (change,) = h.rows("changes", "detail IS NOT NULL")
+        detail = json.loads(change["detail"]) if isinstance(change["detail"], str) else change["detail"]
+        assert detail == {"merged": ["priority", "tags", "body"], "conflicts": []}
+        assert h.count("status_history", "story_id = 'WEB-1'") == 1
+        assert h.export("--commit") == 0
+    text_now = (backlog_repo.path / WEB1).read_text()
+    assert "priority: critical" in text_now
+    assert "tags: [ux]" in text_now
+    assert text_now.endswith("---\nSteps: 1, 2\n")
+    assert backlog_repo.run("sync") == 0
+    with handles(backlog_repo, any_db) as h:
+        assert h.export() == 0
+
+
+def test_sync_keeps_the_field_both_sides_changed_as_a_conflict(backlog_repo: Repo, any_db: str) -> None:
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        update_story(h.db, "WEB-1", title="Login, API", points=8, status="active")
+        backlog_repo.write(WEB1, story_text("WEB-1", title="Login, git", priority="high", depends_on=["API-1"]))
+        backlog_repo.commit("title edited in git")
+        synced(backlog_repo)
+        row = h.row("WEB-1")
+        assert (row["title"], row["points"], row["status"]) == ("Login, git", 8, "active")
+        (conflict,) = h.rows("conflicts")
+        fields = conflict["fields"]
+        assert (json.loads(fields) if isinstance(fields, str) else fields) == ["title"]
+        snapshot = conflict["db_snapshot"]
+        snapshot = json.loads(snapshot) if isinstance(snapshot, str) else snapshot
+        assert snapshot["title"] == "Login, API"
+        assert "base" not in snapshot
+        statuses = [r["to_status"] for r in h.rows("status_history", "story_id = 'WEB-1'")]
+        assert statuses == ["backlog", "active"]  # no move back to the file's stage
+        assert h.export() == 0  # the merged move to active is written (the conflict was met by the sync)
+    assert (backlog_repo.path / "active/web/WEB-1-login.md").is_file()

@@ -48,6 +48,7 @@ def db_snapshot(row: Mapping[str, Any], depends_on: Iterable[str]) -> dict[str, 
     """The database's version of a story as a conflict keeps it: every ``stories``
     column, JSON-safe, and its ``depends_on`` from the ``dependencies`` table."""
     snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    snapshot.pop("base", None)  # the last synced version, not the database's
     snapshot["depends_on"] = sorted(depends_on)
     return snapshot
 

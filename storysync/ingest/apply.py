@@ -20,6 +20,7 @@ from storysync.db.conflicts import db_snapshots
 from storysync.db.database import LAST_SYNCED, Database, set_state, utcnow
 from storysync.errors import Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
+from storysync.ingest.merging import SyncMerge, bases, merge_story, write_merges
 from storysync.ingest.plan import describe, moved, written_paths
 from storysync.ingest.types import DbRow, HistoryWriter, Plan, Planner, Provenance, SyncOptions, SyncResult
 from storysync.log import get_logger, redact
@@ -58,12 +59,13 @@ def apply(
     ensure_backlogs(conn, plan, now)
     bulk = BulkWriter(conn)
     feed = _Feed(bulk, run_id, bulk.stamp(now))
-    writing = _Writing(bulk, provenance, now, feed, history, bodies)
+    writing = _Writing(bulk, provenance, now, feed, history, bodies, options.merge)
     _apply_deletes(bulk, plan.deletes, now, feed.changes)
     _apply_updates(writing, plan)
     _apply_creates(writing, plan)
     feed.flush()
     _write_dependencies(bulk, plan)
+    write_merges(conn, writing.merges, run_id, now)
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
     conn.execute(
@@ -280,6 +282,8 @@ class _Writing:
     feed: _Feed
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None
     bodies: Bodies | None
+    merge: str = "fields"  # SyncOptions.merge
+    merges: list[SyncMerge] = field(default_factory=list)  # stories changed on both sides, merged
 
     def batches(self, stories: list[Record]) -> Iterable[tuple[int, int]]:
         """``(start, end)`` of each write batch, with those stories' bodies loaded meanwhile."""
@@ -299,7 +303,10 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
     pairs = updates + plan.revives
     if not pairs:
         return
-    _keep_conflicts(conn, [(s, r) for s, r in updates if r.revision > r.synced_revision], w.now)
+    pending = [(s, r) for s, r in updates if r.revision > r.synced_revision]
+    known = bases(conn, [r.id for _, r in pending]) if pending and w.merge == "fields" else {}
+    _keep_conflicts(conn, [(s, r) for s, r in pending if r.id not in known], w.now)  # no base: the file wins
+    snapshots = db_snapshots(conn, list(known)) if known else {}
     moving = [(None, r.id) for s, r in pairs if r.path != s.path]
     w.bulk.run(_UPDATE_STORY, ("path", "b_id"), moving)  # free the old paths first: two stories may swap places
     stamp, sha = w.bulk.stamp(w.now), w.provenance.sha
@@ -310,8 +317,13 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
             revived = row.deleted
             kind = "created" if revived else "moved" if moved(story, row) else "updated"
             w.feed.changes.append((row.id, kind))
+            merged = merge_story(story, snapshots[row.id], known[row.id]) if row.id in snapshots else None
+            if merged is not None:
+                w.merges.append(merged)
             if revived:
                 w.feed.hist.extend(_history_rows(w.bulk, story, None, w.provenance, w.history))
+            elif merged is not None and merged.status == row.status:
+                pass  # the database's status stands (its change is in the history already)
             elif story.status != row.status:
                 w.feed.hist.extend(_history_rows(w.bulk, story, row.status, w.provenance, w.history))
         w.bulk.run(_UPDATE_STORY, UPDATE_KEYS, params)

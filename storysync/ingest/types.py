@@ -38,6 +38,8 @@ class SyncOptions:
     paths: tuple[str, ...] | None = None
     # With ``full``: rebuild the file-side status history from the whole git log.
     history: bool = False
+    # A story changed in its file and in the database: "fields" (merged) or "file-wins" (config ``merge``).
+    merge: str = "fields"
 
 
 @dataclass
