@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "watch": "watch",
     "doctor": "doctor",
     "notify": "notify",
+    "merge-driver": "merge_driver",
 }
 
 

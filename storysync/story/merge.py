@@ -1,5 +1,8 @@
 """Three-way merge of a story, field by field (SPEC §11).  Pure: no I/O.
 
+``merge`` merges parsed values (sync and export use it in the database's terms);
+``merge_files`` merges three story files' bytes for ``storysync merge-driver``.
+
 ``merge(base, ours, theirs)`` takes three versions of one story (frontmatter values
 and body) and gives the merged story:
 
@@ -25,6 +28,10 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from storysync.story.model import Location, Story
+from storysync.story.parse import load_frontmatter, parse_story
+from storysync.story.render import REMOVE, Parts, clean_frontmatter, splice, split_parts
 
 BODY = "body"
 SET_KEYS = ("tags", "depends_on")
@@ -286,3 +293,71 @@ def _closed(part: Sequence[str], eol: str) -> list[str]:
     if part and not part[-1].endswith(("\n", "\r")):
         return [*part[:-1], part[-1] + eol]
     return list(part)
+
+
+# ---------------------------------------------------------------- story files (the git merge driver)
+
+
+@dataclass(frozen=True)
+class FileMerge:
+    """A story file merged from three versions: its bytes, and whether markers were left."""
+
+    data: bytes
+    conflicts: list[str]  # the fields left with conflict markers ("body" for the body)
+    story: Story | None  # the merged story when it is clean (None: markers, or not a story)
+
+
+def merge_files(location: Location, base: bytes, ours: bytes, theirs: bytes, labels: tuple[str, str, str]) -> FileMerge:
+    """Three versions of a story file merged field by field onto ``ours`` (its key order,
+    comments and quoting kept; only merged values change), the body as text.  A field
+    both sides changed differently gets git's conflict markers around its lines; a side
+    that is not a story file gives git's plain line merge of the whole file."""
+    stories = [parse_story(location, data) for data in (base, ours, theirs)]
+    if not all(isinstance(s, Story) for s in stories):
+        return merge_plain(base, ours, theirs, labels)
+    b, o, t = (s for s in stories if isinstance(s, Story))
+    result = merge(Version(b.frontmatter, b.body), Version(o.frontmatter, o.body), Version(t.frontmatter, t.body))
+    parts = split_parts(ours)
+    conflicted = [c for c in result.conflicts if c.field != BODY]
+
+    def onto_ours(pick: str) -> str | None:
+        wanted = dict(result.frontmatter)
+        for c in conflicted:
+            value = getattr(c, pick)
+            wanted.pop(c.field, None)
+            if value is not MISSING:
+                wanted[c.field] = value
+        return _frontmatter_onto(o.frontmatter, parts.frontmatter, wanted, parts.eol)
+
+    texts = [onto_ours(pick) for pick in ("base", "ours", "theirs")]
+    if any(text is None for text in texts):
+        return merge_plain(base, ours, theirs, labels)
+    fb, fo, ft = (text or "" for text in texts)
+    frontmatter = with_markers(fb, fo, ft, labels, parts.eol) if conflicted else fo
+    body_conflict = any(c.field == BODY for c in result.conflicts)
+    body = with_markers(b.body, o.body, t.body, labels, parts.eol) if body_conflict else result.body
+    data = Parts(parts.bom, parts.head, frontmatter, parts.closing, body).join()
+    merged = None if result.conflicts else parse_story(location, data)
+    return FileMerge(data, result.conflicting, merged if isinstance(merged, Story) else None)
+
+
+def _frontmatter_onto(have: Mapping[str, Any], fm_text: str, wanted: Mapping[str, Any], eol: str) -> str | None:
+    """``fm_text`` (holding ``have``) with only the keys whose values differ from ``wanted``
+    changed, added or removed; checked to read back as ``wanted``."""
+    edits: dict[str, Any] = {k: v for k, v in wanted.items() if not same(have.get(k, MISSING), v)}
+    edits |= {k: REMOVE for k in have if k not in wanted}
+    out = splice(fm_text, edits, eol) if edits else fm_text
+    if out is None:
+        out = clean_frontmatter(
+            [(k, wanted[k]) for k in have if k in wanted] + [(k, v) for k, v in wanted.items() if k not in have], eol
+        )
+    loaded = load_frontmatter("", out)
+    return out if not isinstance(loaded, list) and same(loaded[0], dict(wanted)) else None
+
+
+def merge_plain(base: bytes, ours: bytes, theirs: bytes, labels: tuple[str, str, str]) -> FileMerge:
+    """Git's own line merge of the whole file (with markers where lines overlap)."""
+    b, o, t = (data.decode("utf-8", errors="surrogateescape") for data in (base, ours, theirs))
+    clean = merge_text(b, o, t)
+    text = clean if clean is not None else with_markers(b, o, t, labels)
+    return FileMerge(text.encode("utf-8", errors="surrogateescape"), [] if clean is not None else ["file"], None)
