@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 
 from storysync.db import tables as m
 from storysync.db.database import Database
+from storysync.db.notify import _pending_batches
 from storysync.db.writer import update_story
 from storysync.story.merge import base_of
 from tests.conftest import Repo, story_text
@@ -160,7 +161,9 @@ def test_an_unknown_merge_mode_is_a_config_error(backlog_repo: Repo, capsys: pyt
     assert "'merge' must be one of 'fields', 'file-wins', got 'theirs'" in capsys.readouterr().err
 
 
-def test_sync_merges_a_committed_edit_with_a_pending_db_change(backlog_repo: Repo, any_db: str) -> None:
+def test_sync_merges_a_committed_edit_with_a_pending_db_change(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     synced(backlog_repo)
     with handles(backlog_repo, any_db) as h:
         update_story(h.db, "WEB-1", priority="critical", tags=["ux"])
@@ -168,7 +171,9 @@ def test_sync_merges_a_committed_edit_with_a_pending_db_change(backlog_repo: Rep
             WEB1, story_text("WEB-1", title="Login page", body="Steps: 1, 2\n", priority="high", depends_on=["API-1"])
         )
         backlog_repo.commit("body edited in git")
+        capsys.readouterr()
         synced(backlog_repo)
+        assert "conflict" not in capsys.readouterr().err
         row = h.row("WEB-1")
         assert (row["priority"], row["tags"], row["body"]) == ("critical", ["ux"], "Steps: 1, 2\n")
         assert row["revision"] > row["synced_revision"]  # the merged values still go to the file
@@ -178,6 +183,15 @@ def test_sync_merges_a_committed_edit_with_a_pending_db_change(backlog_repo: Rep
         detail = json.loads(change["detail"]) if isinstance(change["detail"], str) else change["detail"]
         assert detail == {"merged": ["priority", "tags", "body"], "conflicts": []}
         assert h.count("status_history", "story_id = 'WEB-1'") == 1
+        webhook = [c for batch in _pending_batches(h.db, 0) for c in batch.changes if c["story_id"] == "WEB-1"]
+        assert webhook[-1] == {
+            "seq": change["seq"],
+            "story_id": "WEB-1",
+            "kind": "updated",
+            "source": "file",
+            "merged": ["priority", "tags", "body"],
+            "conflicts": [],
+        }
         assert h.export("--commit") == 0
     text_now = (backlog_repo.path / WEB1).read_text()
     assert "priority: critical" in text_now

@@ -66,6 +66,8 @@ def apply(
     feed.flush()
     _write_dependencies(bulk, plan)
     write_merges(conn, writing.merges, run_id, now)
+    merged = {done.story_id for done in writing.merges if not done.result.conflicts}
+    result.conflicts = [story_id for story_id in result.conflicts if story_id not in merged]  # merged, not kept
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
     conn.execute(
