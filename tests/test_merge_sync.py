@@ -14,7 +14,7 @@ from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.db.notify import _pending_batches
 from storysync.db.writer import update_story
-from storysync.story.merge import base_of
+from storysync.story.merge import base_of, body_sha
 from tests.conftest import Repo, story_text
 from tests.export_helpers import Handles, handles, synced
 
@@ -92,7 +92,7 @@ def test_an_upgraded_database_knows_the_base_of_every_row_in_step(any_db: str) -
             "tags": ["a"],
             "extra": {"created": "2026-01-05"},
             "depends_on": ["WEB-2"],
-            "body": "words\\n",
+            "body_sha": body_sha("words\\n"),
         }
         assert bases["WEB-2"] is None  # unexported DB-side changes: no base is known
     finally:
@@ -222,3 +222,48 @@ def test_sync_keeps_the_field_both_sides_changed_as_a_conflict(backlog_repo: Rep
         assert statuses == ["backlog", "active"]  # no move back to the file's stage
         assert h.export() == 0  # the merged move to active is written (the conflict was met by the sync)
     assert (backlog_repo.path / "active/web/WEB-1-login.md").is_file()
+
+
+BODY = "Intro.\n\nSteps.\n\nNotes.\n"
+DEPS = ["API-1"]  # WEB-1's dependencies
+
+
+def test_bodies_edited_on_both_sides_merge_line_by_line(backlog_repo: Repo, any_db: str) -> None:
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Login page", body=BODY, priority="high", depends_on=["API-1"]))
+    backlog_repo.commit()
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        assert "body" not in _base(h, "WEB-1")  # a sync keeps only the body's hash ...
+        h.writer.update("WEB-1", {}, body=BODY.replace("Intro.", "Introduction."))
+        assert _base(h, "WEB-1")["body"] == BODY  # ... until a writer replaces the body
+        edited = BODY.replace("Notes.", "Notes, more.")
+        backlog_repo.write(
+            WEB1, story_text("WEB-1", title="Login page", body=edited, priority="high", depends_on=["API-1"])
+        )
+        assert h.export() == 0
+        assert (backlog_repo.path / WEB1).read_text().endswith("---\nIntroduction.\n\nSteps.\n\nNotes, more.\n")
+        assert h.count("conflicts") == 0
+
+
+def test_a_body_changed_outside_storysync_and_in_the_file_is_a_conflict_not_a_loss(
+    backlog_repo: Repo, any_db: str
+) -> None:
+    """A writer that updates the row with SQL keeps no base body: the two bodies cannot be
+    merged, so the file's wins and the database's is kept in the conflict."""
+    synced(backlog_repo)
+    with handles(backlog_repo, any_db) as h:
+        h.sql("UPDATE stories SET body = 'Written by the API.\n', revision = revision + 1 WHERE id = 'WEB-1'")
+        update_story(h.db, "WEB-1", points=5)
+        backlog_repo.write(
+            WEB1,
+            story_text("WEB-1", title="Login page", body="Written in git.\n", priority="high", depends_on=["API-1"]),
+        )
+        assert h.export() == 1
+        text_now = (backlog_repo.path / WEB1).read_text()
+        assert text_now.endswith("---\nWritten in git.\n")
+        assert "points: 5" in text_now
+        (conflict,) = h.rows("conflicts")
+        fields = conflict["fields"]
+        assert (json.loads(fields) if isinstance(fields, str) else fields) == ["body"]
+        snapshot = conflict["db_snapshot"]
+        assert (json.loads(snapshot) if isinstance(snapshot, str) else snapshot)["body"] == "Written by the API.\n"

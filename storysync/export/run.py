@@ -58,7 +58,7 @@ from storysync.export.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsyn
 from storysync.export.commit import commit_paths, exclude_temporaries, uncommitted
 from storysync.export.tree import base_tree, refuse_invalid
 from storysync.story.layout import classify, slugify, story_directories, story_path
-from storysync.story.merge import Version, base_of, changed_fields, merge, row_values, version_of
+from storysync.story.merge import Version, base_of, base_version, changed_fields, merge, row_values, version_of
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
 from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
@@ -243,9 +243,10 @@ def _decide_merge(
     if isinstance(story, list):
         return
     ours = version_of(story.row(), story.depends_on)
-    result = merge(version_of(row["base"]), ours, version_of(row, deps))
+    base = base_version(row["base"], story.body, row["body"])
+    result = merge(base, ours, version_of(row, deps))
     action.conflict_fields = result.conflicting
-    action.merged = changed_fields(version_of(row["base"]), result)
+    action.merged = changed_fields(base, result)
     action.reason = _merge_reason(result.merged, result.conflicting)
     if not result.merged:  # the file already holds the merge: the next sync takes it
         action.kind = "conflict" if result.conflicts else "kept"

@@ -24,6 +24,7 @@ from storysync.ingest.merging import SyncMerge, bases, merge_story, write_merges
 from storysync.ingest.plan import describe, moved, written_paths
 from storysync.ingest.types import DbRow, HistoryWriter, Plan, Planner, Provenance, SyncOptions, SyncResult
 from storysync.log import get_logger, redact
+from storysync.story.merge import body_sha
 from storysync.story.model import Record
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ def base_text(story: Record, tags: str, extra: str, body: str) -> str:
         | {"assignee": assignee, "backlog_id": story.backlog}
     )
     deps = json.dumps(sorted(set(story.deps)))
-    return f'{head[:-1]}, "tags": {tags}, "extra": {extra}, "depends_on": {deps}, "body": {json.dumps(body)}}}'
+    return f'{head[:-1]}, "tags": {tags}, "extra": {extra}, "depends_on": {deps}, "body_sha": "{body_sha(body)}"}}'
 
 
 def _apply_deletes(bulk: BulkWriter, rows: list[DbRow], now: datetime, changes: list[tuple[str, str]]) -> None:

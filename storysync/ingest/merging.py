@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from storysync.db import tables as m
-from storysync.story.merge import Merged, Version, changed_fields, merge, row_values, version_of
+from storysync.story.merge import Merged, Version, base_version, changed_fields, merge, row_values, version_of
 from storysync.story.model import Record
 
 
@@ -31,6 +31,7 @@ class SyncMerge:
     changed: list[str]  # the fields the merge changed from the base (changes.detail "merged")
     snapshot: dict[str, Any]  # the database's version before the sync (kept by a conflict)
     file_hash: str
+    file_body: str
 
     @property
     def status(self) -> Any:
@@ -58,8 +59,11 @@ def file_version(story: Record) -> Version:
 
 def merge_story(story: Record, snapshot: dict[str, Any], base: Mapping[str, Any]) -> SyncMerge:
     """Merge the file (which wins a field both changed) and the database's version."""
-    result = merge(version_of(base), file_version(story), version_of(snapshot, snapshot["depends_on"]))
-    return SyncMerge(story.id, result, changed_fields(version_of(base), result), snapshot, story.content_hash)
+    ours = file_version(story)
+    assert ours.body is not None
+    known = base_version(base, ours.body, snapshot["body"] or "")
+    result = merge(known, ours, version_of(snapshot, snapshot["depends_on"]))
+    return SyncMerge(story.id, result, changed_fields(known, result), snapshot, story.content_hash, ours.body)
 
 
 def write_merges(conn: Connection, merges: list[SyncMerge], run_id: int, now: datetime) -> None:
@@ -72,6 +76,9 @@ def write_merges(conn: Connection, merges: list[SyncMerge], run_id: int, now: da
             values = row_values(Version(result.frontmatter, result.body))
             depends_on = values.pop("depends_on")
             stmt = m.stories.update().where(s.id == done.story_id)
+            if result.body != done.file_body:  # the base (the file) keeps its body: the row's is the merge
+                stored = conn.execute(select(s.base).where(s.id == done.story_id)).scalar_one()
+                values["base"] = {**stored, "body": done.file_body}
             conn.execute(stmt.values(**values, synced_revision=s.revision - 1))  # pending: export writes it
             conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id == done.story_id))
             rows = [{"story_id": done.story_id, "depends_on_id": d} for d in depends_on]

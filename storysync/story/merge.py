@@ -24,6 +24,7 @@ package).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Version:
     """One version of a story: its frontmatter values and its body."""
 
     frontmatter: Mapping[str, Any]
-    body: str
+    body: str | None  # None: not known (only a base's)
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,19 @@ def _key(value: Any) -> str:
 
 def merge(base: Version, ours: Version, theirs: Version) -> Merged:
     """``ours`` and ``theirs`` merged over ``base``; ``ours`` wins where both changed a field."""
-    out = Merged({}, ours.body)
+    out = Merged({}, ours.body or "")
     keys = list(dict.fromkeys([*ours.frontmatter, *theirs.frontmatter, *base.frontmatter]))
     for key in keys:
         b, o, t = (v.frontmatter.get(key, MISSING) for v in (base, ours, theirs))
         value = _merge_field(key, b, o, t, out)
         if value is not MISSING:
             out.frontmatter[key] = value
-    body = merge_text(base.body, ours.body, theirs.body)
+    assert ours.body is not None
+    assert theirs.body is not None
+    if base.body is None:  # an unknown base: only agreeing bodies merge
+        body = ours.body if ours.body == theirs.body else None
+    else:
+        body = merge_text(base.body, ours.body, theirs.body)
     if body is None:
         out.conflicts.append(FieldConflict(BODY, base.body, ours.body, theirs.body))
     else:
@@ -155,7 +161,7 @@ def changed_fields(base: Version, merged: Merged) -> list[str]:
     """The fields whose merged value differs from the base (the body as ``body``)."""
     keys = dict.fromkeys([*merged.frontmatter, *base.frontmatter])
     changed = [k for k in keys if not same(merged.frontmatter.get(k, MISSING), base.frontmatter.get(k, MISSING))]
-    return changed + ([BODY] if merged.body != base.body else [])
+    return changed + ([BODY] if base.body is not None and merged.body != base.body else [])
 
 
 # ---------------------------------------------------------------- a story as the database keeps it
@@ -165,15 +171,41 @@ def changed_fields(base: Version, merged: Merged) -> list[str]:
 ROW_FIELDS = ("title", "status", "priority", "points", "epic", "assignee")
 
 
+def body_sha(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
 def base_of(values: Mapping[str, Any], depends_on: Iterable[str]) -> dict[str, Any]:
-    """What ``stories.base`` keeps of a row (or of the file it was synced from)."""
+    """What ``stories.base`` keeps of a row (or of the file it was synced from): every
+    field, and the body's sha256 (``body_sha``), not the body: the row holds that body
+    until a writer changes it, and the writer then keeps it here (``keep_base_body``)."""
     base = {k: values.get(k) for k in ROW_FIELDS}
     base["backlog_id"] = values.get("backlog_id")
     base["tags"] = list(values.get("tags") or [])
     base["extra"] = dict(values.get("extra") or {})
     base["depends_on"] = sorted(set(depends_on))
-    base["body"] = values.get("body") or ""
+    base["body_sha"] = body_sha(values.get("body") or "")
     return base
+
+
+def keep_base_body(base: Any, old_body: str) -> dict[str, Any] | None:
+    """``base`` with the body it stands for, when a writer is about to replace ``old_body``
+    (the row's body) and the base has only its hash; None when nothing needs keeping."""
+    if not isinstance(base, dict) or "body" in base or base.get("body_sha") != body_sha(old_body):
+        return None
+    return {**base, "body": old_body}
+
+
+def base_version(base: Mapping[str, Any], file_body: str, db_body: str) -> Version:
+    """A stored base as a ``Version``.  Its body is the kept one, or whichever side's body
+    still has the base's hash; if neither (a writer outside storysync changed the body
+    without keeping it) it is unknown (None), and a body both sides changed is a conflict."""
+    body = base.get("body")
+    if body is None:
+        sha = base.get("body_sha")
+        body = next((b for b in (file_body, db_body) if body_sha(b) == sha), None)
+    version = version_of(base)
+    return Version(version.frontmatter, body)
 
 
 def version_of(values: Mapping[str, Any], depends_on: Iterable[str] | None = None) -> Version:
