@@ -125,12 +125,18 @@ def test_export_merges_a_db_change_into_a_file_edited_since_the_sync(backlog_rep
         assert h.export() == 0  # nothing left to write
 
 
-def test_export_names_the_one_field_both_sides_changed(backlog_repo: Repo, any_db: str) -> None:
+def test_export_names_the_one_field_both_sides_changed(
+    backlog_repo: Repo, any_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     synced(backlog_repo)
     backlog_repo.write(WEB1, story_text("WEB-1", title="Login, file", priority="high", depends_on=["API-1"]))
     with handles(backlog_repo, any_db) as h:
         update_story(h.db, "WEB-1", title="Login, API", points=8)
+        capsys.readouterr()
         assert h.export() == 1  # the conflict is shown
+        out, err = capsys.readouterr()
+        assert "merged points into the file's edit; both changed title: the file wins" in out
+        assert "exported 1 story; 1 conflict (the file wins; see 'storysync conflicts')" in err
         text_now = (backlog_repo.path / WEB1).read_text()
         assert "title: Login, file" in text_now  # the file wins the field both changed
         assert "points: 8" in text_now  # the field only the database changed is merged
