@@ -273,3 +273,18 @@ def test_a_body_changed_outside_storysync_and_in_the_file_is_a_conflict_not_a_lo
         assert (json.loads(fields) if isinstance(fields, str) else fields) == ["body"]
         snapshot = conflict["db_snapshot"]
         assert (json.loads(snapshot) if isinstance(snapshot, str) else snapshot)["body"] == "Written by the API.\n"
+
+
+def test_conflicts_lists_the_fields_both_sides_changed(backlog_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    synced(backlog_repo)
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Login, file", priority="high", depends_on=["API-1"]))
+    with handles(backlog_repo) as h:
+        update_story(h.db, "WEB-1", title="Login, API", points=8)
+        assert h.export() == 1
+    capsys.readouterr()
+    assert backlog_repo.run("conflicts", "--format", "json") == 1
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["fields"] == ["title"]
+    assert (item["file"]["title"], item["database"]["title"]) == ("Login, file", "Login, API")
+    assert backlog_repo.run("conflicts") == 1
+    assert "both changed: title" in capsys.readouterr().out
