@@ -8,7 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storysync.story.merge import MISSING, Version, merge, merge_text, same, with_markers
+from storysync.story.merge import MISSING, Version, merge, merge_files, merge_text, same, with_markers
+from storysync.story.model import Location
+from storysync.story.render import Parts, clean_frontmatter
 
 KEYS = ("title", "priority", "points", "assignee", "tags", "depends_on", "estimate")
 WORDS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
@@ -182,3 +184,27 @@ def test_overlapping_body_hunks_conflict_and_separate_ones_merge() -> None:
     assert with_markers(base, "A\nb\nc\nd\ne\n", "X\nb\nc\nd\nE\n", ("ours", "base", "theirs")) == (
         "<<<<<<< ours\nA\n||||||| base\na\n=======\nX\n>>>>>>> theirs\nb\nc\nd\nE\n"
     )
+
+
+LOCATION = Location("backlog/web/S-1-x.md", "backlog", "backlog", "web", "S-1-x.md")
+
+
+def _file(version: Version) -> bytes:
+    assert version.body is not None
+    return Parts(False, "---\n", clean_frontmatter(version.frontmatter.items(), "\n"), "---\n", version.body).join()
+
+
+@given(triples())
+def test_a_merged_file_reads_as_the_merged_values(t: tuple[Version, Version, Version]) -> None:
+    """The merge driver's file (merged values rendered onto ours) reads back as ``merge`` says,
+    and where a field conflicts, the file has markers and says so."""
+    base, ours, theirs = t
+    merged = merge(base, ours, theirs)
+    done = merge_files(LOCATION, _file(base), _file(ours), _file(theirs), ("ours", "base", "theirs"))
+    assert done.conflicts == merged.conflicting
+    if merged.conflicts:
+        assert b"<<<<<<< ours\n" in done.data
+        return
+    assert done.story is not None
+    assert done.story.frontmatter == merged.frontmatter
+    assert done.story.body == merged.body
