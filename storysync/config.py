@@ -24,7 +24,8 @@ DEFAULT_STAGES: Mapping[str, str] = {
     "completed": "completed",
 }
 STATE_DIR = ".storysync"
-KNOWN_KEYS = frozenset({"root", "stages", "schema", "database", "ignore", "webhook_url"})
+KNOWN_KEYS = frozenset({"root", "stages", "schema", "database", "ignore", "webhook_url", "merge"})
+MERGE_MODES = ("fields", "file-wins")  # a story changed on both sides: merged field by field, or the file wins
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Config:
     database: str = ""
     ignore: tuple[str, ...] = ()
     webhook_url: str | None = None
+    merge: str = "fields"  # MERGE_MODES
     source: Path | None = None  # the file the settings came from, if any
 
     @property
@@ -83,6 +85,9 @@ def load_config(
     webhook = env.get("STORYSYNC_WEBHOOK_URL") or raw.get("webhook_url")
     if webhook is not None and not isinstance(webhook, str):
         raise ConfigError(f"{source}: 'webhook_url' must be a string")
+    merge = raw.get("merge", "fields")
+    if merge not in MERGE_MODES:
+        raise ConfigError(f"{source}: 'merge' must be one of {', '.join(repr(m) for m in MERGE_MODES)}, got {merge!r}")
     return Config(
         repo=repo,
         root=root,
@@ -91,6 +96,7 @@ def load_config(
         database=database or default_database_url(repo),
         ignore=tuple(ignore),
         webhook_url=webhook or None,
+        merge=merge,
         source=source,
     )
 

@@ -17,6 +17,9 @@ WEB2 = "active/web/WEB-2-signup.md"
 
 
 def _conflict(repo: Repo, url: str | None = None) -> None:
+    """A whole-story conflict (``merge = "file-wins"``; field merges: tests/test_merge_sync.py)."""
+    repo.write("storysync.toml", 'merge = "file-wins"\n')
+    repo.commit("whole-story conflicts")
     synced(repo)
     repo.write(WEB2, story_text("WEB-2", title="Signup, edited in the file", points=3))
     with handles(repo, url) as h:
@@ -126,6 +129,7 @@ def test_a_conflict_found_by_sync_keeps_the_same_complete_db_version_as_one_foun
     the conflict), then an uncommitted one (the export finds it): both records hold the
     whole row, ``depends_on`` included, under the same keys."""
     repo, web1 = backlog_repo, "backlog/web/WEB-1-login.md"
+    repo.write("storysync.toml", 'merge = "file-wins"\n')
     synced(repo)
     with handles(repo) as h:
         update_story(h.db, "WEB-1", points=8)

@@ -140,6 +140,7 @@ def test_dry_run_shows_the_plan_and_writes_nothing(backlog_repo: Repo, capsys: p
 
 
 def test_a_file_edited_since_its_sync_wins_and_the_db_version_is_kept(backlog_repo: Repo, any_db: str) -> None:
+    backlog_repo.write("storysync.toml", 'merge = "file-wins"\n')  # field merges: tests/test_merge_sync.py
     synced(backlog_repo)
     edited = story_text("WEB-2", title="Signup (edited by hand)", points=3)
     backlog_repo.write(WEB2, edited)

@@ -10,6 +10,7 @@ GitPython or SQLAlchemy until a sync actually runs.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,27 @@ def install(top: Path, python: str | None = None) -> list[Installed]:
     directory.mkdir(parents=True, exist_ok=True)
     done = [_install_one(directory, name) for name in HOOK_NAMES]
     runner.output(top, "config", PYTHON_KEY, python or sys.executable)
+    return done
+
+
+MERGE_ATTRIBUTE = "*.md merge=storysync"
+
+
+def install_merge_driver(top: Path, root: Path, python: str | None = None) -> list[str]:
+    """Make git merge story files with ``storysync merge-driver`` (SPEC §11): a
+    ``.gitattributes`` line at the stories root, and the driver in the repository's config
+    (run by the interpreter the hooks use, as the shims do).  Safe to run twice."""
+    attributes = root / ".gitattributes"
+    text = _read(attributes) or ""
+    done = []
+    if MERGE_ATTRIBUTE not in text.splitlines():
+        root.mkdir(parents=True, exist_ok=True)
+        attributes.write_text(text + ("\n" if text and not text.endswith("\n") else "") + MERGE_ATTRIBUTE + "\n")
+        done.append(f"{attributes}: {MERGE_ATTRIBUTE} (commit it to share the merge driver)")
+    interpreter = shlex.quote(python or sys.executable)
+    runner.output(top, "config", "merge.storysync.name", "storysync: merge story files field by field")
+    runner.output(top, "config", "merge.storysync.driver", f"{interpreter} -m storysync merge-driver %O %A %B %P")
+    done.append("git config merge.storysync.driver: set")
     return done
 
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "board": "board",
     "report": "report",
     "move": "move",
+    "merge-driver": "merge_driver",
 }
 
 

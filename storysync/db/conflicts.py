@@ -34,6 +34,7 @@ class OpenConflict:
     path: str | None
     file: dict[str, Any] | None  # None: the file is gone or does not parse
     database: dict[str, Any]
+    fields: list[str] | None = None  # the fields both sides changed (a merge); None: the whole story
 
     def rows(self) -> list[tuple[str, Any, Any]]:
         """``(field, file value, database value)`` for every field either side has."""
@@ -48,6 +49,7 @@ def db_snapshot(row: Mapping[str, Any], depends_on: Iterable[str]) -> dict[str, 
     """The database's version of a story as a conflict keeps it: every ``stories``
     column, JSON-safe, and its ``depends_on`` from the ``dependencies`` table."""
     snapshot: dict[str, Any] = json.loads(json.dumps(dict(row), default=str))
+    snapshot.pop("base", None)  # the last synced version, not the database's
     snapshot["depends_on"] = sorted(depends_on)
     return snapshot
 
@@ -69,7 +71,7 @@ def open_conflicts(config: Config, db: Database) -> list[OpenConflict]:
     """Every unresolved conflict, oldest first, with the file as it is on disk now."""
     c, s = m.conflicts.c, m.stories.c
     query = (
-        select(c.id, c.story_id, c.detected_at, c.db_snapshot, s.path)
+        select(c.id, c.story_id, c.detected_at, c.db_snapshot, c.fields, s.path)
         .join(m.stories, s.id == c.story_id)
         .where(c.resolved_at.is_(None))
         .order_by(c.detected_at, c.id)
@@ -77,7 +79,9 @@ def open_conflicts(config: Config, db: Database) -> list[OpenConflict]:
     with db.read() as conn:
         found = list(conn.execute(query))
     return [
-        OpenConflict(r.id, r.story_id, r.detected_at, r.path, _file_version(config, r.path), _db_version(r.db_snapshot))
+        OpenConflict(
+            r.id, r.story_id, r.detected_at, r.path, _file_version(config, r.path), _db_version(r.db_snapshot), r.fields
+        )
         for r in found
     ]
 

@@ -280,7 +280,11 @@ def batches_from(rows: Iterable[Any]) -> list[Batch]:
             batches.append(Batch(run, tuple(current)))
             current = []
         run = row.run_id
-        current.append({"seq": row.seq, "story_id": row.story_id, "kind": row.kind, "source": row.source})
+        change = {"seq": row.seq, "story_id": row.story_id, "kind": row.kind, "source": row.source}
+        detail = getattr(row, "detail", None)
+        if isinstance(detail, dict) and detail.get("merged") is not None:  # a three-way merge (issue 15)
+            change |= {"merged": detail["merged"], "conflicts": detail.get("conflicts", [])}
+        current.append(change)
     if current:
         batches.append(Batch(run, tuple(current)))
     return batches
@@ -288,7 +292,12 @@ def batches_from(rows: Iterable[Any]) -> list[Batch]:
 
 def _pending_batches(db: Database, after: int) -> list[Batch]:
     c = m.changes.c
-    query = select(c.seq, c.story_id, c.kind, c.source, c.run_id).where(c.seq > after).order_by(c.seq).limit(MAX_BATCH)
+    query = (
+        select(c.seq, c.story_id, c.kind, c.source, c.run_id, c.detail)
+        .where(c.seq > after)
+        .order_by(c.seq)
+        .limit(MAX_BATCH)
+    )
     with db.read() as conn:
         return batches_from(conn.execute(query))
 

@@ -101,6 +101,9 @@ stories = Table(
     _required("created_at", Stamp),
     _required("updated_at", Stamp),
     Column("deleted_at", Stamp),
+    # the story as last synced with its file (storysync.story.merge.base_of), the base of a
+    # three-way merge when both sides changed it (0006); null: not known (an older row)
+    Column("base", JSONType, nullable=True),
     Index(
         "uq_stories_live_path",
         "path",
@@ -182,6 +185,7 @@ conflicts = Table(
     Column("db_snapshot", JSONType, nullable=True),
     _required("resolution", String(20)),
     Column("resolved_at", Stamp),
+    Column("fields", JSONType, nullable=True),  # the fields both sides changed (0006); null: the whole story
 )
 
 changes = Table(
@@ -193,6 +197,7 @@ changes = Table(
     _required("source", String(10)),
     Column("run_id", Integer),
     _required("at", Stamp),
+    Column("detail", JSONType, nullable=True),  # {"merged": [field, ...]} of a three-way merge (0006)
 )
 
 webhook_state = Table(  # how far each webhook target has been delivered (migration 0003)

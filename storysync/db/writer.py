@@ -34,6 +34,7 @@ from storysync.db.database import Database, utcnow
 from storysync.db.notify import after_write, feed_end
 from storysync.errors import Diagnostic, UsageError, ValidationFailed
 from storysync.story.layout import MAX_NAME
+from storysync.story.merge import keep_base_body
 from storysync.story.model import Location, Story
 from storysync.story.parse import parse_story
 from storysync.story.render import OPTIONAL_COLUMNS, RenderError, Wanted, new_file, reads_as, same
@@ -246,6 +247,9 @@ class StoryWriter:
     ) -> None:
         values = _row_values(fm, body)
         values.update(revision=row["revision"] + 1, updated_at=now)
+        kept = keep_base_body(row.get("base"), row["body"]) if body != row["body"] else None
+        if kept is not None:  # the base's body is the row's until now: keep it for a later merge
+            values["base"] = kept
         if revive:
             values.update(deleted_at=None, path=None, content_hash=None)
         _ensure_backlog(conn, fm["backlog"], now)

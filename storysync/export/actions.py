@@ -34,6 +34,10 @@ class Action:
     reason: str = ""
     file_hash: str | None = None
     snapshot: dict[str, Any] | None = None
+    base: dict[str, Any] | None = None  # stories.base once the file holds the row (merge.base_of)
+    values: dict[str, Any] | None = None  # a merge's result: the row's new values (merge.row_values)
+    merged: list[str] = field(default_factory=list)  # the fields a three-way merge took from both sides
+    conflict_fields: list[str] = field(default_factory=list)  # the fields both sides changed differently
 
     @property
     def content_hash(self) -> str | None:
@@ -50,7 +54,9 @@ class Action:
 
     def describe(self, dry_run: bool = False) -> str:
         """One line for the report."""
-        verb = {"in-step": "in step", "refused": "refused", "conflict": "conflict"}.get(self.kind, self.kind + "d")
+        verb = {"in-step": "in step", "refused": "refused", "conflict": "conflict", "kept": "file kept"}.get(
+            self.kind, self.kind + "d"
+        )
         if dry_run and self.kind in WRITES:
             verb = "would " + self.kind
         text = f"{verb:<14} {self.story_id}  {self.where}".rstrip()
@@ -71,4 +77,4 @@ class ExportResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.of("conflict", "refused") else 0
+        return 1 if self.of("conflict", "refused") or any(a.conflict_fields for a in self.actions) else 0

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Connection, Text, cast, select
+from sqlalchemy import Connection, Text, cast, null, select
 
 from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
@@ -60,6 +60,7 @@ from storysync.export.tree import base_tree, refuse_invalid
 from storysync.git import runner
 from storysync.git.runner import GitRepo
 from storysync.story.layout import classify, slugify, story_directories, story_path
+from storysync.story.merge import Version, base_of, base_version, changed_fields, merge, row_values, version_of
 from storysync.story.model import Location
 from storysync.story.parse import MAX_FILE, parse_story
 from storysync.story.render import RenderError, Wanted, reads_as, render_existing, render_new, wanted_from_row
@@ -161,8 +162,10 @@ def _plan_row(
         _decide(config, checker, _decoded(row), deps, live_paths, action)
     except (_Refusal, RenderError) as exc:
         action.kind, action.reason, action.data = "refused", str(exc), None
-    if action.kind == "conflict":
+    if action.kind == "conflict" or action.conflict_fields:
         action.snapshot = db_snapshot(row, deps)
+    if action.kind in ("update", "move", "create", "in-step") and action.base is None:
+        action.base = base_of(row, deps)  # the file now holds the row: the next merge's base
     return action
 
 
@@ -190,6 +193,8 @@ def _decide(
         _decide_missing(config, want, location, action)
     elif current is not None and _sha(current) != row["content_hash"]:
         _decide_edited(current, want, location, old == target, action)
+        if action.kind == "conflict" and config.merge == "fields":
+            _decide_merge(config, checker, current, row, deps, live_paths, action)
     elif current is None:
         _decide_create(config, checker, want, location, live_paths, action)
     else:
@@ -223,6 +228,61 @@ def _decide_edited(current: bytes, want: Wanted, location: Location, same_place:
         return
     action.kind, action.file_hash, action.new_path = "conflict", _sha(current), None
     action.reason = "the file was edited since its last sync; the file wins, the database version is kept"
+
+
+def _decide_merge(
+    config: Config,
+    checker: SchemaChecker,
+    current: bytes,
+    row: Mapping[str, Any],
+    deps: list[str],
+    live_paths: Mapping[str, str],
+    action: Action,
+) -> None:
+    """Both the file and the row changed since the last sync: merge them field by field
+    over the base (``story.merge``).  The merged story is written to the file (and goes
+    to the row when it is recorded); a field both changed keeps the file's value and is
+    a conflict.  Without a base, or a file that does not parse, it stays a conflict."""
+    old = action.old_path
+    if row.get("base") is None or old is None:
+        return
+    story = parse_story(_location(config, old), current)
+    if isinstance(story, list):
+        return
+    ours = version_of(story.row(), story.depends_on)
+    base = base_version(row["base"], story.body, row["body"])
+    result = merge(base, ours, version_of(row, deps))
+    action.conflict_fields = result.conflicting
+    action.merged = changed_fields(base, result)
+    action.reason = _merge_reason(result.merged, result.conflicting)
+    if not result.merged:  # the file already holds the merge: the next sync takes it
+        action.kind = "conflict" if result.conflicts else "kept"
+        return
+    values = row_values(Version(result.frontmatter, result.body))
+    depends_on = values.pop("depends_on")
+    merged_row = {**row, **values}
+    target = _target_path(config, merged_row, old)
+    location = _location(config, target)
+    data = _checked(checker, render_existing(current, wanted_from_row(merged_row, depends_on), location), location)
+    if target != old:
+        if _read_story_file(config, target) is not None:
+            raise _Refusal(f"cannot move to {target}: a file is already there")
+        _free(target, row["id"], live_paths)
+    action.kind, action.new_path, action.data, action.file_hash = (
+        ("update" if target == old else "move"),
+        target,
+        data,
+        _sha(current),
+    )
+    action.values = {**values, "depends_on": depends_on}
+    action.base = base_of(merged_row, depends_on)
+
+
+def _merge_reason(merged: list[str], conflicting: list[str]) -> str:
+    parts = [f"merged {', '.join(merged)} into the file's edit"] if merged else []
+    if conflicting:
+        parts.append(f"both changed {', '.join(conflicting)}: the file wins, the database's value is kept")
+    return "; ".join(parts) or "the file's edit already holds the database's changes"
 
 
 def _decide_create(
@@ -530,13 +590,48 @@ def _record(db: Database, result: ExportResult) -> None:
             values: dict[str, Any] = {"synced_revision": action.revision}
             if action.kind != "delete" and action.content_hash is not None:  # a deleted row keeps its last hash
                 values.update(content_hash=action.content_hash, path=action.new_path or action.old_path)
+            if action.base is not None:
+                values["base"] = action.base
             if result.commit:
                 values["synced_commit"] = result.commit
+            if action.values is not None:
+                _record_merge(conn, action, values, now)
+                continue
             conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(**values))
-        for action in result.of("conflict"):
-            _record_conflict(conn, action, now)
+        for action in result.of("kept"):  # the file holds the merge: the row takes it at the next sync
+            done = m.stories.update().where(m.stories.c.id == action.story_id)
+            conn.execute(done.values(synced_revision=action.revision))
+        for action in result.actions:
+            if action.kind == "conflict" or action.conflict_fields:
+                _record_conflict(conn, action, now)
         if result.commit:
             _advance_last_synced(conn, result.commit, result.parent)
+
+
+def _record_merge(conn: Connection, action: Action, values: dict[str, Any], now: Any) -> None:
+    """The row takes the merged story the file now holds: a change from the file's side
+    (revision + 1), unless a writer changed the row since it was planned (then it stays
+    pending, and the next export merges again)."""
+    merged = dict(action.values or {})
+    depends_on = merged.pop("depends_on")
+    s = m.stories.c
+    revision = action.revision + 1
+    done = conn.execute(
+        m.stories.update()
+        .where(s.id == action.story_id, s.revision == action.revision)
+        .values({**values, **merged, "revision": revision, "synced_revision": revision, "updated_at": now})
+    ).rowcount
+    if not done:
+        return
+    conn.execute(m.dependencies.delete().where(m.dependencies.c.story_id == action.story_id))
+    if depends_on:
+        conn.execute(m.dependencies.insert(), [{"story_id": action.story_id, "depends_on_id": d} for d in depends_on])
+    detail = {"merged": action.merged, "conflicts": action.conflict_fields}
+    conn.execute(
+        m.changes.insert().values(
+            story_id=action.story_id, kind="updated", source="file", run_id=None, at=now, detail=detail
+        )
+    )
 
 
 def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
@@ -550,9 +645,13 @@ def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
             db_snapshot=action.snapshot,
             resolution="file_wins",
             resolved_at=None,
+            fields=action.conflict_fields or null(),  # SQL NULL: the whole story
         )
     )
-    conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision))
+    if action.kind == "conflict":
+        conn.execute(
+            m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision)
+        )
 
 
 def _advance_last_synced(conn: Connection, commit: str, parent: str | None) -> None:

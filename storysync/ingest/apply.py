@@ -5,6 +5,7 @@ that was invalid or failed (SPEC §6).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,9 +20,11 @@ from storysync.db.conflicts import db_snapshots
 from storysync.db.database import LAST_SYNCED, Database, set_state, utcnow
 from storysync.errors import Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
+from storysync.ingest.merging import SyncMerge, bases, merge_story, write_merges
 from storysync.ingest.plan import describe, moved, written_paths
 from storysync.ingest.types import DbRow, HistoryWriter, Plan, Planner, Provenance, SyncOptions, SyncResult
 from storysync.log import get_logger, redact
+from storysync.story.merge import body_sha
 from storysync.story.model import Record
 
 if TYPE_CHECKING:
@@ -58,12 +61,15 @@ def apply(
     ensure_backlogs(conn, plan, now)
     bulk = BulkWriter(conn)
     feed = _Feed(bulk, run_id, bulk.stamp(now))
-    writing = _Writing(bulk, provenance, now, feed, history, bodies)
+    writing = _Writing(bulk, provenance, now, feed, history, bodies, options.merge)
     _apply_deletes(bulk, plan.deletes, now, feed.changes)
     _apply_updates(writing, plan)
     _apply_creates(writing, plan)
     feed.flush()
     _write_dependencies(bulk, plan)
+    write_merges(conn, writing.merges, run_id, now)
+    merged = {done.story_id for done in writing.merges if not done.result.conflicts}
+    result.conflicts = [story_id for story_id in result.conflicts if story_id not in merged]  # merged, not kept
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
     conn.execute(
@@ -162,6 +168,7 @@ FILE_KEYS = (
     "revision",
     "synced_revision",
     "synced_commit",
+    "base",
 )
 
 
@@ -219,7 +226,20 @@ def file_values(bulk: BulkWriter, story: Record, revision: int, commit: str | No
         revision,
         revision,
         commit,
+        bulk.json(base_text(story, tags, extra, body)),
     )
+
+
+def base_text(story: Record, tags: str, extra: str, body: str) -> str:
+    """``stories.base`` of a row synced from ``story`` (``merge.base_of``) as JSON text,
+    built from the JSON the record already holds (a full sync writes one per story)."""
+    title, priority, points, epic, assignee = story.columns[:5]
+    head = json.dumps(
+        {"title": title, "status": story.status, "priority": priority, "points": points, "epic": epic}
+        | {"assignee": assignee, "backlog_id": story.backlog}
+    )
+    deps = json.dumps(sorted(set(story.deps)))
+    return f'{head[:-1]}, "tags": {tags}, "extra": {extra}, "depends_on": {deps}, "body_sha": "{body_sha(body)}"}}'
 
 
 def _apply_deletes(bulk: BulkWriter, rows: list[DbRow], now: datetime, changes: list[tuple[str, str]]) -> None:
@@ -266,6 +286,8 @@ class _Writing:
     feed: _Feed
     history: dict[str, list[tuple[str | None, str, Provenance]]] | None
     bodies: Bodies | None
+    merge: str = "fields"  # SyncOptions.merge
+    merges: list[SyncMerge] = field(default_factory=list)  # stories changed on both sides, merged
 
     def batches(self, stories: list[Record]) -> Iterable[tuple[int, int]]:
         """``(start, end)`` of each write batch, with those stories' bodies loaded meanwhile."""
@@ -285,8 +307,14 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
     pairs = _fresh_revisions(conn, plan.updates) + _fresh_revisions(conn, plan.revives)
     if not pairs:
         return
-    # a pending DB-side change or deletion the file overrides (export keeps them the same way)
-    _keep_conflicts(conn, [(s, r) for s, r in pairs if r.revision > r.synced_revision], w.now)
+    pending = [(s, r) for s, r in pairs if r.revision > r.synced_revision]
+    # a pending DB-side change the file overrides: merged over its base where one is known
+    # ("fields"); else, and for a revive (the database deleted it), the file wins and the
+    # database's version is kept as a conflict record, as export keeps it
+    mergeable = [r.id for _, r in pending if not r.deleted]
+    known = bases(conn, mergeable) if mergeable and w.merge == "fields" else {}
+    _keep_conflicts(conn, [(s, r) for s, r in pending if r.id not in known], w.now)
+    snapshots = db_snapshots(conn, list(known)) if known else {}
     moving = [(None, r.id) for s, r in pairs if r.path != s.path]
     w.bulk.run(_UPDATE_STORY, ("path", "b_id"), moving)  # free the old paths first: two stories may swap places
     stamp, sha = w.bulk.stamp(w.now), w.provenance.sha
@@ -302,8 +330,13 @@ def _apply_updates(w: _Writing, plan: Plan) -> None:
             revived = row.deleted
             kind = "created" if revived else "moved" if moved(story, row) else "updated"
             w.feed.changes.append((row.id, kind))
+            merged = merge_story(story, snapshots[row.id], known[row.id]) if row.id in snapshots else None
+            if merged is not None:
+                w.merges.append(merged)
             if revived:
                 w.feed.hist.extend(_history_rows(w.bulk, story, None, seen_now, w.history))
+            elif merged is not None and merged.status == row.status:
+                pass  # the database's status stands (its change is in the history already)
             elif story.status != row.status:
                 w.feed.hist.extend(_history_rows(w.bulk, story, row.status, seen_now, w.history))
         w.bulk.run(_UPDATE_STORY, UPDATE_KEYS, params)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from storysync.check.sources import GitTreeSource, Source, WorkTreeSource
@@ -55,7 +56,7 @@ def sync(
     or a GitPython ``git.Repo``; git is asked through plain processes either way.
     """
     plain = as_plain(repo)
-    options = options or SyncOptions()
+    options = replace(options or SyncOptions(), merge=config.merge)
     started = time.perf_counter()
     db.ensure_schema()
     if options.dry_run:

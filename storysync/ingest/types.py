@@ -41,6 +41,8 @@ class SyncOptions:
     # Sync a commit that is older than the last synced one (its ancestor), or whose
     # relation to it this clone cannot tell: otherwise refused (hooks never pass it).
     allow_rewind: bool = False
+    # A story changed in its file and in the database: "fields" (merged) or "file-wins" (config ``merge``).
+    merge: str = "fields"
 
 
 @dataclass

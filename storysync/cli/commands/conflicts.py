@@ -34,6 +34,7 @@ def command(app: App, resolve_id: str | None, fmt: str) -> int:
                 "path": c.path,
                 "file": c.file,
                 "database": c.database,
+                "fields": c.fields,
             }
             for c in found
         ]
@@ -54,6 +55,8 @@ def _table(conflict: object) -> object:
 
     assert isinstance(conflict, OpenConflict)
     title = f"{conflict.story_id}  {conflict.path or ''}  (detected {conflict.detected_at:%Y-%m-%d %H:%M} UTC)"
+    if conflict.fields:
+        title += f"  both changed: {', '.join(conflict.fields)}"
     table = Table(title=rich_safe(title), show_lines=False)
     table.add_column("field", style="bold")
     table.add_column("file (kept)")

@@ -37,7 +37,8 @@ def summary(result: object) -> str:
     line = f"storysync: {verb} {plural(written, 'story')}"
     if result.commit:
         line += f" in commit {result.commit[:12]}"
-    conflicts, refused = len(result.of("conflict")), len(result.of("refused"))
+    conflicts = len([a for a in result.actions if a.kind == "conflict" or a.conflict_fields])
+    refused = len(result.of("refused"))
     if conflicts:
         line += f"; {plural(conflicts, 'conflict')} (the file wins; see 'storysync conflicts')"
     if refused:
