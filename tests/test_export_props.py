@@ -159,8 +159,11 @@ def _last_line(fm: str, node: yaml.Node) -> int:
     if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and not node.flow_style and node.value:
         last = node.value[-1]
         return _last_line(fm, last[1] if isinstance(last, tuple) else last)
-    span = fm[node.start_mark.index : node.end_mark.index].rstrip()
-    return fm.count("\n", 0, node.start_mark.index + len(span))
+    span = fm[node.start_mark.index : node.end_mark.index]
+    header = span.split("\n", 1)[0]
+    if not (isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") and "+" in header.split("#", 1)[0]):
+        span = span.rstrip()  # clip or strip chomping: the blank lines after it are the file's
+    return fm.count("\n", 0, node.start_mark.index + len(span.removesuffix("\n")))
 
 
 def _without(data: bytes, lines: set[int]) -> list[str]:
@@ -217,6 +220,17 @@ def test_removing_a_block_sequence_keeps_the_blank_line_after_it() -> None:
     new = render_existing(old, _wanted(want_fm, ""), LOCATION)
     check_minimal(old, new, "custom", want_fm, "")
     assert new == old.replace(b"custom:\n- '0'\n", b"")
+
+
+def test_removing_a_block_scalar_keeps_the_blank_line_after_it_unless_the_scalar_keeps_it() -> None:
+    """Found by the property above: a clipped block scalar's trailing blank line is the file's
+    (as after a sequence), a kept one's (``|+``) is the value's and goes with its key."""
+    for header, gone in ((b"|", b"notes: |\n  0\n"), (b"|+", b"notes: |+\n  0\n\n")):
+        old = b"---\nid: WEB-1\ntitle: T\nnotes: " + header + b"\n  0\n\nassignee: a\n---\n"
+        want_fm = {"id": "WEB-1", "title": "T", "assignee": "a"}
+        new = render_existing(old, _wanted(want_fm, ""), LOCATION)
+        check_minimal(old, new, "notes", want_fm, "")
+        assert new == old.replace(gone, b"")
 
 
 def test_removing_a_block_mapping_keeps_the_comment_after_it() -> None:

@@ -284,10 +284,19 @@ def _replacement(text: str, key: yaml.Node, node: yaml.Node, new: Any, eol: str)
 
 def _removal(text: str, key: yaml.Node, node: yaml.Node) -> tuple[int, int, str]:
     end = _line_end(text, _value_end(text, node))
-    kept_blanks = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+    kept_blanks = _keeps_trailing_lines(text, node)
     while kept_blanks and end < node.end_mark.index and not text[end : _line_end(text, end)].strip():
         end = _line_end(text, end)  # the blank lines a block scalar kept (a sequence's are the file's)
     return _line_start(text, key.start_mark.index), end, ""
+
+
+def _keeps_trailing_lines(text: str, node: yaml.Node) -> bool:
+    """Whether a block scalar's trailing blank lines are its own (``|+``, ``>+``: keep
+    chomping); with clip or strip chomping they are the file's, as after a sequence."""
+    if not isinstance(node, yaml.ScalarNode) or node.style not in ("|", ">"):
+        return False
+    header = text[node.start_mark.index : _line_end(text, node.start_mark.index)]
+    return "+" in header.split("#", 1)[0]
 
 
 def splice(fm_text: str, edits: Mapping[str, Any], eol: str) -> str | None:
