@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     from storysync.cli import fast as fastcli
 
     _RUN["logging"] = False
-    hook = fastcli.parse(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    if fastcli.nothing_to_do(args):  # the post-merge/-checkout/-rewrite hook, already in step
+        return 0
+    hook = fastcli.parse(args)
     try:
         return fastcli.run(hook, _RUN) if hook is not None else _click_main(argv)
     except KeyboardInterrupt:

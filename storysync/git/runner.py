@@ -162,6 +162,16 @@ def head(top: Path) -> str | None:
     return sha if done.returncode == 0 and sha else None
 
 
+def git_dir_and_head(top: Path) -> tuple[Path, str] | None:
+    """This work tree's git directory and HEAD's commit, from one ``git`` process; None when
+    git cannot say (not a repository, no commit yet)."""
+    done = _git(top, "rev-parse", "--git-dir", "--verify", "--quiet", "HEAD^{commit}")
+    lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if done.returncode != 0 or len(lines) != 2 or len(lines[1]) not in (40, 64):
+        return None
+    return (top / lines[0]).resolve(), lines[1]
+
+
 def commits_between(top: Path, older: str, newer: str) -> int | None:
     """How many commits ``newer`` is ahead of ``older``; None when ``older`` is unknown
     or not an ancestor of ``newer`` (history was rewritten), or git cannot say."""
