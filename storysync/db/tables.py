@@ -105,6 +105,12 @@ stories = Table(
         "deleted_at",
         sqlite_where=text("deleted_at IS NOT NULL"),
     ),
+    # the rows an export must write (0007): only those, so an export reads what it writes
+    Index(
+        "ix_stories_export_pending",
+        "id",
+        sqlite_where=text("revision > synced_revision"),
+    ),
 )
 
 dependencies = Table(
