@@ -5,6 +5,7 @@ killed export was writing) are swept for its temporary files."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -84,3 +85,23 @@ def test_a_killed_export_is_swept_where_it_was_writing_after_a_sync_recorded_its
     assert backlog_repo.run("export") == 0
     assert not [p for p in leftovers if p.exists()]
     assert not (backlog_repo.path / ".git" / WRITING_MARKER).exists()
+
+
+def test_checking_the_exported_tree_reads_git_through_one_process(backlog_repo: Repo, tmp_path: Path) -> None:
+    """``export --commit`` checks its files against HEAD's tree, following ``depends_on``
+    into files it does not write, one at a time: one ``git cat-file --batch`` answers
+    every read, however many rows."""
+    for i in range(3, 15):
+        backlog_repo.story("backlog", "api", f"API-{i}", f"base{i}", title=f"Base {i}")
+        backlog_repo.story("backlog", "web", f"WEB-{i}", f"s{i}", title=f"S{i}", depends_on=[f"API-{i}"])
+    backlog_repo.commit("stories and what they depend on")
+    synced(backlog_repo)
+    with handles(backlog_repo) as h:
+        for i in range(3, 15):
+            update_story(h.db, f"WEB-{i}", points=5)
+    trace = tmp_path / "trace.txt"
+    done = run_cli_subprocess(backlog_repo, "export", "--commit", env={"GIT_TRACE": str(trace)})
+    assert done.returncode == 0, done.stderr
+    lines = trace.read_text().splitlines()
+    started = [line.split("trace: built-in: git ", 1)[1] for line in lines if "built-in: git " in line]
+    assert sum(1 for command in started if command.startswith("cat-file")) <= 2, started

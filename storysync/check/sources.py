@@ -26,6 +26,7 @@ from storysync.story.parse import MAX_FILE
 if TYPE_CHECKING:
     import git
 
+    from storysync.git.blobs import BlobReader
     from storysync.git.runner import GitRepo
 
 
@@ -103,6 +104,7 @@ class GitTreeSource:
         self.config = config
         self.commit = commit
         self.label = commit
+        self.blobs: BlobReader | None = None  # set by a caller that reads one blob at a time, many times
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
         from storysync.git import runner as gitplain
@@ -127,6 +129,8 @@ class GitTreeSource:
         refusal = _refusal(entry)
         if refusal is not None:
             return refusal
+        if self.blobs is not None:  # a process kept open: no start per blob
+            return next(self.blobs.read([entry.ref]))
         blobs = read_blobs(self.config.repo, [entry.ref])
         try:
             return next(blobs)[1]

@@ -101,6 +101,20 @@ def refuse_invalid(config: Config, actions: list[Action], base: Source) -> None:
     written = [a for a in actions if a.kind in _WRITTEN]
     if not written:
         return
+    if isinstance(base, GitTreeSource) and base.blobs is None:
+        from storysync.git.blobs import BlobReader
+
+        base.blobs = BlobReader(config.repo)  # the dependency walk reads one file at a time
+        try:
+            _refuse_invalid(config, actions, base, written)
+        finally:
+            base.blobs.close()
+            base.blobs = None
+        return
+    _refuse_invalid(config, actions, base, written)
+
+
+def _refuse_invalid(config: Config, actions: list[Action], base: Source, written: list[Action]) -> None:
     tree = ExportedTree(config, base, actions)
     checker = checker_for(config)
     while written:
