@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, values in watch(variants, args.watch_repeat, args.reconcile, args.idle).items():
                     results[name] = {"median": round(statistics.median(values), 3), "values": values}
         results["load_end"] = os.getloadavg()[0]
-        store[size_label(size)] = results
+        store.setdefault(size_label(size), {}).update(results)  # a later run of a scenario replaces its rows
         print(json.dumps({size_label(size): results}, indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(store, indent=1) + "\n", encoding="utf-8")
