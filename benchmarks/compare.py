@@ -17,7 +17,9 @@ load from other processes hits both alike.  Whole processes, medians:
   ``storysync export --commit``;
 * ``watch``: ``storysync watch --reconcile R`` started on the synced repository:
   the time until its catch-up is reported, then its CPU over ``--idle`` seconds
-  (at least two reconcile periods) with nothing changing.
+  (at least two reconcile periods) with nothing changing;
+* ``postgres`` (not in the default ``--only``): this checkout on SQLite and on
+  PostgreSQL, interleaved: full sync, incremental 10-file sync, export of 100.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Variant:
     """One storysync under test, in its own clone and database."""
 
-    def __init__(self, name: str, package_root: Path, source: Path, scratch: Path) -> None:
+    def __init__(self, name: str, package_root: Path, source: Path, scratch: Path, url: str | None = None) -> None:
         self.name = name
         self.root = package_root
         self.repo = scratch / name / "repo"
@@ -73,10 +75,10 @@ class Variant:
         env.pop("GIT_AUTHOR_DATE", None)
         env.pop("GIT_COMMITTER_DATE", None)
         env["PYTHONPATH"] = str(package_root)
-        env["STORYSYNC_DATABASE_URL"] = f"sqlite:///{self.db}"
+        env["STORYSYNC_DATABASE_URL"] = url or f"sqlite:///{self.db}"
         self.env = env
         self.log = scratch / name / "commands.log"
-        run_once(self.argv("sync", "--full"), self.repo, self.env, log=self.log)
+        self.full_sync = run_once(self.argv("sync", "--full"), self.repo, self.env, log=self.log)
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "storysync", *args]
@@ -118,6 +120,57 @@ def export(variants: list[Variant], repeats: int, count: int) -> dict[str, Serie
             sample = run_once(v.argv("export", "--commit"), v.repo, v.env, log=v.log)
             series[f"export_{count}_{v.name}"].samples.append(sample)
     return series
+
+
+def postgres(source: Path, scratch: Path, repeats: int) -> dict[str, Series]:
+    """This checkout on SQLite and on a throwaway PostgreSQL server (``tests/pg.py``: fsync
+    off), interleaved: the full sync (fresh database, once each), an incremental sync of a
+    10-file commit, and ``export --commit`` of 100 DB-changed stories."""
+    from tests.pg import PgServer
+
+    server = PgServer.start_new()
+    try:
+        url = server.url(server.create_database())
+        variants = [Variant("sqlite", ROOT, source, scratch), Variant("postgresql", ROOT, source, scratch, url)]
+        series: dict[str, Series] = {f"full_sync_{v.name}": Series([v.full_sync]) for v in variants}
+        for v in variants:
+            series[f"incremental_sync_{v.name}"] = Series()
+            series[f"export_100_{v.name}"] = Series()
+        rng = random.Random(10)
+        for i in range(repeats):
+            for v in variants if i % 2 == 0 else reversed(variants):
+                paths = [p for p in git(v.repo, "ls-files", "--", "backlog").splitlines() if p.endswith(".md")]
+                for rel in rng.sample(paths, 10):
+                    with (v.repo / rel).open("a", encoding="utf-8") as story:
+                        story.write(f"Edited in run {i}.\n")
+                git(v.repo, "commit", "-q", "-am", f"edit 10 stories ({i})")
+                series[f"incremental_sync_{v.name}"].samples.append(run_once(v.argv("sync"), v.repo, v.env, log=v.log))
+                _export_via_api(v, 100, rng, f"pg run {i}")
+                sample = run_once(v.argv("export", "--commit"), v.repo, v.env, log=v.log)
+                series[f"export_100_{v.name}"].samples.append(sample)
+        return series
+    finally:
+        server.destroy()
+
+
+def _export_via_api(v: Variant, count: int, rng: random.Random, tag: str) -> None:
+    """``count`` rows retitled through storysync's own story API (any database)."""
+    code = (
+        "import random, sys\n"
+        "from storysync.config import load_config\n"
+        "from storysync.db.database import Database\n"
+        "from storysync.db.writer import update_story\n"
+        "from sqlalchemy import text\n"
+        "config = load_config(__import__('pathlib').Path('.'))\n"
+        "db = Database(config.database)\n"
+        "with db.read() as conn:\n"
+        "    ids = [r[0] for r in conn.execute(text('SELECT id FROM stories WHERE deleted_at IS NULL'))]\n"
+        "for sid in random.Random(int(sys.argv[1])).sample(ids, int(sys.argv[2])):\n"
+        "    update_story(db, sid, title=sys.argv[3] + ' ' + sid)\n"
+        "db.dispose()\n"
+    )
+    seed = str(rng.randrange(1 << 30))
+    run_once([sys.executable, "-c", code, seed, str(count), tag], v.repo, v.env, log=v.log)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -189,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {"load_start": os.getloadavg()[0], "measured": time.strftime("%Y-%m-%d %H:%M UTC")}
         with tempfile.TemporaryDirectory(prefix=f"storysync-compare-{size}-") as tmp:
             pairs = (("before", args.before), ("after", ROOT))
-            variants = [Variant(name, root, source, Path(tmp)) for name, root in pairs]
+            needed = wanted & {"noop_hook", "export", "watch"}
+            variants = [Variant(name, root, source, Path(tmp)) for name, root in pairs] if needed else []
             series: dict[str, Series] = {}
             if "noop_hook" in wanted:
                 series |= noop_hook(variants, args.repeat)
             if "export" in wanted:
                 for count in (int(c) for c in args.exports.split(",")):
                     series |= export(variants, args.repeat, count)
+            if "postgres" in wanted:
+                series |= postgres(source, Path(tmp) / "pg", args.repeat)
             for name, s in series.items():
                 results[name] = {
                     "median_ms": round(s.median * 1000, 1),
