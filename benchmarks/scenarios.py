@@ -213,6 +213,49 @@ def export(ctx: Context) -> list[Row]:
     return [Row.of("export", ctx.size, series, "100 DB-changed stories")]
 
 
+def export_commit(ctx: Context) -> list[Row]:
+    """100, then 1,000 rows changed DB-side, then ``export --commit`` (files written and committed)."""
+    if not export_available():
+        return []
+    db_file = ctx.scratch / "synced.db"
+    rows = []
+    for count in (100, 1000):
+        rng = random.Random(ctx.size + count)
+
+        def change(i: int, count: int = count, rng: random.Random = rng) -> None:
+            with sqlite3.connect(db_file) as conn:
+                ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
+                chosen = rng.sample(ids, min(count, len(ids)))
+                conn.executemany(
+                    "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
+                    [(f"Retitled in commit run {count} {i} {sid}", sid) for sid in chosen],
+                )
+            conn.close()
+
+        argv = storysync_argv(ctx.repo, ctx.synced_db, "export", "--commit")
+        series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change, log=ctx.log)
+        rows.append(Row.of(f"export_commit_{count}", ctx.size, series, f"{count} DB-changed stories, committed"))
+    return rows
+
+
+def noop_hook(ctx: Context) -> list[Row]:
+    """The post-merge hook with the database at HEAD, next to ``python -c pass`` and one
+    ``git rev-parse HEAD``, interleaved (the target: ≤ 3× the first plus the second).  The
+    database comes from the environment, as a hook's does (``--db`` takes the click path)."""
+    env = {**ctx.env, "STORYSYNC_DATABASE_URL": ctx.synced_db}
+    runs: dict[str, Series] = {"noop_hook": Series(), "noop_python_start": Series(), "noop_git_rev_parse": Series()}
+    argv = {
+        "noop_hook": [sys.executable, "-m", "storysync", "run-hook", "post-merge", "0"],
+        "noop_python_start": [sys.executable, "-c", "pass"],
+        "noop_git_rev_parse": ["git", "rev-parse", "HEAD"],
+    }
+    run_once(storysync_argv(ctx.repo, ctx.synced_db, "sync"), ctx.repo, ctx.env, log=ctx.log)  # at HEAD
+    for _ in range(ctx.repeats):
+        for name, series in runs.items():
+            series.samples.append(run_once(argv[name], ctx.repo, env, log=ctx.log))
+    return [Row.of(name, ctx.size, series) for name, series in runs.items()]
+
+
 def process_start(ctx: Context) -> list[Row]:
     """What a process pays before doing anything: bare Python, and the heavy imports."""
     heavy = "import sqlalchemy, jsonschema, git, rich"
@@ -233,4 +276,6 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "incremental_sync": incremental_sync,
     "validate_staged": validate_staged,
     "export": export,
+    "noop_hook": noop_hook,
+    "export_commit": export_commit,  # last: it commits
 }

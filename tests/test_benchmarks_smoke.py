@@ -59,13 +59,14 @@ def test_floor_loads_every_story(cache: Path, tmp_path: Path) -> None:
 def test_runner_measures_processes_and_writes_the_report(cache: Path, tmp_path: Path) -> None:
     results, doc = tmp_path / "results.json", tmp_path / "performance.md"
     doc.write_text("# Performance\n\nProse stays.\n\n" + report.START + "\nold\n" + report.END + "\n\nAfter.\n")
-    only = "full_sync,status,list,incremental_sync,validate_staged,export"
+    only = "full_sync,status,list,incremental_sync,validate_staged,export,noop_hook,export_commit"
     args = ["--sizes", str(SIZE), "--repeat", "1", "--seed", "3", "--only", only]
     code = run.main([*args, "--cache", str(cache), "--results", str(results), "--doc", str(doc)])
     assert code == 0
     stored = json.loads(results.read_text())
     benches = {row["bench"] for row in stored["rows"].values()}
     assert {"floor", "full_sync", "status", "list", "list_filtered", "incremental_sync", "validate_staged"} <= benches
+    assert {"noop_hook", "export_commit_100", "export_commit_1000"} <= benches
     for row in stored["rows"].values():
         assert row["size"] == SIZE
         assert 0 < row["median_s"] < 60

@@ -305,3 +305,89 @@ def test_sync_and_status_on_sqlite_skip_what_they_do_not_use(backlog_repo: Repo)
     backlog_repo.commit("one more")
     assert _modules_after(backlog_repo, ("rich", pg), "sync") == (0, "")
     assert _modules_after(backlog_repo, ("git", pg), "status", "--format", "json") == (0, "")
+
+
+# --- the post-merge/post-checkout/post-rewrite hook with nothing to do ----------------------
+
+
+def test_a_sync_hook_with_nothing_to_do_imports_no_sqlalchemy(backlog_repo: Repo) -> None:
+    """After a checkout or merge that left HEAD where the database already is, the hook
+    answers from one ``git rev-parse`` and a stdlib sqlite3 read, before any heavy import."""
+    assert backlog_repo.run("sync") == 0
+    watched = ("sqlalchemy", "git", "click", "yaml")
+    assert _modules_after(backlog_repo, watched, "run-hook", "post-merge", "0") == (0, "")
+    assert _modules_after(backlog_repo, watched, "run-hook", "post-checkout", "a", "b", "1") == (0, "")
+    backlog_repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    backlog_repo.commit("one more")
+    code, loaded = _modules_after(backlog_repo, ("sqlalchemy",), "run-hook", "post-merge", "0")
+    assert (code, loaded) == (0, "sqlalchemy")  # behind HEAD: the ordinary path syncs
+
+
+def _db_state(repo: Repo) -> tuple[object, ...]:
+    """What a hook's run may change: sync_state, the audit rows, the stories."""
+    import sqlite3
+
+    with sqlite3.connect(repo.db_path) as conn:
+        state = sorted(conn.execute("SELECT key, value FROM sync_state"))
+        runs = conn.execute("SELECT count(*), max(to_commit) FROM sync_runs").fetchall()
+        stories = sorted(conn.execute("SELECT id, path, title, revision, deleted_at IS NULL FROM stories"))
+    conn.close()
+    return state, runs, stories
+
+
+def _both_ways(
+    repo: Repo, capsys: pytest.CaptureFixture[str], *hook: str
+) -> tuple[bool, tuple[int, str, str, tuple[object, ...]], tuple[int, str, str, tuple[object, ...]]]:
+    """The hook run through the quick answer (``main``) and through the ordinary path alone
+    (``run_post_hook``), each from the same database file; what each printed and left."""
+    from storysync.cli.app import App
+    from storysync.cli.fast import nothing_to_do
+    from storysync.cli.hooks import run_post_hook
+
+    saved = repo.db_path.read_bytes()
+    assert not Path(f"{repo.db_path}-wal").exists() or Path(f"{repo.db_path}-wal").stat().st_size == 0
+    capsys.readouterr()
+    quick = nothing_to_do(["--repo", str(repo.path), "run-hook", *hook])
+    code = repo.run("run-hook", *hook)
+    out, err = capsys.readouterr()
+    fast = (code, out, err, _db_state(repo))
+    repo.db_path.write_bytes(saved)
+    app = App(repo_arg=repo.path)
+    try:
+        code = run_post_hook(app, hook[0], hook[1:])
+    finally:
+        app.close()
+    out, err = capsys.readouterr()
+    return quick, fast, (code, out, err, _db_state(repo))
+
+
+def test_the_quick_answer_of_a_sync_hook_equals_the_ordinary_path(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same exit code, output and database, whether the hook's quick answer or the ordinary
+    path decides: in step (nothing written, not even an audit row), behind HEAD, a file
+    checkout, and rows recorded from the working tree."""
+    repo = backlog_repo
+    assert repo.run("sync") == 0
+    quick, fast, ordinary = _both_ways(repo, capsys, "post-merge", "0")
+    assert quick
+    assert fast == ordinary
+    assert fast[:3] == (0, "", "")
+
+    quick, fast, ordinary = _both_ways(repo, capsys, "post-checkout", "a", "b", "0")
+    assert quick
+    assert fast == ordinary
+
+    repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
+    repo.commit("one more")
+    quick, fast, ordinary = _both_ways(repo, capsys, "post-merge", "0")
+    assert not quick
+    assert fast == ordinary
+    assert "1 created" in fast[2]
+
+    repo.story("backlog", "web", "WEB-3", "new", title="Edited, not committed", depends_on=["WEB-2"])
+    assert repo.run("sync", "--working-tree") == 0
+    quick, fast, ordinary = _both_ways(repo, capsys, "post-checkout", "a", "b", "1")
+    assert not quick
+    assert fast == ordinary
+    assert tuple(t for i, _, t, _, _ in fast[3][2] if i == "WEB-3") == ("New",)  # read again from HEAD

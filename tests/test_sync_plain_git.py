@@ -104,7 +104,9 @@ def test_post_merge_hook_and_sync_run_git_without_gitpython(backlog_repo: Repo) 
     repo.story("backlog", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
     repo.commit("one more")
     assert _gitpython_after(repo, "run-hook", "post-merge", "0") == (0, "")
-    assert _git_commands(repo) == INCREMENTAL  # whether a merge or rebase is under way: read from .git alone
+    # first: the git directory (a merge or rebase under way?) and HEAD, for the quick answer
+    # (nothing to do?); then HEAD again on the ordinary path, which decides alone
+    assert _git_commands(repo) == ["rev-parse", "rev-parse", *INCREMENTAL]
     repo.story("active", "web", "WEB-3", "new", title="New", depends_on=["WEB-2"])
     repo.git("rm", "-q", "backlog/web/WEB-3-new.md")
     repo.commit("start it")

@@ -115,6 +115,7 @@ class GitTreeSource:
         self.config = config
         self.commit = commit
         self.label = commit
+        self.blobs: BlobReader | None = None  # set by a caller that reads one blob at a time, many times
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
         wanted = None if paths is None else set(paths)
@@ -136,12 +137,20 @@ class GitTreeSource:
             return next(one)[1]
 
     def read_many(self, entries: Sequence[Entry]) -> Generator[tuple[Entry, bytes | Diagnostic], None, None]:
-        """Each entry's bytes (or refusal), in order, streamed through one ``git cat-file --batch``."""
+        """Each entry's bytes (or refusal), in order, streamed through one ``git cat-file --batch``
+        (the caller's kept-open ``blobs`` when it set one)."""
+        if self.blobs is not None:
+            yield from _streamed(self.blobs, entries)
+            return
         with BlobReader(self.config.repo) as reader:
-            blobs = reader.read([e.ref for e in entries if _refusal(e) is None])
-            for entry in entries:
-                refusal = _refusal(entry)
-                yield (entry, refusal) if refusal is not None else (entry, next(blobs))
+            yield from _streamed(reader, entries)
+
+
+def _streamed(reader: BlobReader, entries: Sequence[Entry]) -> Generator[tuple[Entry, bytes | Diagnostic], None, None]:
+    blobs = reader.read([e.ref for e in entries if _refusal(e) is None])
+    for entry in entries:
+        refusal = _refusal(entry)
+        yield (entry, refusal) if refusal is not None else (entry, next(blobs))
 
 
 class WorkTreeSource:

@@ -46,6 +46,35 @@ def parse(argv: list[str]) -> HookArgs | None:
     return HookArgs(repo, verbose, quiet, paths, fmt)
 
 
+def parse_post_hook(argv: list[str]) -> tuple[Path | None, str, tuple[str, ...]] | None:
+    """``(repo, hook, args)`` of the plain command line a post-* hook shim runs
+    (``[--repo DIR] run-hook NAME [ARG...]``, no option after it), or None."""
+    if "run-hook" not in argv:
+        return None
+    split = argv.index("run-hook")
+    top = _top_options(argv[:split])
+    rest = argv[split + 1 :]
+    if top is None or top[1:] != (0, False) or not rest or any(a.startswith("-") for a in rest):
+        return None
+    return top[0], rest[0], tuple(rest[1:])
+
+
+def nothing_to_do(argv: list[str]) -> bool:
+    """Whether ``argv`` is a post-* hook's plain command line with nothing to do
+    (``storysync.cli.hooks.nothing_to_do``); any doubt or failure: False, and the
+    ordinary path runs (it decides and reports the same way)."""
+    parsed = parse_post_hook(argv)
+    if parsed is None:
+        return False
+    from storysync.cli.hooks import nothing_to_do as settled
+
+    app = App(repo_arg=parsed[0])
+    try:
+        return settled(app, parsed[1], parsed[2])
+    except Exception:  # e.g. not a repository, a bad config: the ordinary path reports it
+        return False
+
+
 def _top_options(args: list[str]) -> tuple[Path | None, int, bool] | None:
     repo: str | None = None
     verbose, quiet = 0, False

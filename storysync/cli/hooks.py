@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storysync.cli.report import sync_summary, write_diagnostics
+from storysync.db import sqlite_reader, worktree
+from storysync.db.migrations import LAST_SYNCED, WORKTREE_PATHS
+from storysync.db.sqlite_reader import SqliteReader
 from storysync.errors import DatabaseError, StorysyncError, UsageError, printable
 from storysync.git import runner
 from storysync.log import shown
@@ -236,11 +239,63 @@ def _not_synced(exc: DatabaseError) -> str:
     )
 
 
+def nothing_to_do(app: App, name: str, args: Sequence[str]) -> bool:
+    """Whether a post-* hook has nothing to do, answered without SQLAlchemy when it is plain.
+
+    True for a file checkout, and when no merge or rebase is stopped half-way, the
+    SQLite database (read with the standard library: ``db/sqlite_reader.py``) says its
+    last synced commit is HEAD and holds no rows synced from the working tree: then the
+    ordinary path would sync nothing either (``_at_head``).  One ``git`` process.  False
+    whenever anything is unusual (a server database, a file to create or migrate, an
+    unknown hook): the ordinary path then decides and reports.
+    """
+    if name not in POST_HOOKS:
+        return False
+    hook, hook_args = _as_git_hook(name, args, os.environ)
+    if hook == "post-checkout" and (len(hook_args) < 3 or hook_args[2] != "1"):
+        return True  # a file checkout: ``skip_reason`` says skip, silently
+    found = runner.git_dir_and_head(app.top_level)
+    if found is None:
+        return False
+    git_dir, head = found
+    if any(os.path.lexists(git_dir / marker) for marker in runner.IN_PROGRESS):
+        return False  # the ordinary path tells a finishing merge from one stopped half-way
+    position = sqlite_reader.read(app.config.database, _sync_position)
+    return position is not None and _settled(*position, head)
+
+
+def _sync_position(reader: SqliteReader) -> tuple[str | None, str | None]:
+    """The last synced commit and the stored ``worktree_paths`` value."""
+    found = dict(reader.rows(_STATE_SQL, {"last": LAST_SYNCED, "marked": WORKTREE_PATHS}))
+    return found.get(LAST_SYNCED), found.get(WORKTREE_PATHS)
+
+
+_STATE_SQL = "SELECT key, value FROM sync_state WHERE key IN (:last, :marked)"
+
+
+def _settled(last: str | None, marked: str | None, head: str | None) -> bool:
+    """Synced up to ``head`` with no row from the working tree: a sync would write nothing."""
+    return last is not None and last == head and not worktree.parse(marked)
+
+
+def _at_head(app: App) -> bool:
+    """``nothing_to_do``'s database question on the ordinary path (any database, after
+    creating or migrating it as a sync would), so the two paths agree."""
+    from storysync.db.database import get_state
+
+    app.db.ensure_schema()
+    with app.db.read() as conn:
+        last, marked = get_state(conn, LAST_SYNCED), get_state(conn, WORKTREE_PATHS)
+    return _settled(last, marked, runner.head(app.top_level))
+
+
 def _sync_for_hook(app: App) -> None:
     # local: keeps SQLAlchemy (ingest, ~180 ms) off install-hooks and off the hook runs that skip
     from storysync.ingest.run import sync
     from storysync.ingest.types import SyncOptions
 
+    if _at_head(app):
+        return  # nothing to sync: no run, no audit row (SPEC §6 allows either), as ``nothing_to_do``
     result = sync(app.config, app.db, app.git, SyncOptions(trigger="hook"))
     for notice in result.notices:
         sys.stderr.write(f"storysync: {printable(notice)}\n")

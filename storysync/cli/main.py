@@ -20,8 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     from storysync.cli import fast as fastcli
 
     _RUN["logging"] = False
-    hook = fastcli.parse(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    hook = fastcli.parse(args)
     try:
+        if fastcli.nothing_to_do(args):  # the post-merge/-checkout/-rewrite hook, already in step
+            return 0
         return fastcli.run(hook, _RUN) if hook is not None else _click_main(argv)
     except KeyboardInterrupt:
         sys.stderr.write("storysync: interrupted\n")

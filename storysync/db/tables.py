@@ -130,6 +130,12 @@ stories = Table(
         *LIST_COLUMNS,
         sqlite_where=text("deleted_at IS NULL"),
     ).ddl_if(dialect="sqlite"),
+    # the rows an export must write (0007): only those, so an export reads what it writes
+    Index(
+        "ix_stories_export_pending",
+        "id",
+        sqlite_where=text("revision > synced_revision"),
+    ),
 )
 
 dependencies = Table(

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -67,6 +67,8 @@ from storysync.story.render import RenderError, Wanted, reads_as, render_existin
 
 if TYPE_CHECKING:
     import git
+
+WRITING_MARKER = "storysync-export-writing"  # in the git directory: where an export is writing
 
 
 def export(
@@ -128,8 +130,29 @@ def plan(config: Config, db: Database) -> list[Action]:
         )
         for sid, dep in conn.execute(pending_deps):
             deps.setdefault(sid, []).append(dep)
-        live_paths = dict(conn.execute(select(s.path, s.id).where(s.deleted_at.is_(None), s.path.is_not(None))).all())
-    return [_plan_row(config, checker, row, deps.get(row["id"], []), live_paths) for row in rows]
+        live_paths = _LivePaths(conn)  # asked per target path, not all loaded
+        return [_plan_row(config, checker, row, deps.get(row["id"], []), live_paths) for row in rows]
+
+
+class _LivePaths(Mapping[str, str]):
+    """The live story at a path, looked up one path at a time (``uq_stories_live_path``)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __getitem__(self, path: str) -> str:
+        s = m.stories.c
+        found = self._conn.execute(select(s.id).where(s.path == path, s.deleted_at.is_(None))).scalar()
+        if found is None:
+            raise KeyError(path)
+        return str(found)
+
+    def __iter__(self) -> Iterator[str]:
+        s = m.stories.c
+        return iter(self._conn.execute(select(s.path).where(s.deleted_at.is_(None), s.path.is_not(None))).scalars())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class _Refusal(Exception):
@@ -487,7 +510,10 @@ def _carry_out(config: Config, db: Database, repo: GitRepo, options: ExportOptio
     written = result.of(*WRITES)
     if written:  # before any temporary file exists, so a kill never shows one to git
         exclude_temporaries(repo, f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
-    _sweep_temporary(config, [a for a in result.actions if a.kind != "refused"])  # refused paths may lead out
+    marker = Path(repo.git_dir) / WRITING_MARKER
+    _sweep_temporary(config, [a for a in result.actions if a.kind != "refused"], marker)  # refused paths may lead out
+    if written:  # where this export's temporary files will be, should it be killed
+        _mark_writing(written, marker)
     try:
         for action in written:
             _write(config, action, undo)
@@ -508,6 +534,7 @@ def _carry_out(config: Config, db: Database, repo: GitRepo, options: ExportOptio
         _fail(exc, f"commit {result.commit[:12]} holds the exported files; run 'storysync export' to record it")
     finally:
         undo.discard()
+        marker.unlink(missing_ok=True)  # no temporary file of this export is left
 
 
 def _fail(exc: BaseException, what: str) -> NoReturn:
@@ -521,28 +548,43 @@ def _fail(exc: BaseException, what: str) -> NoReturn:
     raise exc
 
 
-def _sweep_temporary(config: Config, actions: list[Action]) -> None:
+def _sweep_temporary(config: Config, actions: list[Action], marker: Path) -> None:
     """Remove the temporary files an export killed mid-write left beside these stories
-    or in any backlog directory (safe: we hold the writer lock, so no other export is
-    writing).  A sync may have recorded the files since, leaving no action to point
-    at them; git does not see them (``info/exclude``), so only a sweep removes them."""
+    or in the directories ``marker`` lists, where that export was writing (safe: we hold
+    the writer lock, so no other export is writing).  A sync may have recorded the files
+    since, leaving no action to point at them; git does not see them (``info/exclude``),
+    so only a sweep removes them.  Only those directories are listed, never the tree."""
     directories = {(config.repo / p).parent for a in actions for p in (a.old_path, a.new_path) if p}
-    directories |= _backlog_directories(config)
+    directories |= _marked_directories(config, marker)
     for directory in directories:
+        if directory.is_symlink() or not directory.is_dir():
+            continue
         for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
 
-def _backlog_directories(config: Config) -> set[Path]:
-    """Every ``stage/backlog`` directory under the stories root (no symlinks followed)."""
+def _mark_writing(actions: list[Action], marker: Path) -> None:
+    """Record the directories these actions write in (repository-relative), before the first
+    temporary file exists there; removed once the export ends (``_carry_out``)."""
+    directories = sorted({PurePosixPath(p).parent.as_posix() for a in actions for p in (a.old_path, a.new_path) if p})
+    atomic_write(marker, json.dumps(directories).encode())
+
+
+def _marked_directories(config: Config, marker: Path) -> set[Path]:
+    """The directories a killed export recorded with ``_mark_writing`` (inside the stories
+    root; a damaged record names none)."""
+    try:
+        listed = json.loads(marker.read_bytes())
+    except (OSError, ValueError):
+        return set()
+    root = config.root_path.resolve()
     found: set[Path] = set()
-    for stage in config.stages:
-        stage_dir = config.root_path / stage
-        if stage_dir.is_symlink() or not stage_dir.is_dir():
-            continue
-        with contextlib.suppress(OSError):
-            found |= {d for d in stage_dir.iterdir() if d.is_dir() and not d.is_symlink()}
+    for rel in listed if isinstance(listed, list) else ():
+        if isinstance(rel, str) and not PurePosixPath(rel).is_absolute() and ".." not in PurePosixPath(rel).parts:
+            directory = config.repo / rel
+            if directory.resolve().is_relative_to(root):
+                found.add(directory)
     return found
 
 

@@ -64,7 +64,14 @@ class ExportedTree:
             kept = [e for e in self._base_entries if not self._hidden(e.location.path)]
             return kept + [entry for entry, _ in self.files.values()]
         wanted = list(paths)
-        found = self.base.entries([p for p in wanted if not self._hidden(p)])
+        asked = [p for p in wanted if not self._hidden(p)]
+        if isinstance(self.base, GitTreeSource):  # it lists the whole tree for any paths: list it once
+            if self._base_entries is None:
+                self._base_entries = self.base.entries()
+            named = set(asked)
+            found = [e for e in self._base_entries if e.location.path in named]
+        else:
+            found = self.base.entries(asked)
         return found + [self.files[p][0] for p in wanted if p in self.files]
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
@@ -113,6 +120,20 @@ def refuse_invalid(config: Config, actions: list[Action], base: Source) -> None:
     written = [a for a in actions if a.kind in _WRITTEN]
     if not written:
         return
+    if isinstance(base, GitTreeSource) and base.blobs is None:
+        from storysync.git.blobs import BlobReader
+
+        base.blobs = BlobReader(config.repo)  # the dependency walk reads one file at a time
+        try:
+            _refuse_invalid(config, actions, base, written)
+        finally:
+            base.blobs.close()
+            base.blobs = None
+        return
+    _refuse_invalid(config, actions, base, written)
+
+
+def _refuse_invalid(config: Config, actions: list[Action], base: Source, written: list[Action]) -> None:
     tree = ExportedTree(config, base, actions)
     checker = checker_for(config)
     while written:

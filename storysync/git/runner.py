@@ -210,6 +210,16 @@ def head(top: Path) -> str | None:
     return sha if done.returncode == 0 and sha else None
 
 
+def git_dir_and_head(top: Path) -> tuple[Path, str] | None:
+    """This work tree's git directory and HEAD's commit, from one ``git`` process; None when
+    git cannot say (not a repository, no commit yet)."""
+    done = run(top, "rev-parse", "--git-dir", "--verify", "--quiet", "HEAD^{commit}")
+    lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if done.returncode != 0 or len(lines) != 2 or len(lines[1]) not in (40, 64):
+        return None
+    return (top / lines[0]).resolve(), lines[1]
+
+
 def commits_between(top: Path, older: str, newer: str) -> int | None:
     """How many commits ``newer`` is ahead of ``older``; None when ``older`` is unknown
     or not an ancestor of ``newer`` (history was rewritten), or git cannot say."""
@@ -312,6 +322,17 @@ def _decode(raw: bytes) -> str:
 
 def _pathspec(root: str) -> list[str]:
     return ["--", root] if root else []
+
+
+def work_tree_changes(repo: GitRepo, pathspecs: Sequence[str]) -> list[str] | None:
+    """Every path under ``pathspecs`` whose file differs from HEAD or the index, is untracked,
+    or is ignored (``git status``, which compares stats and hashes only what it must); None
+    when git cannot say."""
+    args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames"]
+    done = run(repo.top, *args, "--", *pathspecs)
+    if done.returncode != 0:
+        return None
+    return [_decode(record[3:]) for record in done.stdout.split(b"\0") if len(record) > 3]
 
 
 # diff-tree reads the whole index before comparing two trees (12 MB and ~15 ms at 100k

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -25,7 +25,7 @@ from storysync.db.conflicts import count_open
 from storysync.errors import Diagnostic, StorysyncError
 from storysync.git.runner import GitRepo, as_plain
 from storysync.ingest.run import sync
-from storysync.ingest.types import SyncOptions
+from storysync.ingest.types import SyncOptions, SyncResult
 from storysync.watch.events import Batch, ChangeFilter, ChangeKind
 from storysync.watch.outcome import Outcome
 
@@ -51,25 +51,71 @@ def stat_of(path: str) -> Stat | None:
 
 def scan_tree(config: Config, keep: ChangeFilter) -> dict[str, Stat]:
     """The size and mtime of every story file on disk, by repository-relative path."""
-    out: dict[str, Stat] = {}
-    for rel in _story_candidates(config):
-        if keep(ChangeKind.modified, rel):
-            found = stat_of(str(config.repo / rel))
-            if found is not None:
-                out[rel] = found
-    return out
+    return TreeScan(config, keep).scan()
 
 
-def _story_candidates(config: Config) -> Iterator[str]:
-    root = config.root_path
-    for stage in config.stages:
-        for backlog in _subdirs(root / stage):
+class TreeScan:
+    """The story files' sizes and mtimes, found with ``scandir`` and ``lstat``.
+
+    Each backlog directory's listing is kept with the directory's mtime: a directory
+    whose mtime has not changed since (no file added, removed or renamed there, an
+    editor's atomic save included) is not listed or its files stat'ed again; every
+    ``FULL_EVERY``-th scan looks at every file, which finds a write in place that no
+    event reported.  A directory changed within ``SETTLE_NS`` of a scan is listed again
+    next time (its mtime may not yet show a change made in the same tick).
+    """
+
+    FULL_EVERY = 10
+    SETTLE_NS = 2_000_000_000
+
+    def __init__(self, config: Config, keep: ChangeFilter) -> None:
+        self.config = config
+        self.keep = keep
+        self._dirs: dict[str, tuple[int, dict[str, Stat]]] = {}
+        self.scans = 0
+        self.listed = 0  # directories listed, over all scans
+        self.statted = 0  # story files stat'ed, over all scans
+
+    def scan(self) -> dict[str, Stat]:
+        """Every story file on disk (a fresh look at the directories that changed)."""
+        full = self.scans % self.FULL_EVERY == 0
+        self.scans += 1
+        settled_before = time.time_ns() - self.SETTLE_NS
+        dirs: dict[str, tuple[int, dict[str, Stat]]] = {}
+        out: dict[str, Stat] = {}
+        root = self.config.root_path
+        for stage in self.config.stages:
+            for backlog in _subdirs(root / stage):
+                try:
+                    mtime = os.stat(backlog).st_mtime_ns
+                except OSError:
+                    continue
+                kept = None if full else self._dirs.get(backlog)
+                files = kept[1] if kept is not None and kept[0] == mtime else self._list(backlog)
+                dirs[backlog] = (mtime if mtime < settled_before else -1, files)
+                out.update(files)
+        self._dirs = dirs
+        return out
+
+    def _list(self, backlog: str) -> dict[str, Stat]:
+        self.listed += 1
+        prefix = os.path.relpath(backlog, self.config.repo).replace(os.sep, "/") + "/"
+        files: dict[str, Stat] = {}
+        try:
+            entries = [e for e in os.scandir(backlog) if e.name.endswith(".md")]
+        except OSError:
+            return files
+        for entry in entries:
+            rel = prefix + entry.name
+            if not self.keep(ChangeKind.modified, rel):
+                continue
+            self.statted += 1
             try:
-                names = [e.name for e in os.scandir(backlog) if e.name.endswith(".md")]
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            for name in names:
-                yield os.path.relpath(os.path.join(backlog, name), config.repo).replace(os.sep, "/")
+            files[rel] = (st.st_size, st.st_mtime_ns)
+        return files
 
 
 def _subdirs(path: os.PathLike[str]) -> list[str]:
@@ -103,6 +149,8 @@ class LiveSync:
         self.keep = keep
         self.metrics = metrics
         self.synced: dict[str, Stat] = {}  # what the last syncs saw on disk
+        self.tree = TreeScan(config, keep)
+        self.files_synced = 0  # story files handed to a sync to read, over the whole watch
         self.marked: set[str] = set()  # paths these syncs wrote, recorded as the working tree's
         self.reported: dict[str, tuple[Diagnostic, ...]] = {}
         self.batches = 0
@@ -111,8 +159,12 @@ class LiveSync:
         self.last: Outcome | None = None
 
     def catch_up(self) -> Outcome:
-        """Sync every story file on disk (the start of a watch), then remember the tree."""
-        before = scan_tree(self.config, self.keep)
+        """Sync every story file on disk (the start of a watch), then remember the tree;
+        on a repository the database is in step with, only remember it (``in_step``)."""
+        before = self.tree.scan()
+        if self.in_step():
+            self.synced = before
+            return Outcome(paths=0, result=SyncResult(), rescan=True)
         outcome = self._run(None, sorted(before), None, rescan=True)
         if outcome.error is None:
             self.synced = before
@@ -123,13 +175,43 @@ class LiveSync:
         paths = {p for p in batch.paths if self.keep(ChangeKind.modified, p)}
         if batch.rescan:
             self.rescans += 1
-            paths |= differing(self.synced, scan_tree(self.config, self.keep))
+            paths |= differing(self.synced, self.tree.scan())
             paths |= self._taken_back()
         if not paths:
             return None
         return self._run(tuple(sorted(paths)), sorted(paths), batch.first_event, rescan=batch.rescan)
 
+    def in_step(self) -> bool:
+        """Whether a working-tree sync of every file would write nothing: the database was
+        last synced from HEAD, holds no row from the working tree and none waiting for
+        export, and ``git status`` reports nothing under the stage directories (no file
+        differing from HEAD, untracked or ignored).  Asks git and the database, reads no story file; False when either
+        cannot say."""
+        from sqlalchemy import func, select
+
+        from storysync.db import tables as m
+        from storysync.db import worktree
+        from storysync.db.database import LAST_SYNCED, get_state
+        from storysync.git import runner as gitplain
+
+        plain = gitplain.as_plain(self.repo)
+        try:
+            self.db.ensure_schema()  # as the sync would: create or migrate
+            with self.db.read() as conn:
+                last = get_state(conn, LAST_SYNCED)
+                marked = worktree.read(conn)
+                s = m.stories.c
+                pending = conn.execute(select(func.count()).where(s.revision > s.synced_revision)).scalar()
+        except StorysyncError:
+            return False
+        if last is None or marked or pending or last != gitplain.head(plain.top):
+            return False
+        stages = [self.config.rel_to_repo(stage) for stage in self.config.stages]
+        changed = gitplain.work_tree_changes(plain, stages)
+        return changed == []  # anything there (a symlinked directory, a stray file): the sync decides
+
     def _run(self, paths: tuple[str, ...] | None, considered: list[str], first: float | None, rescan: bool) -> Outcome:
+        self.files_synced += len(considered)
         seen = {p: stat_of(str(self.config.repo / p)) for p in considered}
         started = time.monotonic()
         outcome = Outcome(paths=len(considered), rescan=rescan)

@@ -1,0 +1,138 @@
+"""A watch that has nothing to do does nothing: its start on a repository the database
+is in step with reads no story file, and a reconcile of a tree that did not change lists
+no directory and stats no story file.  Real trees, real git, real SQLite; the counts
+come from ``LiveSync``'s own counters."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from storysync.config import load_config
+from storysync.db.database import Database
+from storysync.git.runner import open_repo
+from storysync.watch.events import Batch, ChangeKind, StoryFilter
+from storysync.watch.live import LiveSync
+from tests.conftest import Repo, story_text
+
+WEB1 = "backlog/web/WEB-1-login.md"
+
+
+@contextmanager
+def live(repo: Repo) -> Iterator[LiveSync]:
+    config = load_config(repo.path)
+    db = Database(config.database)
+    try:
+        yield LiveSync(config, db, open_repo(repo.path), StoryFilter(config))
+    finally:
+        db.dispose()
+
+
+def runs(repo: Repo) -> int:
+    with sqlite3.connect(repo.db_path) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM sync_runs").fetchone()
+    conn.close()
+    return int(count)
+
+
+def title(repo: Repo, story_id: str) -> str:
+    with sqlite3.connect(repo.db_path) as conn:
+        (found,) = conn.execute("SELECT title FROM stories WHERE id = ?", (story_id,)).fetchone()
+    conn.close()
+    return str(found)
+
+
+def settle(repo: Repo) -> None:
+    """Age every directory of the tree by a minute, as a tree nobody touched lately is."""
+    past = time.time() - 60
+    for top, dirs, _ in os.walk(repo.path):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        os.utime(top, (past, past))
+
+
+def test_a_watch_start_on_a_repository_in_step_reads_no_story_file(backlog_repo: Repo) -> None:
+    assert backlog_repo.run("sync") == 0
+    before = runs(backlog_repo)
+    with live(backlog_repo) as watch:
+        outcome = watch.catch_up()
+        assert outcome.error is None
+        assert watch.files_synced == 0  # no story file handed to a sync to read
+        assert runs(backlog_repo) == before
+        assert len(watch.synced) == 4  # but the tree's stats are known, for the reconciles
+        backlog_repo.write(WEB1, story_text("WEB-1", title="Saved while watched", depends_on=["API-1"]))
+        saved = watch.apply(Batch(frozenset({(ChangeKind.modified, WEB1)})))
+        assert saved is not None
+        assert saved.result is not None
+        assert saved.result.updated == ["WEB-1"]
+    assert title(backlog_repo, "WEB-1") == "Saved while watched"
+
+
+def test_a_watch_start_with_work_the_database_has_not_seen_syncs_the_tree(backlog_repo: Repo) -> None:
+    """An uncommitted edit, a new untracked story, a commit the database is behind:
+    each makes the start read the tree, as before."""
+    assert backlog_repo.run("sync") == 0
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Edited before the watch", depends_on=["API-1"]))
+    with live(backlog_repo) as watch:
+        outcome = watch.catch_up()
+        assert watch.files_synced == 4
+        assert outcome.result is not None
+        assert outcome.result.updated == ["WEB-1"]
+    assert backlog_repo.run("sync") == 0  # reads WEB-1 back from HEAD
+    backlog_repo.story("backlog", "web", "WEB-7", "new", title="Not committed yet")
+    with live(backlog_repo) as watch:
+        outcome = watch.catch_up()
+        assert outcome.result is not None
+        assert outcome.result.created == ["WEB-7"]
+    (backlog_repo.path / "backlog/web/WEB-7-new.md").unlink()
+    assert backlog_repo.run("sync") == 0
+    backlog_repo.story("backlog", "web", "WEB-8", "later", title="Committed after the sync")
+    backlog_repo.commit("one more")
+    with live(backlog_repo) as watch:
+        outcome = watch.catch_up()
+        assert outcome.result is not None
+        assert outcome.result.created == ["WEB-8"]
+
+
+def test_a_reconcile_of_an_unchanged_tree_lists_no_directory_and_stats_no_story(backlog_repo: Repo) -> None:
+    assert backlog_repo.run("sync") == 0
+    settle(backlog_repo)
+    with live(backlog_repo) as watch:
+        watch.catch_up()
+        listed, statted, synced = watch.tree.listed, watch.tree.statted, watch.files_synced
+        assert (listed, statted) == (4, 4)  # the start looks at every backlog directory once
+        assert watch.apply(Batch(frozenset(), rescan=True)) is None
+        assert watch.apply(Batch(frozenset(), rescan=True)) is None
+        assert (watch.tree.listed, watch.tree.statted, watch.files_synced) == (listed, statted, synced)
+
+        # an event missed: an atomic save renames into its directory, whose mtime moves
+        temp = backlog_repo.path / "backlog/web/.WEB-1.swp"
+        temp.write_text(story_text("WEB-1", title="Saved, event lost", depends_on=["API-1"]), encoding="utf-8")
+        os.replace(temp, backlog_repo.path / WEB1)
+        healed = watch.apply(Batch(frozenset(), rescan=True))
+        assert healed is not None
+        assert healed.result is not None
+        assert healed.result.updated == ["WEB-1"]
+        assert watch.tree.listed == listed + 1  # that directory alone
+        assert watch.files_synced == synced + 1
+    assert title(backlog_repo, "WEB-1") == "Saved, event lost"
+
+
+def test_every_tenth_reconcile_looks_at_every_file_for_a_write_in_place(backlog_repo: Repo) -> None:
+    assert backlog_repo.run("sync") == 0
+    settle(backlog_repo)
+    with live(backlog_repo) as watch:
+        watch.catch_up()
+        path = backlog_repo.path / WEB1
+        mtime = os.stat(path.parent).st_mtime_ns
+        with path.open("a", encoding="utf-8") as story:  # in place: the directory's mtime stays
+            story.write("A line written in place.\n")
+        assert os.stat(path.parent).st_mtime_ns == mtime
+        found = None
+        for _ in range(watch.tree.FULL_EVERY):
+            found = watch.apply(Batch(frozenset(), rescan=True)) or found
+        assert found is not None
+        assert found.result is not None
+        assert found.result.updated == ["WEB-1"]
