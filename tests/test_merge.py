@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storysync.story.merge import MISSING, Version, merge, merge_files, merge_text, same, with_markers
+from storysync.story.merge import MISSING, SET_KEYS, Version, merge, merge_files, merge_text, same, with_markers
 from storysync.story.model import Location
 from storysync.story.render import Parts, clean_frontmatter
 
@@ -81,6 +81,11 @@ def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def entries(value: Any) -> list[Any]:
+    """A set field's entries: a missing key or null has none."""
+    return [] if value is MISSING or value is None else list(value)
+
+
 def result(merged: Any, key: str) -> Any:
     return merged.frontmatter.get(key, MISSING)
 
@@ -110,7 +115,10 @@ def test_the_merge_is_symmetric_up_to_the_file_wins_rule(t: tuple[Version, Versi
     conflicting = set(one.conflicting)
     for key in keys(base, ours, theirs) - conflicting:
         a, b = result(one, key), result(other, key)
-        if isinstance(a, list) and isinstance(b, list):
+        if key in SET_KEYS and all(v is MISSING or v is None or isinstance(v, list) for v in (a, b)):
+            # a set: no key, null and [] are all "no entries" (as the database stores them)
+            assert sorted(map(str, entries(a))) == sorted(map(str, entries(b))), key
+        elif isinstance(a, list) and isinstance(b, list):
             assert sorted(map(str, a)) == sorted(map(str, b)), key
         else:
             assert same(a, b), key
