@@ -67,6 +67,29 @@ def db_snapshots(conn: Connection, story_ids: list[str]) -> dict[str, dict[str, 
     return {story_id: db_snapshot(row, deps.get(story_id, [])) for story_id, row in rows.items()}
 
 
+def conflict_row(
+    story_id: str,
+    detected_at: Any,
+    file_hash: str | None,
+    snapshot: dict[str, Any] | None,
+    fields: list[str] | None = None,
+) -> dict[str, Any]:
+    """One open ``conflicts`` row: the file won (its hash; None when the file was deleted) and
+    the database's version is kept whole (``db_snapshot``); ``fields`` names the fields both
+    sides changed when a field merge met them (None: the whole story)."""
+    row = {
+        "story_id": story_id,
+        "detected_at": detected_at,
+        "file_hash": file_hash,
+        "db_snapshot": snapshot,
+        "resolution": "file_wins",
+        "resolved_at": None,
+    }
+    if fields:  # else the column's SQL NULL (not a JSON null): the whole story
+        row["fields"] = fields
+    return row
+
+
 def open_conflicts(config: Config, db: Database) -> list[OpenConflict]:
     """Every unresolved conflict, oldest first, with the file as it is on disk now."""
     c, s = m.conflicts.c, m.stories.c

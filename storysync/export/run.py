@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Connection, Text, cast, null, select
+from sqlalchemy import Connection, Text, cast, select
 
 from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
 from storysync.check.sources import linked_directory
 from storysync.config import Config
 from storysync.db import tables as m
-from storysync.db.conflicts import db_snapshot
+from storysync.db.conflicts import conflict_row, db_snapshot
 from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
 from storysync.db.notify import after_write
@@ -679,17 +679,8 @@ def _record_merge(conn: Connection, action: Action, values: dict[str, Any], now:
 def _record_conflict(conn: Connection, action: Action, now: Any) -> None:
     """Keep the row's version (every DB-side version that met an edited file gets its
     own record), and mark the row exported so the next sync takes the file."""
-    conn.execute(
-        m.conflicts.insert().values(
-            story_id=action.story_id,
-            detected_at=now,
-            file_hash=action.file_hash,
-            db_snapshot=action.snapshot,
-            resolution="file_wins",
-            resolved_at=None,
-            fields=action.conflict_fields or null(),  # SQL NULL: the whole story
-        )
-    )
+    row = conflict_row(action.story_id, now, action.file_hash, action.snapshot, action.conflict_fields)
+    conn.execute(m.conflicts.insert().values(**row))
     if action.kind == "conflict":
         conn.execute(
             m.stories.update().where(m.stories.c.id == action.story_id).values(synced_revision=action.revision)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, select
 from storysync.check.validate import Checked
 from storysync.db import tables as m
 from storysync.db import worktree
-from storysync.db.conflicts import db_snapshots
+from storysync.db.conflicts import conflict_row, db_snapshots
 from storysync.db.database import LAST_SYNCED, Database, set_state, utcnow
 from storysync.errors import Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
@@ -390,20 +390,8 @@ def _record_conflicts(conn: Connection, pairs: list[tuple[str | None, DbRow]], n
     if not pairs:
         return
     snapshots = db_snapshots(conn, [r.id for _, r in pairs])
-    conn.execute(
-        m.conflicts.insert(),
-        [
-            {
-                "story_id": r.id,
-                "detected_at": now,
-                "file_hash": file_hash,
-                "db_snapshot": snapshots.get(r.id),
-                "resolution": "file_wins",
-                "resolved_at": None,
-            }
-            for file_hash, r in pairs
-        ],
-    )
+    rows = [conflict_row(r.id, now, file_hash, snapshots.get(r.id)) for file_hash, r in pairs]
+    conn.execute(m.conflicts.insert(), rows)
 
 
 def _write_dependencies(bulk: BulkWriter, plan: Plan) -> None:

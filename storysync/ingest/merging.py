@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from storysync.db import tables as m
+from storysync.db.conflicts import conflict_row
 from storysync.story.merge import Merged, Version, base_version, changed_fields, merge, row_values, version_of
 from storysync.story.model import Record
 
@@ -85,17 +86,8 @@ def write_merges(conn: Connection, merges: list[SyncMerge], run_id: int, now: da
             if rows:
                 conn.execute(m.dependencies.insert(), rows)
         if result.conflicts:
-            conn.execute(
-                m.conflicts.insert().values(
-                    story_id=done.story_id,
-                    detected_at=now,
-                    file_hash=done.file_hash,
-                    db_snapshot=done.snapshot,
-                    resolution="file_wins",
-                    resolved_at=None,
-                    fields=result.conflicting,
-                )
-            )
+            row = conflict_row(done.story_id, now, done.file_hash, done.snapshot, result.conflicting)
+            conn.execute(m.conflicts.insert().values(**row))
         detail = {"merged": done.changed, "conflicts": result.conflicting}
         c = m.changes.c
         conn.execute(m.changes.update().where(c.run_id == run_id, c.story_id == done.story_id).values(detail=detail))
