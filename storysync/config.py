@@ -133,8 +133,10 @@ def _read_raw(repo: Path, config_file: Path | None) -> tuple[Path | None, dict[s
 def _load_toml(path: Path, *, pyproject: bool) -> dict[str, Any]:
     # local: keeps tomllib (~2 ms) off the hook in a repository without a config file
     if sys.version_info >= (3, 11):
+        # local: tomllib (~2 ms) only where a config file exists
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
+        # local: tomllib (~2 ms) only where a config file exists
         import tomli as tomllib
 
     try:

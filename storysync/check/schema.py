@@ -102,6 +102,7 @@ class SchemaChecker:
 
 def _full_validator(schema: dict[str, Any], source: str) -> Any:
     """jsonschema's validator, after checking that ``schema`` is a valid 2020-12 schema."""
+    # local: jsonschema/fastjsonschema only when a schema is compiled or a story fails (hook path)
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError as JSONSchemaError
 
@@ -343,6 +344,7 @@ def _cache_file(draft7: dict[str, Any]) -> Path:
 
 def _fastjsonschema_version() -> str:
     """fastjsonschema's version file, read without importing the package (its import is ~3 ms)."""
+    # local: jsonschema/fastjsonschema only when a schema is compiled or a story fails (hook path)
     from importlib.util import find_spec
 
     spec = find_spec("fastjsonschema")
@@ -407,6 +409,7 @@ def _cached_fast(draft7: dict[str, Any]) -> Callable[[Any], Any] | None:
 def _compile_fast(draft7: dict[str, Any]) -> Callable[[Any], Any] | None:
     """Compile ``_draft7``'s rewrite of a schema jsonschema checked, and keep the code for next time."""
     try:
+        # local: jsonschema/fastjsonschema only when a schema is compiled or a story fails (hook path)
         import fastjsonschema
 
         compiled = _compiled(fastjsonschema.compile_to_code(draft7))
@@ -422,6 +425,7 @@ def _compile_fast(draft7: dict[str, Any]) -> Callable[[Any], Any] | None:
 
 def _store(path: Path, data: bytes) -> None:
     """Write the cache file atomically; a cache that cannot be written is simply skipped."""
+    # local: jsonschema/fastjsonschema only when a schema is compiled or a story fails (hook path)
     import tempfile
 
     tmp: str | None = None

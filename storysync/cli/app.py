@@ -73,6 +73,7 @@ class App:
         # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
+        # local: SQLAlchemy and rich only for commands that use them (the hook and a piped status do not)
         from storysync.cli.report import output_width
 
         return Console(stderr=True, highlight=False, quiet=self.verbosity < 0, width=output_width(sys.stderr))
@@ -82,6 +83,7 @@ class App:
         # local: keeps rich (~20 ms) off the pre-commit hook, a piped status and a hook's sync
         from rich.console import Console
 
+        # local: SQLAlchemy and rich only for commands that use them (the hook and a piped status do not)
         from storysync.cli.report import output_width
 
         return Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))

@@ -35,6 +35,7 @@ def _help(command: click.Command, name: str, parent: click.Context | None) -> tu
 
 def render() -> str:
     """The whole of ``docs/cli.md``: the group's help, then each command's, alphabetically."""
+    # local: the click group only when the docs are generated
     from storysync.cli.group import cli
     from storysync.cli.registry import COMMANDS
 

@@ -66,6 +66,7 @@ def nothing_to_do(argv: list[str]) -> bool:
     parsed = parse_post_hook(argv)
     if parsed is None:
         return False
+    # local: the pre-commit and no-op hooks import only what they use (tests/test_hook_speed.py)
     from storysync.cli.hooks import nothing_to_do as settled
 
     app = App(repo_arg=parsed[0])
@@ -117,6 +118,7 @@ def _validate_options(args: list[str]) -> tuple[tuple[str, ...], str] | None:
 
 def run(args: HookArgs, on_logging: dict[str, bool]) -> int:
     """Run ``validate --staged`` as the click group and command would, without click."""
+    # local: the pre-commit and no-op hooks import only what they use (tests/test_hook_speed.py)
     from storysync.log import setup_logging
 
     app = App(repo_arg=args.repo, verbosity=-1 if args.quiet else args.verbose)
@@ -130,6 +132,7 @@ def run(args: HookArgs, on_logging: dict[str, bool]) -> int:
 
 def validate(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
     """Check story files and report every problem; the exit code (see ``storysync validate --help``)."""
+    # local: the pre-commit and no-op hooks import only what they use (tests/test_hook_speed.py)
     from storysync.check.sources import WorkTreeSource
     from storysync.check.validate import validate_paths
     from storysync.story.layout import classify
@@ -137,6 +140,7 @@ def validate(app: App, paths: tuple[str, ...], staged: bool, fmt: str) -> int:
     config = app.config
     wanted: list[str] | None = [app.repo_relative(p) for p in paths] or None
     if staged:
+        # local: the pre-commit and no-op hooks import only what they use (tests/test_hook_speed.py)
         from storysync.check.index import IndexSource, validate_index
 
         index = IndexSource(config)

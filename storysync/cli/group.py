@@ -73,6 +73,7 @@ def cli(
     )
     ctx.obj = app
     ctx.call_on_close(app.close)
+    # local: logging is set up once the options are read
     from storysync.log import setup_logging
 
     setup_logging(app.verbosity, log_format, log_file)

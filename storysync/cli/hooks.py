@@ -281,6 +281,7 @@ def _settled(last: str | None, marked: str | None, head: str | None) -> bool:
 def _at_head(app: App) -> bool:
     """``nothing_to_do``'s database question on the ordinary path (any database, after
     creating or migrating it as a sync would), so the two paths agree."""
+    # local: SQLAlchemy and ingest only when a hook has something to sync (~250 ms)
     from storysync.db.database import get_state
 
     app.db.ensure_schema()

@@ -17,6 +17,7 @@ from storysync.errors import EXIT_RUNTIME, EXIT_USAGE, StorysyncError
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every expected error is one line on stderr and an exit code."""
+    # local: click, logging and the hook path load only for the command line that needs them
     from storysync.cli import fast as fastcli
 
     _RUN["logging"] = False
@@ -33,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_closed_output()
         return 1
     except StorysyncError as exc:
+        # local: click, logging and the hook path load only for the command line that needs them
         from storysync.log import shown
 
         sys.stderr.write(f"storysync: error: {shown(str(exc))}\n")
         _log_failure(argv, exc, exc.exit_code, internal=False)
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: one line here, the traceback in the log
+        # local: click, logging and the hook path load only for the command line that needs them
         from storysync.log import shown
 
         sys.stderr.write(f"storysync: internal error: {type(exc).__name__}: {shown(str(exc))} ({_crash_log(exc)})\n")
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _crash_log(exc: Exception) -> str:
     """Where the traceback went, or why it could not be written (never a second crash)."""
+    # local: click, logging and the hook path load only for the command line that needs them
     from storysync.log import log_crash
 
     try:
@@ -66,6 +70,7 @@ def _quiet_closed_output() -> None:
 
 def _click_main(argv: list[str] | None) -> int:
     """Any command line but the plain hook's: parsed and run by click."""
+    # local: click, logging and the hook path load only for the command line that needs them
     import click
 
     from storysync.cli.group import cli
@@ -89,6 +94,7 @@ def _log_failure(argv: list[str] | None, exc: BaseException, code: int, internal
         return
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if a in COMMANDS), None)
+    # local: click, logging and the hook path load only for the command line that needs them
     from storysync.log import log_failure
 
     with contextlib.suppress(Exception):  # the error is already on the terminal

@@ -30,6 +30,7 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int], None]
     if not console.is_terminal or console.quiet:
         yield None
         return
+    # local: rich only on a terminal
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(

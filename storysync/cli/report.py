@@ -40,6 +40,7 @@ def github_annotation(d: Diagnostic) -> str:
 def rich_safe(text: str, *, keep_lines: bool = False) -> str:
     """User text for a rich ``print`` that reads markup: control characters escaped
     (``errors.printable``) and rich's ``[markup]`` too."""
+    # local: rich only for a terminal (the hook and piped output write plain text)
     from rich.markup import escape
 
     return escape(printable(text, keep_lines=keep_lines))

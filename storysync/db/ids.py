@@ -66,6 +66,7 @@ def _split(used: Iterable[tuple[str | None, str]]) -> Iterator[tuple[str | None,
 
 
 def _database_ids(db: Database) -> list[tuple[str | None, str]]:
+    # local: git and SQL text only when new picks an id
     from sqlalchemy import text
 
     with db.read() as conn:
@@ -90,6 +91,7 @@ def _tree_ids(config: Config, repo: GitRepo | None) -> Iterator[tuple[str, str]]
     """The ids of the story files on every local and remote-tracking branch."""
     if repo is None:
         return
+    # local: git and SQL text only when new picks an id
     from storysync.git import runner
 
     for tip in runner.branch_tips(repo):

@@ -224,6 +224,7 @@ def target_state(db: Database, url: str) -> TargetState | None:
 
 def post(url: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> None:
     """POST ``payload`` as JSON; raise ``DeliveryFailed`` unless the answer is 2xx."""
+    # local: urllib and tenacity only when a webhook is set
     import urllib.error
     import urllib.request
 
@@ -253,6 +254,7 @@ def post(url: str, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT) ->
 
 
 def _send_with_retries(url: str, batch: Batch, deadline: float, timeout: float) -> None:
+    # local: urllib and tenacity only when a webhook is set
     from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
     remaining = deadline - time.monotonic()

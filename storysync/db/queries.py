@@ -40,6 +40,7 @@ class ConnectionReader:
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
         """Every row of ``sql`` with ``params`` bound."""
+        # local: SQLAlchemy only on the server path; status on SQLite reads through sqlite3 (~130 ms)
         from sqlalchemy import text
 
         return self._conn.execute(text(sql), dict(params or {})).all()
@@ -93,6 +94,7 @@ def _count(reader: Reader, sql: str) -> int:
 
 def get_story(db: Database, story_id: str) -> dict[str, Any]:
     """One story row with its dependencies and dependents; ``UsageError`` if unknown."""
+    # local: SQLAlchemy only on the server path; status on SQLite reads through sqlite3 (~130 ms)
     from sqlalchemy import select
 
     from storysync.db import tables as m
@@ -114,6 +116,7 @@ def get_story(db: Database, story_id: str) -> dict[str, Any]:
 
 def history(db: Database, story_id: str) -> list[dict[str, Any]]:
     """A story's status changes, oldest first; ``UsageError`` if unknown."""
+    # local: SQLAlchemy only on the server path; status on SQLite reads through sqlite3 (~130 ms)
     from sqlalchemy import select
 
     from storysync.db import tables as m
@@ -127,6 +130,7 @@ def history(db: Database, story_id: str) -> list[dict[str, Any]]:
 
 def runs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
     """The most recent sync runs, newest first."""
+    # local: SQLAlchemy only on the server path; status on SQLite reads through sqlite3 (~130 ms)
     from sqlalchemy import select
 
     from storysync.db import tables as m

@@ -27,6 +27,7 @@ class JSONVariant(TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
+            # local: the PostgreSQL dialect only when PostgreSQL compiles the type
             from sqlalchemy.dialects.postgresql import JSONB
 
             return dialect.type_descriptor(JSONB())

@@ -41,6 +41,7 @@ def parse(value: str | None) -> set[str]:
 
 def read(conn: Connection) -> set[str]:
     """The paths recorded as synced from the working tree."""
+    # local: SQLAlchemy off the status and no-op hook paths, which read sqlite3
     from storysync.db.database import get_state
 
     return parse(get_state(conn, WORKTREE_PATHS))
@@ -53,6 +54,7 @@ def current(db: Database) -> set[str]:
 
 
 def _write(conn: Connection, paths: set[str]) -> None:
+    # local: SQLAlchemy off the status and no-op hook paths, which read sqlite3
     from storysync.db import tables as m
     from storysync.db.database import set_state
 

@@ -101,6 +101,7 @@ def move_story(
     else:
         os.rename(top / old, top / new)
     if changed is not None:
+        # local: parsing and rendering only when the moved file has a status key
         from storysync.export.atomic import atomic_write
 
         atomic_write(top / new, changed)
@@ -113,6 +114,7 @@ def move_story(
 def _with_status(data: bytes, status: str, location: Location) -> bytes | None:
     """The file with its ``status`` key set to ``status``; None when it has no such key or
     already says so.  ``UsageError`` when the file does not parse."""
+    # local: parsing and rendering only when the moved file has a status key
     from storysync.story.parse import parse_story
     from storysync.story.render import Parts, splice, split_parts
 

@@ -121,6 +121,7 @@ def refuse_invalid(config: Config, actions: list[Action], base: Source) -> None:
     if not written:
         return
     if isinstance(base, GitTreeSource) and base.blobs is None:
+        # local: a blob reader only when the exported tree is a commit's
         from storysync.git.blobs import BlobReader
 
         base.blobs = BlobReader(config.repo)  # the dependency walk reads one file at a time

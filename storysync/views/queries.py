@@ -272,6 +272,7 @@ def read_with(url: str, open_db: Callable[[], Database], work: Callable[[Reader,
     """``work(reader, dialect)`` in one read-only transaction: through sqlite3 when ``url``
     is a current storysync SQLite file, else through ``open_db()`` (SQLAlchemy), which
     creates or upgrades the schema first, as every command does."""
+    # local: the sqlite3 reader or SQLAlchemy: only the one the database needs
     from storysync.db import sqlite_reader
 
     fast = sqlite_reader.read(url, lambda reader: work(reader, "sqlite"))
@@ -284,6 +285,7 @@ def read_with(url: str, open_db: Callable[[], Database], work: Callable[[Reader,
 
 def connection_reader(conn: Any) -> Reader:
     """A ``Reader`` over an open SQLAlchemy connection."""
+    # local: the sqlite3 reader or SQLAlchemy: only the one the database needs
     from storysync.db.queries import ConnectionReader
 
     return ConnectionReader(conn)

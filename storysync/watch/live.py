@@ -187,6 +187,7 @@ class LiveSync:
         export, and ``git status`` reports nothing under the stage directories (no file
         differing from HEAD, untracked or ignored).  Asks git and the database, reads no story file; False when either
         cannot say."""
+        # local: the database side of a watch start, off the batch path's import
         from sqlalchemy import func, select
 
         from storysync.db import tables as m

@@ -183,6 +183,7 @@ class MetricsServer:
 def _server_class(host: str) -> type[ThreadingWSGIServer]:
     if ":" not in host:
         return ThreadingWSGIServer
+    # local: socket only when the metrics server binds
     import socket
 
     class IPv6Server(ThreadingWSGIServer):

@@ -20,6 +20,7 @@ def command(app: App, /, fmt: str, **filters: Any) -> int:
     'blocked by' names a story's own open dependencies; 'via' the stories that
     block those in turn, all the way down.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import graph, queries
 
     flt = make_filter(**filters)

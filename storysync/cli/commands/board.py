@@ -23,6 +23,7 @@ from storysync.views.queries import StoryRow
 @click.pass_obj
 def command(app: App, /, limit: int | None, fmt: str, **filters: Any) -> int:
     """Show a board per backlog: a column for each stage, most urgent stories first."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import board as board_view
     from storysync.views import queries
 
@@ -65,10 +66,12 @@ def board_cells(board: Board, limit: int | None) -> tuple[list[str], list[list[s
 
 def _print_board(app: App, title: str, header: list[str], rows: list[list[str]]) -> None:
     if not_a_terminal(sys.stdout):
+        # local: imported when the command runs: `storysync --help` loads every command module
         from storysync.cli.listing import plain_columns
 
         sys.stdout.write(plain_columns(header, rows, title))
         return
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.markup import escape
     from rich.table import Table
 

@@ -17,6 +17,7 @@ from storysync.errors import printable
 @click.pass_obj
 def command(app: App, resolve_id: str | None, fmt: str) -> int:
     """List open conflicts (file and database side by side); exit 1 while any is open."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.db import conflicts
 
     app.db.ensure_schema()
@@ -48,6 +49,7 @@ def command(app: App, resolve_id: str | None, fmt: str) -> int:
 
 
 def _table(conflict: object) -> object:
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.table import Table
 
     from storysync.cli.report import rich_safe

@@ -20,6 +20,7 @@ from storysync.views.graph import Node, Tree
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show a story's dependency tree both ways: what it depends on, and what needs it."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import graph, queries
 
     done = queries.done_status(app.config.stages)
@@ -37,6 +38,7 @@ def command(app: App, story_id: str, fmt: str) -> int:
             lines += [line for child in tree.children for line in plain_tree(child, 1)]
         sys.stdout.write("".join(f"{line}\n" for line in lines))
         return 0
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.markup import escape
     from rich.tree import Tree as RichTree
 
@@ -69,6 +71,7 @@ def plain_tree(tree: Tree, depth: int) -> list[str]:
 
 
 def _rich(parent: object, tree: Tree) -> None:
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.markup import escape
     from rich.tree import Tree as RichTree
 

@@ -23,6 +23,7 @@ def command(app: App, fmt: str) -> int:
     limit, open conflicts and webhook delivery.  Exits 0 when every check passes,
     1 when any fails, and 2 when the configuration or database URL is invalid.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from pathlib import Path
 
     from storysync.cli.doctor import Context, diagnose, exit_code

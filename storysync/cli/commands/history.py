@@ -16,6 +16,7 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show a story's status history: each move, when, by whom, in which commit."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.table import Table
 
     from storysync.cli.report import rich_safe

@@ -41,6 +41,7 @@ def command(app: App) -> int:
 
 
 def _has_pyproject_section(top: object) -> bool:
+    # local: imported when the command runs: `storysync --help` loads every command module
     from pathlib import Path
 
     pyproject = Path(str(top)) / "pyproject.toml"
@@ -48,6 +49,7 @@ def _has_pyproject_section(top: object) -> bool:
 
 
 def _ensure_ignored(top: object) -> bool:
+    # local: imported when the command runs: `storysync --help` loads every command module
     from pathlib import Path
 
     gitignore = Path(str(top)) / ".gitignore"

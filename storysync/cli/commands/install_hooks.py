@@ -18,6 +18,7 @@ def command(app: App) -> int:
     .gitattributes at the stories root, and merge.storysync.driver in the
     repository's git config.  Running it again changes nothing.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.cli.hooks import install, install_merge_driver
 
     for done in install(app.top_level):

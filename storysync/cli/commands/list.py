@@ -31,6 +31,7 @@ def command(app: App, /, deleted: bool, sort: str, reverse: bool, fmt: str, **fi
     Options of one kind are alternatives (--status active --status backlog);
     different options must all match; repeated --tag options must all be on the story.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import queries
 
     flt = make_filter(deleted, **filters)

@@ -34,6 +34,7 @@ def command(app: App, base: Path, ours: Path, theirs: Path, path: str) -> int:
     exit code is 1; a merge that would give an invalid story is refused (exit 1,
     git's own line merge left in OURS).  Set up by 'storysync install-hooks'.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.check.rules import check_story
     from storysync.check.schema import load_checker
     from storysync.story.layout import classify

@@ -19,6 +19,7 @@ def command(app: App, story_id: str, stage: str, commit: bool, message: str) -> 
     STAGE is a stage folder or a status. A 'status' key in the file is changed to
     match. The database follows at the next 'storysync sync'.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.export.move import move_story
 
     if message and not commit:

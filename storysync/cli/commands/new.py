@@ -30,6 +30,7 @@ def command(app: App, story_id: str | None, backlog: str, title: str, status: st
     highest used in the database, on any local or remote-tracking branch, or in
     the working tree; the new id is printed on standard output.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.cli.commands.set import git_author
     from storysync.db.writer import StoryWriter
 
@@ -53,6 +54,7 @@ def _create_numbered(
     app: App, writer: StoryWriter, backlog: str, title: str, status: str | None, prefix: str | None
 ) -> tuple[str, WriteResult]:
     """Create the story under the next free id, picking again if another run took it first."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.db.ids import next_id
 
     for attempt in range(ATTEMPTS):
@@ -66,6 +68,7 @@ def _create_numbered(
 
 
 def _taken(app: App, story_id: str) -> bool:
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.db import queries
 
     try:

@@ -24,6 +24,7 @@ def command(app: App, budget: float) -> int:
     Sync runs deliver on their own; this catches up after the server was down.
     Exits 0 when nothing is left pending and 3 when some could not be delivered.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.db import notify
 
     url = app.config.webhook_url

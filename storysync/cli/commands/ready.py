@@ -16,6 +16,7 @@ from storysync.cli.listing import FORMAT_OPTION, filter_options, make_filter, pr
 @click.pass_obj
 def command(app: App, /, fmt: str, **filters: Any) -> int:
     """List the stories that can start: not completed, every dependency completed."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import graph, queries
 
     flt = make_filter(**filters)

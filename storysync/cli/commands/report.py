@@ -43,6 +43,7 @@ def command(
     time from when it first became active. Run 'storysync sync --full --history'
     first to have the whole git history in the database.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import flow, queries
 
     start = flow.parse_when(since) if since else None
@@ -54,6 +55,7 @@ def command(
     if fmt == "table" and output is not None:
         raise UsageError("--output takes --format json or html; a table is for the terminal")
     if fmt == "html":
+        # local: imported when the command runs: `storysync --help` loads every command module
         from storysync.views import html
 
         _emit(html.render(report), output)
@@ -61,6 +63,7 @@ def command(
         if output is None:
             print_json(app, report.as_dict())
         else:
+            # local: imported when the command runs: `storysync --help` loads every command module
             import json
 
             _emit(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n", output)
@@ -76,6 +79,7 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.export.atomic import atomic_write
 
     if not output.parent.is_dir():

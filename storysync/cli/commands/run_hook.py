@@ -17,6 +17,7 @@ def command(app: App, name: str, args: tuple[str, ...]) -> int:
     Skips file checkouts and merges or rebases in progress; always exits 0, so
     that it never fails the git command; reports problems on stderr.
     """
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.cli.hooks import run_post_hook
 
     return run_post_hook(app, name, args)

@@ -19,6 +19,7 @@ ERRORS_SHOWN = 3
 @click.pass_obj
 def command(app: App, limit: int, fmt: str) -> int:
     """Show recent sync runs: trigger, range, outcome, counts and errors."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.cli.report import rich_safe
     from storysync.db import queries
 

@@ -16,6 +16,7 @@ from storysync.cli.commands.options import FORMAT_TEXT_JSON
 @click.pass_obj
 def command(app: App, story_id: str, fmt: str) -> int:
     """Show one story: its fields, dependencies and body."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.panel import Panel
     from rich.table import Table
 

@@ -24,6 +24,7 @@ BACKLOG_COLUMN = "backlog id"  # the rows' column; the status columns may includ
 @click.pass_obj
 def command(app: App, fmt: str) -> int:
     """Show the database's stories per backlog and status, and its drift from HEAD."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.git import runner as gitplain
 
     st, display = _read(app)
@@ -62,6 +63,7 @@ def _read(app: App) -> tuple[Status, str]:
     """The status and how the database is named: read with sqlite3 when it is a current
     SQLite file, else through SQLAlchemy, which creates or upgrades it first (as every
     command does) and reports a locked, corrupt or foreign one."""
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.db import queries
     from storysync.db import sqlite_reader as sqliteread
 
@@ -94,6 +96,7 @@ def _print_table(app: App, st: Status, display: str) -> None:
     if text is not None:
         sys.stdout.write(text)
         return
+    # local: imported when the command runs: `storysync --help` loads every command module
     from rich.markup import escape
     from rich.table import Table
 

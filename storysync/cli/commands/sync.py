@@ -45,6 +45,7 @@ def command(
     """Bring the database in step with the story files."""
     if history and not full:
         raise click.UsageError("--history rebuilds the whole history: use it with --full")
+    # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.cli.progress import progress_bar, surely_not_a_terminal
     from storysync.ingest.run import sync
 
