@@ -26,7 +26,7 @@ from storysync.config import load_config
 from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.errors import GitError
-from storysync.git import runner as gitplain
+from storysync.git import runner
 from storysync.ingest.plan import DbKnown
 from storysync.ingest.run import sync
 from storysync.ingest.types import SyncOptions, SyncResult
@@ -38,7 +38,7 @@ def do_sync(repo: Repo, **options: Any) -> SyncResult:
     config = load_config(repo.path, db_flag=repo.db_url)
     db = Database(config.database)
     try:
-        return sync(config, db, gitplain.open_repo(repo.path), SyncOptions(**options))
+        return sync(config, db, runner.open_repo(repo.path), SyncOptions(**options))
     finally:
         db.dispose()
 
@@ -138,26 +138,26 @@ def test_commands_that_change_or_check_the_repository_run_git_without_gitpython(
 
 def test_open_repo_outside_a_repository_is_a_git_error(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="not a git repository"):
-        gitplain.open_repo(tmp_path)
+        runner.open_repo(tmp_path)
 
 
 def test_git_directories_of_a_repository_and_of_a_linked_worktree(backlog_repo: Repo, tmp_path: Path) -> None:
     """Read from ``.git`` where it is the repository's own directory, else asked of git."""
     top = backlog_repo.path
-    assert gitplain.open_repo(top).dirs == ((top / ".git").resolve(), (top / ".git").resolve())
+    assert runner.open_repo(top).dirs == ((top / ".git").resolve(), (top / ".git").resolve())
     backlog_repo.git("worktree", "add", "-q", str(tmp_path / "wt"))
-    linked = gitplain.open_repo(tmp_path / "wt")
+    linked = runner.open_repo(tmp_path / "wt")
     assert linked.common_dir == (top / ".git").resolve()
     assert linked.git_dir == (top / ".git" / "worktrees" / "wt").resolve()
 
 
 def test_head_info_is_resolve_and_commit_info_in_one(backlog_repo: Repo) -> None:
-    plain = gitplain.open_repo(backlog_repo.path)
-    sha = gitplain.resolve(plain, "HEAD")
-    assert gitplain.head_info(plain) == gitplain.commit_info(plain, sha)
+    plain = runner.open_repo(backlog_repo.path)
+    sha = runner.resolve(plain, "HEAD")
+    assert runner.head_info(plain) == runner.commit_info(plain, sha)
     backlog_repo.git("checkout", "-q", "--orphan", "unborn")
     with pytest.raises(GitError, match="'HEAD' does not name a commit"):
-        gitplain.head_info(plain)
+        runner.head_info(plain)
 
 
 def test_diff_without_the_index_is_git_s_diff(backlog_repo: Repo) -> None:
@@ -178,7 +178,7 @@ def test_diff_without_the_index_is_git_s_diff(backlog_repo: Repo) -> None:
         check=True,
     ).stdout.split(b"\0")
     paths = {r.decode() for r in raw if r and not r.startswith(b":")}
-    changes = gitplain.diff(gitplain.open_repo(repo.path), old, new)
+    changes = runner.diff(runner.open_repo(repo.path), old, new)
     assert {c.status for c in changes} == {"A", "M", "D", "R"}
     assert {p for c in changes for p in (c.path, c.old) if p} == paths
     assert not (repo.path / ".git" / "storysync-no-index").exists()

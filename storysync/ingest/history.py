@@ -1,6 +1,6 @@
 """Status history from git: one row per stage move, in commit order.
 
-The commits of a range are walked oldest first (``gitplain.log``); a story is
+The commits of a range are walked oldest first (``runner.log``); a story is
 known by the id its file name starts with, so a rename (``git mv``, an edit and a
 move, a new slug) and a delete plus an add of the same id in one commit are one
 story.  Merge commits list no changes of their own, so a move made on a branch is
@@ -25,7 +25,7 @@ from storysync.check.validate import Checked, check_data, checker_for, to_record
 from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.database import utcnow
-from storysync.git import runner as gitplain
+from storysync.git import runner
 from storysync.git.runner import Change, LogCommit
 from storysync.ingest.apply import CREATE_KEYS, INSERT_STORY, ensure_backlogs, file_values
 from storysync.ingest.bulk import BulkWriter
@@ -45,7 +45,7 @@ class HistoryPlan:
 
         self.config = config
         self.rebuild = rebuild
-        self.commits = gitplain.log(repo, walk[1], to, config.root) if walk[0] else []
+        self.commits = runner.log(repo, walk[1], to, config.root) if walk[0] else []
         self.rest: list[Move] = []
         self.notices: list[str] = []
         self.deleted = last_versions(config, repo, to, self.commits, self.notices) if rebuild else []
@@ -99,7 +99,7 @@ class HistoryPlan:
 
 
 def last_versions(
-    config: Config, repo: GitRepo, to: str, commits: list[gitplain.LogCommit], notices: list[str]
+    config: Config, repo: GitRepo, to: str, commits: list[runner.LogCommit], notices: list[str]
 ) -> list[tuple[Gone, Record]]:
     """The stories ``commits`` (the whole history up to ``to``) leave deleted, each as its
     last version was (its file at the deleting commit's parent), checked on its own.
@@ -111,13 +111,13 @@ def last_versions(
     for gone in gone_stories(config, commits):
         by_parent.setdefault(f"{gone.deleted_in}^", []).append(gone)
     for parent, group in by_parent.items():
-        tree = {item.path: item for item in gitplain.tree_entries(repo, parent, [g.path for g in group])}
+        tree = {item.path: item for item in runner.tree_entries(repo, parent, [g.path for g in group])}
         for gone in group:
             item, location = tree.get(gone.path), classify(config, gone.path)
-            if item is None or location is None or item.mode == gitplain.SUBMODULE_MODE:
+            if item is None or location is None or item.mode == runner.SUBMODULE_MODE:
                 notices.append(_left_out(gone, "not a file"))
                 continue
-            found.append((gone, Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE)))
+            found.append((gone, Entry(location, item.sha, item.size, item.mode == runner.SYMLINK_MODE)))
     checker = checker_for(config)
     out: list[tuple[Gone, Record]] = []
     read = GitTreeSource(repo, config, to).read_many([entry for _, entry in found])

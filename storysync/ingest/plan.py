@@ -21,7 +21,7 @@ from storysync.config import Config
 from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.errors import utf8_safe
-from storysync.git import runner as gitplain
+from storysync.git import runner
 from storysync.ingest.types import DbRow, Plan, Planner, SyncResult
 from storysync.story.layout import classify
 from storysync.story.model import Location, Record
@@ -289,10 +289,10 @@ def with_marked(
     if not extra:
         return paths, entries
     found = list(entries)
-    for item in gitplain.tree_entries(repo, to, extra):
+    for item in runner.tree_entries(repo, to, extra):
         location = classify(config, item.path)
-        if location is not None and item.mode != gitplain.SUBMODULE_MODE:
-            found.append(Entry(location, item.sha, item.size, item.mode == gitplain.SYMLINK_MODE))
+        if location is not None and item.mode != runner.SUBMODULE_MODE:
+            found.append(Entry(location, item.sha, item.size, item.mode == runner.SYMLINK_MODE))
     return sorted({*paths, *extra}), found
 
 
@@ -301,26 +301,26 @@ def changed_entries(config: Config, repo: GitRepo, bases: list[str | None], to: 
     (blob, mode, size at ``to``) of those that exist at ``to``; a symlink added in the
     place of a stage or backlog directory is one too (it reads as its refusal)."""
     paths: set[str] = set()
-    present: dict[str, gitplain.Change] = {}
+    present: dict[str, runner.Change] = {}
     for base in dict.fromkeys(b for b in bases if b is not None):
-        for change in gitplain.diff(repo, base, to, config.root):
+        for change in runner.diff(repo, base, to, config.root):
             paths.update(p for p in (change.path, change.old) if p is not None)
-            if change.sha is not None and change.mode != gitplain.SUBMODULE_MODE:
+            if change.sha is not None and change.mode != runner.SUBMODULE_MODE:
                 present[change.path] = change
     wanted = story_paths(config, paths)
-    found: list[tuple[Location, gitplain.Change]] = []
+    found: list[tuple[Location, runner.Change]] = []
     for path in wanted:
         location = classify(config, path)
         if path in present and location is not None:
             found.append((location, present[path]))
-    sizes = gitplain.blob_sizes(repo, [change.sha for _, change in found if change.sha is not None])
+    sizes = runner.blob_sizes(repo, [change.sha for _, change in found if change.sha is not None])
     entries = [
-        Entry(location, change.sha, sizes[change.sha], change.mode == gitplain.SYMLINK_MODE)
+        Entry(location, change.sha, sizes[change.sha], change.mode == runner.SYMLINK_MODE)
         for location, change in found
         if change.sha is not None
     ]
     for path, change in present.items():
-        linked = directory_entry(config, path, change.sha or "") if change.mode == gitplain.SYMLINK_MODE else None
+        linked = directory_entry(config, path, change.sha or "") if change.mode == runner.SYMLINK_MODE else None
         if linked is not None:
             entries.append(linked)
             wanted.append(path)

@@ -21,7 +21,7 @@ from storysync.db import worktree
 from storysync.db.database import LAST_SYNCED, Database, get_state, utcnow
 from storysync.db.locks import writer_lock
 from storysync.errors import EXIT_RUNTIME, DatabaseError, RepositoryStateError, StorysyncError
-from storysync.git import runner as gitplain
+from storysync.git import runner
 from storysync.git.runner import as_plain
 from storysync.ingest.apply import finish, record_failure
 from storysync.ingest.history import HistoryPlan
@@ -52,7 +52,7 @@ def sync(
 ) -> SyncResult:
     """Bring the database in step with the story files (SPEC §6).
 
-    ``repo`` is a plain ``gitplain.GitRepo`` (no GitPython import, as the CLI passes)
+    ``repo`` is a plain ``runner.GitRepo`` (no GitPython import, as the CLI passes)
     or a GitPython ``git.Repo``; git is asked through plain processes either way.
     """
     plain = as_plain(repo)
@@ -165,16 +165,16 @@ def run_git(
     ``marked`` paths, whose rows came from the working tree, are read from the commit
     too, whatever the range (``storysync.worktree``), and so are the files of rows
     holding a database version that lost to the file (``plan.lost_to_file``)."""
-    head = gitplain.head_info(repo) if options.to_rev in (None, "HEAD") else None
-    to = head.sha if head is not None else gitplain.resolve(repo, options.to_rev or "HEAD")
-    start = gitplain.resolve(repo, options.from_rev) if options.from_rev else None
+    head = runner.head_info(repo) if options.to_rev in (None, "HEAD") else None
+    to = head.sha if head is not None else runner.resolve(repo, options.to_rev or "HEAD")
+    start = runner.resolve(repo, options.from_rev) if options.from_rev else None
     last = result.from_commit
     ancestry = Ancestry(repo, to)
     base, notice = _base(ancestry, last, options, shared=not db.is_sqlite)
     if notice:
         result.notices.append(notice)
     result.from_commit, result.to_commit = start or last, to
-    provenance = _provenance(head or gitplain.commit_info(repo, to))
+    provenance = _provenance(head or runner.commit_info(repo, to))
     source = GitTreeSource(repo, config, to)
     if base is None:
         checked, planner = check_tree(config, source, progress)
@@ -188,7 +188,7 @@ def run_git(
         checked, planner = check_entries_against_db(config, db, source, entries, paths, progress=progress)
         result.full = False
     walk_from = _walk_from(ancestry, start or last, options)
-    if options.full and options.history and gitplain.is_shallow(repo):
+    if options.full and options.history and runner.is_shallow(repo):
         result.notices.append(
             "this is a shallow clone: the status history is rebuilt from the commits it has "
             "(git fetch --unshallow for all of it)"
@@ -210,19 +210,19 @@ class Ancestry:
     def contains(self, sha: str) -> bool:
         """Whether ``sha`` is ``to`` or one of its ancestors (False for an unknown commit)."""
         if sha not in self._contains:
-            self._contains[sha] = gitplain.is_ancestor(self.repo, sha, self.to)
+            self._contains[sha] = runner.is_ancestor(self.repo, sha, self.to)
         return self._contains[sha]
 
     def behind(self, sha: str) -> bool:
         """Whether ``to`` is one of ``sha``'s ancestors (a sync of ``to`` would go back)."""
-        return gitplain.is_ancestor(self.repo, self.to, sha)
+        return runner.is_ancestor(self.repo, self.to, sha)
 
     def exists(self, sha: str) -> bool:
         """Whether ``sha`` is a commit the repository has."""
         if self._contains.get(sha):
             return True
         if sha not in self._exists:
-            self._exists[sha] = gitplain.commit_exists(self.repo, sha)
+            self._exists[sha] = runner.commit_exists(self.repo, sha)
         return self._exists[sha]
 
 
@@ -258,7 +258,7 @@ def _base(ancestry: Ancestry, last: str | None, options: SyncOptions, *, shared:
 
 def _missing(ancestry: Ancestry) -> str:
     """What a last synced commit this clone lacks may be."""
-    shallow = gitplain.is_shallow(ancestry.repo)
+    shallow = runner.is_shallow(ancestry.repo)
     return (
         "it may be a commit this clone has not fetched ('git fetch'), "
         + ("or one older than this shallow clone's history ('git fetch --unshallow'), " if shallow else "")
@@ -288,5 +288,5 @@ def _walk_from(ancestry: Ancestry, start: str | None, options: SyncOptions) -> t
         return False, None
     if ancestry.contains(start):
         return True, start
-    fork = gitplain.merge_base(ancestry.repo, start, ancestry.to)  # rewritten history: the moves since the
+    fork = runner.merge_base(ancestry.repo, start, ancestry.to)  # rewritten history: the moves since the
     return (True, fork) if fork else (False, None)  # fork point; ones already recorded are not recorded again

@@ -193,9 +193,9 @@ class LiveSync:
         from storysync.db import tables as m
         from storysync.db import worktree
         from storysync.db.database import LAST_SYNCED, get_state
-        from storysync.git import runner as gitplain
+        from storysync.git import runner
 
-        plain = gitplain.as_plain(self.repo)
+        plain = runner.as_plain(self.repo)
         try:
             self.db.ensure_schema()  # as the sync would: create or migrate
             with self.db.read() as conn:
@@ -205,10 +205,10 @@ class LiveSync:
                 pending = conn.execute(select(func.count()).where(s.revision > s.synced_revision)).scalar()
         except StorysyncError:
             return False
-        if last is None or marked or pending or last != gitplain.head(plain.top):
+        if last is None or marked or pending or last != runner.head(plain.top):
             return False
         stages = [self.config.rel_to_repo(stage) for stage in self.config.stages]
-        changed = gitplain.work_tree_changes(plain, stages)
+        changed = runner.work_tree_changes(plain, stages)
         return changed == []  # anything there (a symlinked directory, a stray file): the sync decides
 
     def _run(self, paths: tuple[str, ...] | None, considered: list[str], first: float | None, rescan: bool) -> Outcome:

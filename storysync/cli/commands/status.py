@@ -25,13 +25,13 @@ BACKLOG_COLUMN = "backlog id"  # the rows' column; the status columns may includ
 def command(app: App, fmt: str) -> int:
     """Show the database's stories per backlog and status, and its drift from HEAD."""
     # local: imported when the command runs: `storysync --help` loads every command module
-    from storysync.git import runner as gitplain
+    from storysync.git import runner
 
     st, display = _read(app)
-    head = gitplain.head(app.top_level)
+    head = runner.head(app.top_level)
     behind = None
     if st.last_synced_commit and head:
-        behind = gitplain.commits_between(app.top_level, st.last_synced_commit, head)
+        behind = runner.commits_between(app.top_level, st.last_synced_commit, head)
     if fmt == "json":
         _print_json(
             app,
