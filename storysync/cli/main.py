@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     hook = fastcli.parse(args)
     try:
-        if fastcli.nothing_to_do(args):  # the post-merge/-checkout/-rewrite hook, already in step
+        if hook is None and fastcli.nothing_to_do(args):  # a post-merge/-checkout/-rewrite hook, in step
             return 0
         return fastcli.run(hook, _RUN) if hook is not None else _click_main(argv)
     except KeyboardInterrupt:

@@ -85,11 +85,8 @@ def export(
         raise RepositoryStateError(
             f"{db.display}: the database was never initialised; run 'storysync init' and 'storysync sync' first"
         )
-    state = runner.operation_in_progress(repo)
-    if state:
-        raise RepositoryStateError(f"{repo.top}: a {state} is in progress; finish or abort it first")
-    if options.commit and not options.dry_run:
-        runner.refuse_if_busy(repo)  # committing needs the index: a held index.lock refuses (exit 4)
+    # committing needs the index: a held index.lock refuses too (exit 4)
+    runner.refuse_if_busy(repo, index=options.commit and not options.dry_run)
     db.ensure_schema()
     if options.dry_run:
         return ExportResult(_checked_plan(config, db, repo, options), dry_run=True)

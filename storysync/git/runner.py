@@ -294,14 +294,14 @@ def operation_in_progress(repo: GitRepo) -> str | None:
     return None
 
 
-def refuse_if_busy(repo: GitRepo) -> None:
-    """``RepositoryStateError`` during a merge, rebase, cherry-pick or revert, or while
-    another git process holds ``index.lock``."""
+def refuse_if_busy(repo: GitRepo, *, index: bool = True) -> None:
+    """``RepositoryStateError`` during a merge, rebase, cherry-pick or revert, or (``index``:
+    the caller will write the index) while another git process holds ``index.lock``."""
     state = operation_in_progress(repo)
     if state:
         raise RepositoryStateError(f"{repo.top}: a {state} is in progress; finish or abort it first")
     lock = repo.git_dir / "index.lock"
-    if lock.exists():
+    if index and lock.exists():
         raise RepositoryStateError(
             f"{lock}: index.lock is held by another git process; wait, or remove it if no git is running"
         )
