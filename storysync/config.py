@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote, unquote_plus
 
 from storysync.errors import ConfigError
 
@@ -24,8 +25,12 @@ DEFAULT_STAGES: Mapping[str, str] = {
     "completed": "completed",
 }
 STATE_DIR = ".storysync"
-KNOWN_KEYS = frozenset({"root", "stages", "schema", "database", "ignore", "webhook_url", "merge"})
+KNOWN_KEYS = frozenset({"root", "stages", "schema", "database", "ignore", "webhook_url", "merge", "repository"})
 MERGE_MODES = ("fields", "file-wins")  # a story changed on both sides: merged field by field, or the file wins
+# a repository's name scopes its tables in a shared database: a PostgreSQL schema of that
+# name ('-' as '_'), or a SQLite file beside the shared one (storysync.<name>.db)
+REPOSITORY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+RESERVED_SCHEMAS = ("public", "information_schema")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class Config:
     webhook_url: str | None = None
     merge: str = "fields"  # MERGE_MODES
     source: Path | None = None  # the file the settings came from, if any
+    repository: str = ""  # this repository's name in a shared database ("" = unnamed: the database's own tables)
+    shared_database: str = ""  # the database URL before the repository scoped it (== database when unnamed)
 
     @property
     def root_path(self) -> Path:
@@ -88,17 +95,56 @@ def load_config(
     merge = raw.get("merge", "fields")
     if merge not in MERGE_MODES:
         raise ConfigError(f"{source}: 'merge' must be one of {', '.join(repr(m) for m in MERGE_MODES)}, got {merge!r}")
+    repository = _repository(source, raw.get("repository", ""))
+    shared = database or default_database_url(repo)
     return Config(
         repo=repo,
         root=root,
         stages=stages,
         schema=schema,
-        database=database or default_database_url(repo),
+        database=scoped_database_url(shared, repository),
         ignore=tuple(ignore),
         webhook_url=webhook or None,
         merge=merge,
         source=source,
+        repository=repository,
+        shared_database=shared,
     )
+
+
+def schema_name(repository: str) -> str:
+    """The PostgreSQL schema that holds a named repository's tables."""
+    return repository.replace("-", "_")
+
+
+def scoped_database_url(url: str, repository: str) -> str:
+    """The URL of ``repository``'s own tables in the shared database ``url``.
+
+    PostgreSQL: the same database, with ``search_path`` set to the repository's schema
+    (a libpq ``options`` parameter, so every connection, and any tool given the URL,
+    sees only that repository's tables).  SQLite, which has no schemas: a file beside
+    the shared one, ``storysync.db`` → ``storysync.<name>.db``.  An unnamed repository
+    keeps the URL as it is.  Plain string work: this runs on every command, hooks included.
+    """
+    if not repository:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    if scheme.split("+")[0] == "sqlite":
+        path, q, query = rest.partition("?")
+        if path in ("/", "/:memory:") or path.startswith("/file:"):
+            return url
+        head, slash, name = path.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        scoped = f"{stem}.{repository}.{suffix}" if dot and stem else f"{name}.{repository}"
+        return f"{scheme}://{head}{slash}{scoped}{q}{query}"
+    path, _, query = rest.partition("?")
+    params = [p for p in query.split("&") if p and not p.startswith("options=")]
+    given = [unquote_plus(p[len("options=") :]) for p in query.split("&") if p.startswith("options=")]
+    options = " ".join([*given, f"-csearch_path={schema_name(repository)}"])
+    params.append(f"options={quote(options, safe='')}")
+    return f"{scheme}://{path}?{'&'.join(params)}"
 
 
 _RELATIVE_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/|file:)([^?:][^?]*)(\?.*)?$")
@@ -190,6 +236,17 @@ def _schema(repo: Path, source: Path | None, value: object) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"{source}: schema file {value!r} not found")
     return path
+
+
+def _repository(source: Path | None, value: object) -> str:
+    if not isinstance(value, str) or (value and REPOSITORY_NAME.match(value) is None):
+        raise ConfigError(
+            f"{source}: 'repository' must be a name of lowercase letters, digits, '-' and '_' "
+            f"that starts with a letter (it names a database schema), got {value!r}"
+        )
+    if schema_name(value) in RESERVED_SCHEMAS or value.startswith("pg_"):
+        raise ConfigError(f"{source}: 'repository' {value!r} is a name the database keeps for itself; choose another")
+    return value
 
 
 def _string_list(source: Path | None, key: str, value: object) -> list[str]:

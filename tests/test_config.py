@@ -76,7 +76,7 @@ def test_explicit_config_file(repo: Repo, tmp_path: Path) -> None:
     [
         (
             'root = "a"\ncolour = "blue"\n',
-            "unknown key(s) colour; known: database, ignore, merge, root, schema, stages, webhook_url",
+            "unknown key(s) colour; known: database, ignore, merge, repository, root, schema, stages, webhook_url",
         ),
         ("root = \n", "invalid TOML: "),
         ('root = "/abs"\n', "'root' must be a path inside the repository, got '/abs'"),

@@ -9,11 +9,12 @@ objects, one per story; CSV has a header row; ``ids`` is one id a line.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,7 +23,11 @@ from storysync.errors import printable
 
 if TYPE_CHECKING:
     from storysync.cli.app import App
+    from storysync.db.queries import Reader
+    from storysync.db.repositories import Repository
     from storysync.views.queries import Filter, StoryRow
+
+T = TypeVar("T")
 
 FORMATS = ("table", "json", "csv", "ids")
 
@@ -56,6 +61,40 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+ALL_REPOSITORIES_OPTION = click.option(
+    "--all-repositories",
+    is_flag=True,
+    help="Every repository that shares this database (config 'repository'), not only this one.",
+)
+
+
+def each_repository(app: App, work: Callable[[Reader, str], T]) -> list[tuple[Repository, T]]:
+    """``work`` on the tables of every repository sharing the database, this one's included
+    (found from the shared URL, as ``storysync.db.repositories`` says)."""
+    # local: SQLAlchemy only for --all-repositories, which finds the other repositories through it
+    from storysync.db.database import Database
+    from storysync.db.repositories import shared_repositories
+    from storysync.views.queries import read_with
+
+    found = []
+    for repository in shared_repositories(app.config.shared_database):
+        db = Database(repository.url)
+        try:
+            found.append((repository, read_with(repository.url, functools.partial(_same, db), work)))
+        finally:
+            db.dispose()
+    return found
+
+
+def _same(value: T) -> T:
+    return value
+
+
+def repository_label(name: str) -> str:
+    """How a repository is named in a list: the unnamed one (the database's own tables) as ``-``."""
+    return name or "-"
 
 
 def make_filter(deleted: bool = False, **options: Any) -> Filter:

@@ -10,7 +10,9 @@ here, with the URL's password hidden.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -49,6 +51,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"  # statement_timeout
 PSYCOPG_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")  # libpq's connect_timeout
 LOW_SPACE = 1024 * 1024  # below this, a SQLite I/O error is most likely a full disk
+SEARCH_PATH = re.compile(r"-c\s*search_path=([a-z][a-z0-9_]*)\s*$")  # storysync.config.scoped_database_url's
 
 
 def _env_number(name: str, default: float) -> float:
@@ -91,6 +94,9 @@ class Database:
         self.timeouts = timeouts or Timeouts.from_env()
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.busy_timeout_ms = int(_env_number("STORYSYNC_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS))
+        # PostgreSQL: the schema of a named repository (its URL's search_path), None for the database's own
+        self.schema = None if self.is_sqlite else url_schema(self.url)
+        self.locks = lock_keys(self.schema)
         self.engine = self._create_engine()
 
     def _create_engine(self) -> Engine:
@@ -209,7 +215,7 @@ class Database:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
                 if not self.is_sqlite:
-                    _advisory_lock(conn)
+                    _advisory_lock(conn, self.locks[0])
                 yield conn
 
     @contextmanager
@@ -226,11 +232,11 @@ class Database:
             return
         with self.errors("run lock"), self.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            _session_lock(conn)
+            _session_lock(conn, self.locks[1])
             try:
                 yield
             finally:
-                _session_unlock(conn)
+                _session_unlock(conn, self.locks[1])
 
     def schema_revision(self) -> str | None:
         """The revision the database is at (None when never initialised).
@@ -252,6 +258,7 @@ class Database:
         if current == HEAD_REVISION:
             return
         if current is None:
+            self._create_repository_schema()
             self._refuse_foreign_tables()
             if self._create_new():
                 return
@@ -260,6 +267,15 @@ class Database:
                 f"{self.display}: schema version {current} is newer than this storysync knows; upgrade storysync"
             )
         self.upgrade()
+
+    def _create_repository_schema(self) -> None:
+        """A named repository's first run creates its PostgreSQL schema (two at once: one does)."""
+        if self.schema is None:
+            return
+        with self.errors("create the repository's schema"), self.connect() as conn, conn.begin():
+            _advisory_lock(conn, self.locks[0])
+            # the name matched SEARCH_PATH (lowercase letters, digits, '_'), so it needs no quoting
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
 
     def _refuse_foreign_tables(self) -> None:
         """An unversioned database holding tables of ours belongs to another application."""
@@ -295,7 +311,7 @@ class Database:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
                 if not self.is_sqlite:
-                    _advisory_lock(conn)
+                    _advisory_lock(conn, self.locks[0])
                 if inspect(conn).get_table_names():
                     return False
                 metadata.create_all(conn)
@@ -314,7 +330,7 @@ class Database:
                 conn.execution_options(storysync_immediate=True)
             with conn.begin():
                 if not self.is_sqlite:  # two first runs at once: the second waits, then finds the schema done
-                    _advisory_lock(conn)
+                    _advisory_lock(conn, self.locks[0])
                 cfg = alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, target)
@@ -351,13 +367,29 @@ def _known_revisions() -> set[str]:
     return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
-def _advisory_lock(conn: Connection) -> None:
+def url_schema(url: URL) -> str | None:
+    """The schema a PostgreSQL URL's ``options=-csearch_path=NAME`` selects (a named repository)."""
+    options = url.query.get("options")
+    match = SEARCH_PATH.search(options if isinstance(options, str) else "")
+    return match.group(1) if match else None
+
+
+def lock_keys(schema: str | None) -> tuple[int, int]:
+    """The advisory lock ids (one writer, one sync run) of the database's own tables or of
+    one repository's schema: repositories sharing a server never wait for each other."""
+    if schema is None:
+        return WRITE_LOCK_KEY, RUN_LOCK_KEY
+    scope = zlib.crc32(schema.encode()) << 24  # a bigint: apart from the unnamed keys and from each other
+    return scope | WRITE_LOCK_KEY, scope | RUN_LOCK_KEY
+
+
+def _advisory_lock(conn: Connection, key: int) -> None:
     """Wait (up to the session's ``lock_timeout``) for the one-writer lock, held until commit."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def _session_lock(conn: Connection) -> None:
-    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
+def _session_lock(conn: Connection, key: int) -> None:
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
 
 
 def _postgresql_events(engine: Engine, timeouts: Timeouts) -> None:
@@ -377,9 +409,9 @@ def _postgresql_events(engine: Engine, timeouts: Timeouts) -> None:
         dbapi_conn.autocommit = autocommit
 
 
-def _session_unlock(conn: Connection) -> None:
+def _session_unlock(conn: Connection, key: int) -> None:
     try:
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
     except SQLAlchemyError:  # the server went away: it released the lock with the session
         conn.invalidate()
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from storysync.check.sources import GitTreeSource, Source, WorkTreeSource
 from storysync.config import Config
 from storysync.db import worktree
-from storysync.db.database import LAST_SYNCED, Database, get_state, utcnow
+from storysync.db.database import LAST_SYNCED, Database, get_state, set_state, utcnow
 from storysync.db.locks import writer_lock
+from storysync.db.repositories import REPOSITORY_STATE
 from storysync.errors import EXIT_RUNTIME, DatabaseError, RepositoryStateError, StorysyncError
 from storysync.git import runner
 from storysync.git.runner import as_plain
@@ -79,6 +80,10 @@ def _sync_locked(
     with db.read() as conn:
         last = get_state(conn, LAST_SYNCED)
         marked = set() if options.working_tree else worktree.read(conn)
+        named = not config.repository or options.dry_run or get_state(conn, REPOSITORY_STATE) == config.repository
+    if not named:  # a named repository's first sync says its name (how list --all-repositories shows it)
+        with db.write() as conn:
+            set_state(conn, REPOSITORY_STATE, config.repository)
     result = SyncResult(dry_run=options.dry_run, full=True, from_commit=last)
     try:
         return _run(config, db, repo, options, result, progress, marked)

@@ -8,7 +8,16 @@ from typing import Any
 import click
 
 from storysync.cli.app import App
-from storysync.cli.listing import FORMAT_OPTION, filter_options, make_filter, print_rows, print_table
+from storysync.cli.listing import (
+    ALL_REPOSITORIES_OPTION,
+    FORMAT_OPTION,
+    each_repository,
+    filter_options,
+    make_filter,
+    print_rows,
+    print_table,
+    repository_label,
+)
 from storysync.cli.report import not_a_terminal
 
 
@@ -24,17 +33,25 @@ from storysync.cli.report import not_a_terminal
 )
 @click.option("--reverse", is_flag=True, help="Reverse the order.")
 @FORMAT_OPTION
+@ALL_REPOSITORIES_OPTION
 @click.pass_obj
-def command(app: App, /, deleted: bool, sort: str, reverse: bool, fmt: str, **filters: Any) -> int:
+def command(
+    app: App, /, deleted: bool, sort: str, reverse: bool, fmt: str, all_repositories: bool, **filters: Any
+) -> int:
     """List stories from the database, filtered and sorted.
 
     Options of one kind are alternatives (--status active --status backlog);
     different options must all match; repeated --tag options must all be on the story.
+    With --all-repositories, the stories of every repository sharing the database,
+    repository by repository, with a repository column.
     """
     # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.views import queries
 
     flt = make_filter(deleted, **filters)
+    if all_repositories:
+        _list_all(app, flt, sort, reverse, fmt)
+        return 0
     if fmt == "table" and sort == "id" and not reverse and not_a_terminal(sys.stdout):
         (text,) = queries.read_with(
             app.config.database, lambda: app.db, lambda r, d: (queries.read_table_text(r, d, flt),)
@@ -53,3 +70,27 @@ def command(app: App, /, deleted: bool, sort: str, reverse: bool, fmt: str, **fi
     rows = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_stories(r, d, flt))
     print_rows(app, queries.sort_stories(rows, sort, reverse, app.config.stages), fmt)
     return 0
+
+
+def _list_all(app: App, flt: Any, sort: str, reverse: bool, fmt: str) -> None:
+    """Every repository's stories, one repository after another (by name)."""
+    # local: imported when the command runs: `storysync --help` loads every command module
+    from storysync.views import queries
+
+    rows: list[queries.StoryRow] = []
+    owner: dict[int, str] = {}  # id(row) -> its repository's name
+    for repository, found in each_repository(app, lambda r, d: queries.read_stories(r, d, flt)):
+        for row in queries.sort_stories(found, sort, reverse, app.config.stages):
+            owner[id(row)] = repository.name
+            rows.append(row)
+
+    def named(row: queries.StoryRow) -> str:
+        return repository_label(owner[id(row)])
+
+    print_rows(
+        app,
+        rows,
+        fmt,
+        extra=[("repository", named)],
+        objects=lambda row: {"repository": owner[id(row)] or None, **row.as_dict()},
+    )

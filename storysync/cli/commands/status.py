@@ -10,6 +10,7 @@ import click
 
 from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
+from storysync.cli.listing import ALL_REPOSITORIES_OPTION, each_repository, repository_label
 from storysync.cli.report import console_width, plain_stdout, plain_table, plain_text
 from storysync.errors import printable
 
@@ -21,11 +22,19 @@ BACKLOG_COLUMN = "backlog id"  # the rows' column; the status columns may includ
 
 @click.command("status")
 @FORMAT_TEXT_JSON
+@ALL_REPOSITORIES_OPTION
 @click.pass_obj
-def command(app: App, fmt: str) -> int:
-    """Show the database's stories per backlog and status, and its drift from HEAD."""
+def command(app: App, fmt: str, all_repositories: bool) -> int:
+    """Show the database's stories per backlog and status, and its drift from HEAD.
+
+    With --all-repositories, one line for each repository that shares the database.
+    """
     # local: imported when the command runs: `storysync --help` loads every command module
     from storysync.git import runner
+
+    if all_repositories:
+        _all_repositories(app, fmt)
+        return 0
 
     st, display = _read(app)
     head = runner.head(app.top_level)
@@ -37,6 +46,7 @@ def command(app: App, fmt: str) -> int:
             app,
             {
                 "database": display,
+                "repository": app.config.repository or None,
                 "head": head,
                 "last_synced_commit": st.last_synced_commit,
                 "commits_behind": behind,
@@ -74,6 +84,61 @@ def _read(app: App) -> tuple[Status, str]:
     return queries.status(app.db), app.db.display
 
 
+def _all_repositories(app: App, fmt: str) -> None:
+    """Each repository sharing the database: its stories, pending work and last synced commit."""
+    # local: imported when the command runs: `storysync --help` loads every command module
+    from storysync.db.database import display_url, parse_url
+    from storysync.db.queries import read_status
+
+    found = each_repository(app, lambda reader, _dialect: read_status(reader))
+    display = display_url(parse_url(app.config.shared_database))
+    if fmt == "json":
+        entries = [
+            {
+                "repository": repository.name or None,
+                "current": repository.name == app.config.repository,
+                "stories": st.total,
+                "deleted": st.deleted,
+                "pending_export": st.pending_export,
+                "open_conflicts": st.open_conflicts,
+                "last_synced_commit": st.last_synced_commit,
+            }
+            for repository, st in found
+        ]
+        _print_json(app, {"database": display, "repositories": entries})
+        return
+    header = ["repository", "stories", "deleted", "pending export", "open conflicts", "last synced"]
+    rows = [
+        [
+            ("* " if repository.name == app.config.repository else "  ") + printable(repository_label(repository.name)),
+            str(st.total),
+            str(st.deleted),
+            str(st.pending_export),
+            str(st.open_conflicts),
+            (st.last_synced_commit or "never")[:12],
+        ]
+        for repository, st in found
+    ]
+    _print_rows(app, f"{len(found)} repositories in {printable(display)} (* this one)", header, rows)
+
+
+def _print_rows(app: App, title: str, header: list[str], rows: list[list[str]]) -> None:
+    text = plain_table(title, header, rows, console_width()) if plain_stdout() else None
+    if text is not None:
+        sys.stdout.write(text)
+        return
+    # local: imported when the command runs: `storysync --help` loads every command module
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title))
+    for i, name in enumerate(header):
+        table.add_column(escape(name), justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*map(escape, row))
+    app.out.print(table)
+
+
 def _print_json(app: App, payload: dict[str, Any]) -> None:
     """Indented JSON; off a terminal rich prints exactly this, so it is written without it."""
     if plain_stdout():
@@ -91,22 +156,8 @@ def _print_table(app: App, st: Status, display: str) -> None:
     for backlog in sorted({b for b, _ in st.counts}):
         cells = [st.counts.get((backlog, s), 0) for s in statuses]
         rows.append([printable(backlog), *map(str, cells), str(sum(cells))])
-    title = f"{st.total} stories in {printable(display)}"
-    text = plain_table(title, header, rows, console_width()) if plain_stdout() else None
-    if text is not None:
-        sys.stdout.write(text)
-        return
-    # local: imported when the command runs: `storysync --help` loads every command module
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title))
-    table.add_column(escape(header[0]))
-    for name in header[1:]:
-        table.add_column(escape(name), justify="right")
-    for row in rows:
-        table.add_row(*map(escape, row))
-    app.out.print(table)
+    named = f" (repository {app.config.repository})" if app.config.repository else ""
+    _print_rows(app, f"{st.total} stories in {printable(display)}{named}", header, rows)
 
 
 def _print_lines(app: App, lines: list[str]) -> None:
