@@ -173,6 +173,17 @@ def test_new_picks_the_next_id_of_this_repository_only(web_and_api: tuple[Repo, 
     made = cli(api, "new", "--backlog", "core", "--title", "Rate limits", "--prefix", "S")
     assert made.returncode == 0, made.stderr
     assert [s["id"] for s in listed(api)] == ["S-1", "S-2"]  # S-2 is web's too, but not in this repository
+    assert made.stdout.strip() == "S-2"
+
+    exported = cli(api, "export")  # writes this repository's DB-side story, and nothing into the other
+    assert exported.returncode == 0, exported.stderr
+    assert (api.path / "backlog" / "core").glob("S-2-*.md")
+    assert "Rate limits" in next((api.path / "backlog" / "core").glob("S-2-*.md")).read_text(encoding="utf-8")
+    assert web.git("status", "--porcelain") == ""
+    assert [s["title"] for s in listed(web)] == ["Login page", "Signup"]
+    doctor = cli(api, "doctor")
+    assert "(repository team-api: its own tables in the shared database)" in doctor.stdout
+    assert "PASS  last sync: in step with HEAD" in doctor.stdout
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,10 @@ def check_config(ctx: Context) -> list[Check]:
         fix = "correct the URL given by --db, STORYSYNC_DATABASE_URL or 'database' (see docs/configuration.md)"
         return [Check("config", FAIL, str(exc), fix)]
     where = str(ctx.config.source) if ctx.config.source else "defaults (no storysync.toml)"
-    return [Check("config", PASS, where)]
+    named = (
+        f" (repository {ctx.config.repository}: its own tables in the shared database)" if ctx.config.repository else ""
+    )
+    return [Check("config", PASS, where + named)]
 
 
 # --- files ---------------------------------------------------------------------------
