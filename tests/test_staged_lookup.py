@@ -5,7 +5,9 @@ built from the whole index listing (``validate_paths`` over the index without it
 ``named`` lookups, so ``SourceKnown`` lists every entry and groups the names),
 and checks the exact diagnostics for the tricky cases: ids that differ only in
 case or Unicode form, names with glob characters, a root with glob characters,
-dependency chains through unstaged stories deeper than the batched walk.
+dependency chains through unstaged stories deeper than the batched walk.  A
+commit's tree is searched the same way (``GitTreeSource.named``, for the tree an
+``export --commit`` leaves) and compared with the tree listed whole.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import pytest
 
 from storysync.check import index as staged
 from storysync.check.index import IndexSource, validate_index
-from storysync.check.sources import Entry
+from storysync.check.sources import Entry, GitTreeSource
 from storysync.check.validate import validate_paths
 from storysync.config import load_config
 from storysync.errors import Diagnostic
+from storysync.git.runner import open_repo
 from tests.conftest import Repo, story_text
 
 
@@ -250,3 +253,61 @@ def test_a_submodule_at_a_story_path_is_skipped_as_sync_skips_it(
     backlog_repo.git("commit", "-q", "-m", "a submodule where a story could be")
     assert backlog_repo.run("-q", "sync") == 0
     assert backlog_repo.run("show", "WEB-9") != 0
+
+
+# --- the same search over a commit's tree (export --commit checks the tree it leaves) ---------
+
+
+class ListedTree:
+    """A commit's tree as a plain ``Source``: listed whole, never asked for names."""
+
+    label = "commit, listed"
+
+    def __init__(self, tree: GitTreeSource) -> None:
+        self.tree = tree
+
+    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
+        return self.tree.entries(paths)
+
+    def read(self, entry: Entry) -> bytes | Diagnostic:
+        return self.tree.read(entry)
+
+    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
+        return self.tree.read_many(entries)
+
+
+def _both_in_commit(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """``paths`` checked against HEAD's tree searched by name, and against it listed whole."""
+    config = load_config(repo.path)
+    head = repo.git("rev-parse", "HEAD")
+    git = open_repo(repo.path)
+    named = validate_paths(config, GitTreeSource(git, config, head), paths).diagnostics
+    whole = validate_paths(config, ListedTree(GitTreeSource(git, config, head)), paths).diagnostics
+    return named, whole
+
+
+def test_a_commit_searched_by_name_reports_as_its_whole_tree_does(tricky: Repo) -> None:
+    paths = _index_stories(tricky)
+    for path in paths:
+        named, whole = _both_in_commit(tricky, [path])
+        assert named == whole, path
+    named, whole = _both_in_commit(tricky, paths[::2])
+    assert named == whole
+    assert any(d.code == "duplicate-id" for d in named)
+    assert any(d.code == "dependency-cycle" for d in named)
+
+
+def test_a_commit_s_deep_cycle_and_a_glob_root_are_found_by_name(repo: Repo) -> None:
+    root = "my [stories]*"
+    repo.write("storysync.toml", f'root = "{root}"\n')
+    chain = [f"CH-{i}" for i in range(1, 40)]
+    for i, sid in enumerate(chain):
+        repo.write(f"{root}/backlog/c/{sid}-x.md", story_text(sid, title=sid, depends_on=[chain[(i + 1) % len(chain)]]))
+    repo.write(f"{root}/active/api/ch-1-again.md", story_text("CH-1", title="Other case"))
+    repo.write("my [stories]x/active/web/CH-2-outside.md", story_text("CH-2", title="Outside the root"))
+    repo.commit("a long cycle")
+    path = f"{root}/backlog/c/CH-1-x.md"
+    named, whole = _both_in_commit(repo, [path])
+    assert named == whole
+    codes = sorted(d.code for d in named)
+    assert codes == ["dependency-cycle", "duplicate-id"]

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from storysync.check.rules import check_set, id_key, name_id, prefetch
 from storysync.check.schema import SchemaChecker
-from storysync.check.sources import Entry, _refusal, directory_entry
+from storysync.check.sources import Entry, RawListing, _refusal, askable, directory_entry
 from storysync.check.validate import Checked, SourceKnown, check_data, checker_for
 from storysync.config import Config
 from storysync.errors import Diagnostic
@@ -37,7 +37,6 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _PATHSPEC_ENV: dict[str, str | None] = dict.fromkeys(
     ("GIT_LITERAL_PATHSPECS", "GIT_GLOB_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS")
 )
-_HIGH_BYTE = re.compile(b"[\x80-\xff]")
 _STAGED = frozenset("ACMRT")  # the statuses of a path whose staged version a commit records
 NON_ASCII = "[\udc80-\udcff]"  # any byte >= 0x80 (passed to git as raw bytes): a name with a non-ASCII character
 
@@ -54,8 +53,7 @@ class IndexSource:
         self._asked: set[str] = set()  # paths asked for by name (found or not)
         self._unmerged: set[str] = set()
         self._non_ascii: list[str] | None = None  # story-depth paths whose file name is not ASCII
-        self._raw: bytes | None = None  # an unparsed ``ls-files -s -z``, searched by ``named`` (``_use_listing``)
-        self._low = b""  # the same, ASCII letters lowered
+        self._listing: RawListing | None = None  # an unparsed ``ls-files -s -z``, searched by ``named``
         self._by_key: dict[str, list[str]] | None = None  # the whole index by the folded id names carry
         self._rounds = 0  # how many times ``named`` was asked
         self._blobs = BlobReader(config.repo)
@@ -94,9 +92,8 @@ class IndexSource:
 
     def _use_listing(self) -> None:
         """From now on ``named`` searches one unparsed ``git ls-files -s`` of the index (a long walk)."""
-        if self._raw is None:
-            self._raw = self._git("ls-files", "-s", "-z", "--", self.config.root or ".")
-            self._low = self._raw.lower()  # ASCII letters only: every position stays
+        if self._listing is None:
+            self._listing = RawListing(self._git("ls-files", "-s", "-z", "--", self.config.root or "."))
 
     def staged(self) -> list[str]:
         """Paths added, copied, modified, renamed or changed in type in the index (what a commit would change).
@@ -151,10 +148,10 @@ class IndexSource:
             return _index_order(p for k in keys for p in self._by_key.get(k, ()))
         if (walk and WALK_BY_LISTING) or self._rounds > LOOKUP_ROUNDS or len(keys) > FEW_IDS:
             self._use_listing()
-        if self._raw is not None:
-            return self._search(keys)
+        if self._listing is not None:
+            return self._search(self._listing, keys)
         base = _glob_escape(self.config.root) + "/" if self.config.root else ""
-        specs = [f":(glob,icase){base}*/*/{_glob_escape(k)}[-.]*" for k in sorted(keys) if _askable(k)]
+        specs = [f":(glob,icase){base}*/*/{_glob_escape(k)}[-.]*" for k in sorted(keys) if askable(k)]
         if self._non_ascii is None:
             specs.append(f":(glob){base}*/*/*{NON_ASCII}*")
         if not specs:
@@ -165,42 +162,18 @@ class IndexSource:
             return found
         return _index_order({*found, *self._non_ascii})
 
-    def _search(self, keys: Collection[str]) -> list[str]:
-        """``named`` over the unparsed listing: names starting ``<id>-`` or ``<id>.`` (ASCII case
-        ignored), and names with a non-ASCII byte; each found record is kept."""
-        askable = sorted(k for k in keys if _askable(k))
-        found: list[str] = []
-        if askable:
-            names = re.compile(b"/(?:" + b"|".join(re.escape(k.encode()) for k in askable) + b")[-.]")
-            found = [p for m in names.finditer(self._low) if (p := self._record_at(m.start())) is not None]
-        if self._non_ascii is None:
-            self._non_ascii = self._non_ascii_names()
-        return _index_order({*found, *self._non_ascii})
+    def _search(self, listing: RawListing, keys: Collection[str]) -> list[str]:
+        """``named`` over the unparsed listing (``RawListing.named``); each found record is kept."""
+        found = [self._keep(record) for record in listing.named(keys)]
+        return _index_order({*found, *(self._non_ascii or ())})
 
-    def _non_ascii_names(self) -> list[str]:
-        """The listing's paths whose file name has a non-ASCII byte (their records are kept)."""
-        raw = self._raw or b""
-        out: list[str] = []
-        at = 0 if not raw.isascii() else len(raw)  # isascii: one fast pass, and the usual answer
-        while (hit := _HIGH_BYTE.search(raw, at)) is not None:
-            end = raw.find(b"\0", hit.start())
-            start = max(raw.rfind(b"/", 0, end), raw.rfind(b"\0", 0, end)) + 1
-            if not raw[start:end].isascii() and (path := self._record_at(end - 1)) is not None:
-                out.append(path)
-            at = end + 1
-        return out
-
-    def _record_at(self, at: int) -> str | None:
-        """The path of the listing's record around ``at`` if ``at`` is in its file name (the record is kept)."""
-        raw = self._raw or b""
-        end = raw.find(b"\0", at)
-        if raw.find(b"/", at + 1, end) >= 0:
-            return None  # a directory name matched, not the file's
-        meta, _, path = raw[raw.rfind(b"\0", 0, at) + 1 : end].decode("utf-8", "surrogateescape").partition("\t")
+    def _keep(self, record: str) -> str:
+        """Keep one ``ls-files -s`` record; its path (the listing is in index order: the last stage stays)."""
+        meta, _, path = record.partition("\t")
         mode, sha, stage = meta.split()
         if stage != "0":
             self._unmerged.add(path)
-        self._records[path] = (mode, sha)  # the listing is in index order: the last stage stays
+        self._records[path] = (mode, sha)
         return path
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
@@ -327,11 +300,6 @@ def _dependents(
 
 def _glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
-
-
-def _askable(key: str) -> bool:
-    """Whether an ASCII file name can fold to ``key`` (an id prefix always holds a ``-``, never a ``/``)."""
-    return key.isascii() and "-" in key and "/" not in key and "\0" not in key
 
 
 def _name(path: str) -> str:

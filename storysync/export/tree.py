@@ -12,9 +12,10 @@ sync refuses (a row created with the id of a committed but unsynced file, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from storysync.check.rules import id_key
 from storysync.check.sources import Entry, GitTreeSource, Source, WorkTreeSource
 from storysync.check.validate import SourceKnown, check_entries, checker_for
 from storysync.config import Config
@@ -64,15 +65,21 @@ class ExportedTree:
             kept = [e for e in self._base_entries if not self._hidden(e.location.path)]
             return kept + [entry for entry, _ in self.files.values()]
         wanted = list(paths)
-        asked = [p for p in wanted if not self._hidden(p)]
-        if isinstance(self.base, GitTreeSource):  # it lists the whole tree for any paths: list it once
-            if self._base_entries is None:
-                self._base_entries = self.base.entries()
-            named = set(asked)
-            found = [e for e in self._base_entries if e.location.path in named]
-        else:
-            found = self.base.entries(asked)
+        found = self.base.entries([p for p in wanted if not self._hidden(p)])
         return found + [self.files[p][0] for p in wanted if p in self.files]
+
+    def named(self, keys: Collection[str], walk: bool = False) -> list[str] | None:
+        """``Source``'s optional capability, when the base has it (a commit's tree): the
+        base's paths whose names may carry one of ``keys`` (the exported files speak for
+        their own paths), then the exported files', in ``entries``' order."""
+        named = getattr(self.base, "named", None)
+        if named is None:
+            return None
+        found: list[str] | None = named(keys, walk)
+        if found is None:
+            return None
+        own = [p for p in self.files if id_key(p) in keys]
+        return [p for p in found if not self._hidden(p)] + own
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
         own = self.files.get(entry.location.path)

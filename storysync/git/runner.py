@@ -420,8 +420,19 @@ def blob_sizes(repo: GitRepo, shas: Sequence[str]) -> dict[str, int]:
 
 def list_tree(repo: GitRepo, commit: str, root: str) -> list[TreeEntry]:
     """Every file under ``root`` in ``commit``'s tree, with mode, blob sha and size."""
-    raw = output(repo.top, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", root or ".")
-    return [_tree_entry(record) for record in raw.split(b"\0") if record]
+    return [_tree_entry(record) for record in list_tree_raw(repo, commit, root).split(b"\0") if record]
+
+
+def list_tree_raw(repo: GitRepo, commit: str, root: str) -> bytes:
+    """``list_tree`` unparsed: ``<mode> <type> <sha> <size>\t<path>`` records, each ended by a NUL."""
+    return output(repo.top, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", root or ".")
+
+
+def tree_entry(record: str) -> TreeEntry:
+    """One decoded record of ``list_tree_raw``."""
+    meta, _, path = record.partition("\t")
+    mode, _kind, sha, size = meta.split()
+    return TreeEntry(path=path, mode=mode, sha=sha, size=int(size) if size != "-" else 0)
 
 
 def tree_entries(repo: GitRepo, commit: str, paths: Sequence[str]) -> list[TreeEntry]:
@@ -433,11 +444,11 @@ def tree_entries(repo: GitRepo, commit: str, paths: Sequence[str]) -> list[TreeE
         raw = output(repo.top, *args)
         out.extend(_tree_entry(record) for record in raw.split(b"\0") if record)
     wanted = set(paths)
-    return [entry for entry in out if entry.path in wanted and entry.mode != _TREE_MODE]
+    return [entry for entry in out if entry.path in wanted and entry.mode != TREE_MODE]
 
 
 _PATHS_PER_CALL = 500  # keeps a command line far below the system's limit
-_TREE_MODE = "040000"
+TREE_MODE = "040000"
 
 
 def _tree_entry(record: bytes) -> TreeEntry:
