@@ -136,11 +136,7 @@ def _write_executable(target: Path, text: str) -> None:
 def in_progress(top: Path) -> str | None:
     """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way (a merge
     whose commit is made, while post-merge runs, is not)."""
-    repo = runner.GitRepo(top)
-    for marker, state in runner.IN_PROGRESS.items():
-        if os.path.lexists(repo.git_dir / marker) and not (state == "merge" and _merge_concluded(repo)):
-            return state
-    return None
+    return runner.operation_in_progress(runner.GitRepo(top), concluded_merge=False)
 
 
 def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
@@ -156,15 +152,6 @@ def _rebase_only_checks_out(top: Path, new_head: str) -> bool:
     if any(line.split()[0] != "noop" for line in todo if line.strip() and not line.lstrip().startswith("#")):
         return False
     return onto == (new_head or runner.output(top, "rev-parse", "HEAD").decode("ascii", "replace").strip())
-
-
-def _merge_concluded(repo: runner.GitRepo) -> bool:
-    """MERGE_HEAD lingers while post-merge runs: the merge is done once HEAD contains it."""
-    try:
-        merged = (repo.git_dir / "MERGE_HEAD").read_text(encoding="utf-8").split()
-    except OSError:
-        return False
-    return bool(merged) and runner.is_ancestor(repo, merged[0], "HEAD")
 
 
 def skip_reason(name: str, args: Sequence[str], env: Mapping[str, str], top: Path) -> str | None:

@@ -286,12 +286,23 @@ def is_shallow(repo: GitRepo) -> bool:
     return (repo.common_dir / "shallow").exists()
 
 
-def operation_in_progress(repo: GitRepo) -> str | None:
-    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way."""
+def operation_in_progress(repo: GitRepo, *, concluded_merge: bool = True) -> str | None:
+    """'merge', 'rebase', 'cherry-pick' or 'revert' when one is stopped half-way; with
+    ``concluded_merge=False`` a merge whose commit is made (``MERGE_HEAD`` lingers while
+    the post-merge hook runs) is not one."""
     for marker, state in IN_PROGRESS.items():
-        if (repo.git_dir / marker).exists():
+        if os.path.lexists(repo.git_dir / marker) and (concluded_merge or state != "merge" or not merged(repo)):
             return state
     return None
+
+
+def merged(repo: GitRepo) -> bool:
+    """Whether HEAD contains ``MERGE_HEAD``: the merge is done (its post-merge hook is running)."""
+    try:
+        heads = (repo.git_dir / "MERGE_HEAD").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return bool(heads) and is_ancestor(repo, heads[0], "HEAD")
 
 
 def refuse_if_busy(repo: GitRepo, *, index: bool = True) -> None:
