@@ -22,24 +22,6 @@ KIND_DROP = "unbranch"  # the changes kind of an overlay row dropped
 SOURCE = "git"  # the changes source of both
 
 OVERLAY = "SELECT story_id, branch, status, kind FROM branch_stories"
-STORY_FIELDS = (
-    "branch",
-    "status",
-    "kind",
-    "path",
-    "title",
-    "content_hash",
-    "commit",
-    "author",
-    "changed_at",
-    "base_commit",
-    "tip_commit",
-    "recorded_at",
-)
-OF_STORY = (
-    'SELECT branch, status, kind, path, title, content_hash, "commit", author, changed_at, '
-    "base_commit, tip_commit, recorded_at FROM branch_stories WHERE story_id = :story_id"
-)
 
 
 class BranchStatus(NamedTuple):
@@ -69,12 +51,6 @@ def read_overlay(reader: Reader) -> Overlay:
     for branches in out.values():
         branches.sort()
     return out
-
-
-def story_branches(reader: Reader, story_id: str) -> list[dict[str, Any]]:
-    """The overlay rows of one story, each as a dict, by branch name."""
-    rows = [dict(zip(STORY_FIELDS, row, strict=True)) for row in reader.rows(OF_STORY, {"story_id": story_id})]
-    return sorted(rows, key=lambda row: str(row["branch"]))
 
 
 def status_rank(stages: Mapping[str, str]) -> dict[str, int]:
