@@ -99,11 +99,14 @@ def branch_summary(result: BranchResult) -> str:
         return f"storysync: {name}: {what} its overlay ({plural(len(result.dropped), 'story')})"
     what = "would record" if result.dry_run else "recorded"
     tip, base = (result.tip or "")[:12], (result.base or "")[:12]
-    line = (
-        f"storysync: {name} at {tip} (merge base {base}, {plural(result.files, 'file')} read): "
-        f"{what} {plural(len(result.differing), 'story')} differing from the main line "
-        f"({len(result.changed)} new or changed, {len(result.dropped)} dropped)"
-    )
+    line = f"storysync: {name} at {tip} (merge base {base}, {plural(result.files, 'file')} read): "
+    if result.recorded:
+        line += (
+            f"{what} {plural(len(result.differing), 'story')} differing from the main line "
+            f"({len(result.changed)} new or changed, {len(result.dropped)} dropped)"
+        )
+    else:
+        line += "nothing recorded"
     if result.diagnostics:
         line += f"; {plural(len(result.diagnostics), 'error')}"
     return line

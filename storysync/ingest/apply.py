@@ -467,7 +467,8 @@ def finish(
             if result.promoted:
                 names = ", ".join(sorted({branch for branch, _ in result.promoted}))
                 count = len(result.promoted)
-                result.notices.append(f"branch overlay: {count} row(s) now in the main line dropped ({names})")
+                what = "1 story" if count == 1 else f"{count} stories"
+                result.notices.append(f"branch overlay: {what} now in the main line, dropped from {names}")
     if checked.diagnostics:
         result.outcome = "invalid"
     return result

@@ -71,6 +71,7 @@ class BranchResult:
     dropped: list[str] = field(default_factory=list)  # overlay rows dropped
     diagnostics: list[Diagnostic] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    recorded: bool = False  # the overlay was replaced (or would be, for a dry run)
 
     @property
     def exit_code(self) -> int:
@@ -154,6 +155,7 @@ def _branch_locked(config: Config, db: Database, repo: GitRepo, name: str, optio
         result.differing = sorted(row["story_id"] for row in wanted)
         result.changed = sorted(r["story_id"] for r in wanted if differs(old.get(r["story_id"]), r))
         result.dropped = sorted(set(old) - set(result.differing))
+        result.recorded = True
         return result
     with db.write() as conn:
         now = utcnow()
@@ -161,6 +163,7 @@ def _branch_locked(config: Config, db: Database, repo: GitRepo, name: str, optio
         wanted = _differing(conn, rows, branch_rows(conn, name), checked.invalid_paths)
         result.changed, result.dropped = replace_branch(conn, name, wanted, result.run_id, now, config.stages)
         result.differing = sorted(row["story_id"] for row in wanted)
+        result.recorded = True
         _finish_run(conn, result)
     if checked.diagnostics:
         result.outcome = "invalid"
