@@ -325,6 +325,16 @@ def test_branch_changes_reach_the_webhook(team: Repo, monkeypatch: pytest.Monkey
         db.dispose()
 
 
+def test_a_dry_run_records_nothing(team: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    start_login(team)
+    runs = len(rows(team, m.sync_runs))
+    capsys.readouterr()
+    assert team.run("sync", "--branch", "feature/x", "--dry-run") == 0
+    assert "would record 1 story differing from the main line (1 new or changed, 0 dropped)" in capsys.readouterr().err
+    assert overlay(team) == {}
+    assert len(rows(team, m.sync_runs)) == runs
+
+
 def test_sync_branch_takes_no_range(team: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert team.run("sync", "--branch", "feature/x", "--full") == 2
     assert "--branch" in capsys.readouterr().err
