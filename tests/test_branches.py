@@ -20,15 +20,13 @@ from storysync.db.notify import batches_from
 from tests.conftest import Repo, story_text
 from tests.test_notify import Hook
 
-pytestmark = pytest.mark.usefixtures("any_db")
-
 LOGIN = "backlog/web/WEB-1-login.md"
 SIGNUP = "backlog/web/WEB-2-signup.md"
 
 
 @pytest.fixture
-def team(repo: Repo) -> Repo:
-    """The main line with two backlog stories, synced into the team database."""
+def team(repo: Repo, any_db: str) -> Repo:
+    """The main line with two backlog stories, synced into the team database (SQLite, PostgreSQL)."""
     repo.write(LOGIN, story_text("WEB-1", "Login page", priority="high"))
     repo.write(SIGNUP, story_text("WEB-2", "Signup"))
     repo.commit("two stories")
