@@ -246,13 +246,14 @@ def test_an_invalid_file_on_a_branch_records_nothing(team: Repo, capsys: pytest.
     assert set(overlay(repo)) == {("feature/x", "WEB-1")}  # the valid story recorded, the invalid one not
 
 
-def test_a_new_commit_on_the_branch_replaces_its_overlay(team: Repo) -> None:
+def test_a_new_commit_on_the_branch_replaces_its_overlay(team: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     repo = team
     start_login(repo)
     repo.write(SIGNUP, story_text("WEB-2", "Signup, reworded"))
     repo.commit("reword signup")
     assert repo.run("-q", "sync", "--branch", "feature/x") == 0
     assert set(overlay(repo)) == {("feature/x", "WEB-1"), ("feature/x", "WEB-2")}
+    assert "WEB-2  backlog (edited on feature/x)" in out(repo, capsys, "list")  # the same status, other words
 
     (repo.path / "completed/web").mkdir(parents=True)
     repo.git("mv", "active/web/WEB-1-login.md", "completed/web/WEB-1-login.md")

@@ -137,7 +137,7 @@ def with_branches(rows: Sequence[Sequence[str]], overlay: Overlay) -> Sequence[S
     out: list[Sequence[str]] = []
     for row in rows:
         branches = overlay.get(row[0])
-        out.append([row[0], f"{row[1]} ({note(branches)})", *row[2:]] if branches else row)
+        out.append([row[0], f"{row[1]} ({note(branches, row[1])})", *row[2:]] if branches else row)
     return out
 
 

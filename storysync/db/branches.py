@@ -34,9 +34,11 @@ class BranchStatus(NamedTuple):
     def as_dict(self) -> dict[str, Any]:
         return {"branch": self.branch, "status": self.status, "kind": self.kind}
 
-    def label(self) -> str:
-        """``active on feature/x``, ``deleted on feature/x``."""
-        return f"{'deleted' if self.status is None else self.status} on {self.branch}"
+    def label(self, main: str | None = None) -> str:
+        """``active on feature/x``, ``deleted on feature/x``; ``edited on feature/x`` when the
+        branch keeps the ``main`` status and changed something else."""
+        what = "deleted" if self.status is None else "edited" if self.status == main else self.status
+        return f"{what} on {self.branch}"
 
 
 Overlay = dict[str, list[BranchStatus]]  # story id -> the branches it differs on, by name
@@ -74,6 +76,7 @@ def furthest_of(main: str | None, branches: Sequence[BranchStatus], rank: Mappin
     return furthest(main, (b.status for b in branches), rank)
 
 
-def note(branches: Sequence[BranchStatus]) -> str:
-    """``active on feature/x, completed on fix/y``: what a list or a card shows next to the main status."""
-    return ", ".join(b.label() for b in branches)
+def note(branches: Sequence[BranchStatus], main: str | None = None) -> str:
+    """``active on feature/x, completed on fix/y``: what a list or a card shows next to the
+    ``main`` status."""
+    return ", ".join(b.label(main) for b in branches)

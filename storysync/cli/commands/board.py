@@ -51,7 +51,7 @@ def card(row: StoryRow, branches: Sequence[BranchStatus] = ()) -> str:
     """``WEB-1 Login page`` with the priority and assignee when set, and where the story is
     elsewhere on a branch: ``WEB-1 Login page (high) [active on feature/x]``."""
     notes = ", ".join(v for v in (row.priority, row.assignee) if v)
-    elsewhere = f" [{note(branches)}]" if branches else ""
+    elsewhere = f" [{note(branches, row.status)}]" if branches else ""
     return printable(f"{row.id} {row.title}" + (f" ({notes})" if notes else "") + elsewhere)
 
 
