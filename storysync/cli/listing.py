@@ -13,16 +13,18 @@ import functools
 import json
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from storysync.cli.report import not_a_terminal
+from storysync.db.branches import furthest_of, note, status_rank
 from storysync.errors import printable
 
 if TYPE_CHECKING:
     from storysync.cli.app import App
+    from storysync.db.branches import Overlay
     from storysync.db.queries import Reader
     from storysync.db.repositories import Repository
     from storysync.views.queries import Filter, StoryRow
@@ -125,6 +127,41 @@ def cells(row: StoryRow) -> list[str]:
         "-" if row.assignee is None else row.assignee,
         row.title,
     ]
+
+
+def with_branches(rows: Sequence[Sequence[str]], overlay: Overlay) -> Sequence[Sequence[str]]:
+    """Table rows (``TABLE``'s cells) with each story's branches next to its status:
+    ``backlog (active on feature/x)``; the rows as they are when no branch is recorded."""
+    if not overlay:
+        return rows
+    out: list[Sequence[str]] = []
+    for row in rows:
+        branches = overlay.get(row[0])
+        out.append([row[0], f"{row[1]} ({note(branches, row[1])})", *row[2:]] if branches else row)
+    return out
+
+
+def branch_fields(
+    overlay: Overlay, stages: Mapping[str, str]
+) -> tuple[list[tuple[str, Callable[[StoryRow], str]]], Callable[[StoryRow], dict[str, Any]]]:
+    """The CSV columns and the JSON object of a story with the branch overlay: ``furthest_status``
+    (the most progressed status across the main line and every branch) and ``branches``
+    (``[{"branch", "status", "kind"}]``, the branches where the story differs)."""
+    rank = status_rank(stages)
+
+    def furthest(row: StoryRow) -> str:
+        return furthest_of(row.status, overlay.get(row.id, ()), rank) or row.status
+
+    def branches(row: StoryRow) -> list[dict[str, Any]]:
+        return [b.as_dict() for b in overlay.get(row.id, ())]
+
+    def objects(row: StoryRow) -> dict[str, Any]:
+        return row.as_dict() | {"furthest_status": furthest(row), "branches": branches(row)}
+
+    def branches_text(row: StoryRow) -> str:
+        return json.dumps(branches(row), ensure_ascii=False)
+
+    return [("furthest_status", furthest), ("branches", branches_text)], objects
 
 
 def print_rows(

@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 from storysync.errors import Diagnostic, printable, utf8_safe
 
 if TYPE_CHECKING:
+    from storysync.ingest.branches import BranchResult
     from storysync.ingest.types import SyncResult
 
 FORMATS = ("text", "json", "github")
@@ -85,6 +86,27 @@ def sync_summary(result: SyncResult) -> str:
     line = f"storysync: {what} {target} ({mode}, {plural(result.files, 'file')} read): {', '.join(parts)}"
     if result.conflicts:
         line += f"; {plural(len(result.conflicts), 'conflict')} kept (file wins)"
+    if result.diagnostics:
+        line += f"; {plural(len(result.diagnostics), 'error')}"
+    return line
+
+
+def branch_summary(result: BranchResult) -> str:
+    """One line saying what ``sync --branch`` did (or would do, for a dry run)."""
+    name = printable(result.branch)
+    if result.outcome == "dropped":
+        what = "would drop" if result.dry_run else "dropped"
+        return f"storysync: {name}: {what} its overlay ({plural(len(result.dropped), 'story')})"
+    what = "would record" if result.dry_run else "recorded"
+    tip, base = (result.tip or "")[:12], (result.base or "")[:12]
+    line = f"storysync: {name} at {tip} (merge base {base}, {plural(result.files, 'file')} read): "
+    if result.recorded:
+        line += (
+            f"{what} {plural(len(result.differing), 'story')} differing from the main line "
+            f"({len(result.changed)} new or changed, {len(result.dropped)} dropped)"
+        )
+    else:
+        line += "nothing recorded"
     if result.diagnostics:
         line += f"; {plural(len(result.diagnostics), 'error')}"
     return line

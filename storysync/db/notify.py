@@ -286,6 +286,10 @@ def batches_from(rows: Iterable[Any]) -> list[Batch]:
         detail = getattr(row, "detail", None)
         if isinstance(detail, dict) and detail.get("merged") is not None:  # a three-way merge (issue 15)
             change |= {"merged": detail["merged"], "conflicts": detail.get("conflicts", [])}
+        if isinstance(detail, dict) and detail.get("branch") is not None:  # the branch overlay (issue 16)
+            change |= {key: detail.get(key) for key in ("branch", "status", "furthest_status")}
+            if detail.get("reason") is not None:
+                change["reason"] = detail["reason"]
         current.append(change)
     if current:
         batches.append(Batch(run, tuple(current)))

@@ -93,7 +93,10 @@ def _count(reader: Reader, sql: str) -> int:
 
 
 def get_story(db: Database, story_id: str) -> dict[str, Any]:
-    """One story row with its dependencies and dependents; ``UsageError`` if unknown."""
+    """One story row with its dependencies, dependents and ``branches`` (the branch overlay's
+    rows: the branches where its file differs, ``storysync.db.branches``); a story only a
+    branch has is its id, ``branches`` and the title there (``status`` None); ``UsageError``
+    if unknown."""
     # local: SQLAlchemy only on the server path; status on SQLite reads through sqlite3 (~130 ms)
     from sqlalchemy import select
 
@@ -101,9 +104,21 @@ def get_story(db: Database, story_id: str) -> dict[str, Any]:
 
     with db.read() as conn:
         row = conn.execute(select(m.stories).where(m.stories.c.id == story_id)).first()
+        branches = story_branches(ConnectionReader(conn), story_id)
+        if row is None and branches:
+            title = next((b["title"] for b in branches if b["title"] is not None), None)
+            return {
+                "id": story_id,
+                "title": title,
+                "status": None,
+                "depends_on": [],
+                "blocks": [],
+                "branches": branches,
+            }
         if row is None:
             raise UsageError(f"no story with id {story_id!r} in the database")
         story = dict(row._mapping)
+        story["branches"] = branches
         d = m.dependencies.c
         story["depends_on"] = list(
             conn.execute(select(d.depends_on_id).where(d.story_id == story_id).order_by(d.depends_on_id)).scalars()
@@ -112,6 +127,32 @@ def get_story(db: Database, story_id: str) -> dict[str, Any]:
             conn.execute(select(d.story_id).where(d.depends_on_id == story_id).order_by(d.story_id)).scalars()
         )
     return story
+
+
+STORY_FIELDS = (
+    "branch",
+    "status",
+    "kind",
+    "path",
+    "title",
+    "content_hash",
+    "commit",
+    "author",
+    "changed_at",
+    "base_commit",
+    "tip_commit",
+    "recorded_at",
+)
+OF_STORY = (
+    'SELECT branch, status, kind, path, title, content_hash, "commit", author, changed_at, '
+    "base_commit, tip_commit, recorded_at FROM branch_stories WHERE story_id = :story_id"
+)
+
+
+def story_branches(reader: Reader, story_id: str) -> list[dict[str, Any]]:
+    """The overlay rows of one story, each as a dict, by branch name."""
+    rows = [dict(zip(STORY_FIELDS, row, strict=True)) for row in reader.rows(OF_STORY, {"story_id": story_id})]
+    return sorted(rows, key=lambda row: str(row["branch"]))
 
 
 def history(db: Database, story_id: str) -> list[dict[str, Any]]:

@@ -207,6 +207,28 @@ changes = Table(
     Column("detail", JSONType, nullable=True),  # {"merged": [field, ...]} of a three-way merge (0006)
 )
 
+# Each branch's stories whose file differs from the main line at the merge base (0009):
+# the overlay `sync --branch NAME` records, never touching the main rows; no foreign
+# key to stories: a story may exist on a branch only
+branch_stories = Table(
+    "branch_stories",
+    metadata,
+    Column("branch", Text, primary_key=True),
+    Column("story_id", String(64), primary_key=True),
+    Column("path", Text),  # at the branch tip; the merge base's for a deleted story
+    Column("status", String(100)),  # null: deleted on the branch
+    Column("title", Text),
+    _required("kind", String(10)),  # added | modified | deleted
+    Column("content_hash", String(64)),  # null: deleted on the branch
+    Column("commit", String(64)),  # the last commit on the branch that touched the file
+    Column("author", Text),
+    Column("changed_at", Stamp),  # that commit's author time
+    _required("base_commit", String(64)),  # the merge base with the main line
+    _required("tip_commit", String(64)),  # the branch tip when recorded
+    _required("recorded_at", Stamp),
+    Index("ix_branch_stories_story_id", "story_id"),
+)
+
 webhook_state = Table(  # how far each webhook target has been delivered (migration 0003)
     "webhook_state",
     metadata,

@@ -21,6 +21,7 @@ from storysync.db.database import LAST_SYNCED, Database, set_state, utcnow
 from storysync.errors import Diagnostic, StorysyncError, utf8_safe
 from storysync.ingest.bulk import BulkWriter, Row
 from storysync.ingest.merging import SyncMerge, bases, merge_story, write_merges
+from storysync.ingest.overlay import Promotion, promote
 from storysync.ingest.plan import describe, moved, written_paths
 from storysync.ingest.types import DbRow, HistoryWriter, Plan, Planner, Provenance, SyncOptions, SyncResult
 from storysync.log import get_logger, redact
@@ -57,7 +58,7 @@ def apply(
     time; the history and changes rows are written batch by batch too.
     """
     now = utcnow()
-    run_id = _insert_run(conn, options, result, now)
+    run_id = insert_run(conn, options, result, now)
     ensure_backlogs(conn, plan, now)
     bulk = BulkWriter(conn)
     feed = _Feed(bulk, run_id, bulk.stamp(now))
@@ -86,7 +87,7 @@ def apply(
     return run_id
 
 
-def _insert_run(conn: Connection, options: SyncOptions, result: SyncResult, now: datetime) -> int:
+def insert_run(conn: Connection, options: SyncOptions, result: SyncResult, now: datetime) -> int:
     inserted = conn.execute(
         m.sync_runs.insert().values(
             trigger=options.trigger,
@@ -109,7 +110,7 @@ def record_invalid(db: Database, options: SyncOptions, result: SyncResult) -> in
     """The audit row of a run that wrote nothing because input was invalid."""
     now = utcnow()
     with db.write() as conn:
-        run_id = _insert_run(conn, options, result, now)
+        run_id = insert_run(conn, options, result, now)
         conn.execute(
             m.sync_runs.update()
             .where(m.sync_runs.c.id == run_id)
@@ -126,7 +127,7 @@ def record_failure(db: Database, options: SyncOptions, result: SyncResult, exc: 
     error = {"code": type(exc).__name__, "message": utf8_safe(redact(message))}
     try:
         with db.write() as conn:
-            run_id = _insert_run(conn, options, result, utcnow())
+            run_id = insert_run(conn, options, result, utcnow())
             conn.execute(
                 m.sync_runs.update()
                 .where(m.sync_runs.c.id == run_id)
@@ -419,6 +420,7 @@ def finish(
     result: SyncResult,
     moves: HistoryWriter | None = None,
     resynced: Collection[str] = (),
+    promotion: Promotion | None = None,
 ) -> SyncResult:
     """Record an invalid run, or plan and write in one transaction (SPEC §6 rules).
 
@@ -428,7 +430,9 @@ def finish(
     rows as they are once no other writer can change them, and applied there
     (bodies a compacted check dropped are read back batch by batch).  The same
     transaction records the paths a working-tree run wrote, or forgets those of
-    ``resynced`` (paths recorded so, read again from a commit) that were valid.
+    ``resynced`` (paths recorded so, read again from a commit) that were valid, and drops
+    the branch overlay rows the run promoted (``promotion``: ``overlay.promote``; a branch
+    counts as merged only when the run reflects its commit whole, no file left out).
     """
     result.files = checked.files
     result.diagnostics = checked.diagnostics
@@ -457,6 +461,14 @@ def finish(
         result.worktree_written = sorted(
             worktree.record(conn, written_paths(plan) if provenance.sha is None else None, healed)
         )
+        if promotion is not None:
+            whole = promotion if advance else replace(promotion, merged=None)
+            result.promoted = promote(conn, result.run_id, utcnow(), whole)
+            if result.promoted:
+                names = ", ".join(sorted({branch for branch, _ in result.promoted}))
+                count = len(result.promoted)
+                what = "1 story" if count == 1 else f"{count} stories"
+                result.notices.append(f"branch overlay: {what} now in the main line, dropped from {names}")
     if checked.diagnostics:
         result.outcome = "invalid"
     return result

@@ -26,6 +26,7 @@ from storysync.git import runner
 from storysync.git.runner import as_plain
 from storysync.ingest.apply import finish, record_failure
 from storysync.ingest.history import HistoryPlan
+from storysync.ingest.overlay import Promotion
 from storysync.ingest.plan import (
     changed_entries,
     check_entries_against_db,
@@ -136,7 +137,7 @@ def run_full(
 ) -> SyncResult:
     """Sync every story file of ``source``; rows whose file is gone are soft-deleted."""
     checked, planner = check_tree(config, source, progress)
-    return finish(db, checked, planner, provenance, options, result)
+    return finish(db, checked, planner, provenance, options, result, promotion=Promotion(config.stages))
 
 
 def run_paths(
@@ -153,7 +154,7 @@ def run_paths(
     exists = (lambda rel: os.path.lexists(config.repo / rel)) if provenance.sha is None else None
     checked, planner = check_paths(config, db, source, paths, exists=exists, progress=progress)
     result.full = False
-    return finish(db, checked, planner, provenance, options, result)
+    return finish(db, checked, planner, provenance, options, result, promotion=Promotion(config.stages))
 
 
 def run_git(
@@ -200,7 +201,8 @@ def run_git(
         )
     moves = HistoryPlan(config, repo, walk_from, to, rebuild=options.full and options.history)
     result.notices.extend(moves.notices)
-    return finish(db, checked, planner, provenance, options, result, moves, resynced=marked)
+    promotion = Promotion(config.stages, merged=ancestry.contains)  # a branch whose tip `to` contains is merged
+    return finish(db, checked, planner, provenance, options, result, moves, resynced=marked, promotion=promotion)
 
 
 class Ancestry:

@@ -66,6 +66,8 @@ class SyncResult:
     notices: list[str] = field(default_factory=list)
     # The story paths a working-tree run wrote, recorded as such (``storysync.worktree``).
     worktree_written: list[str] = field(default_factory=list)
+    # (branch, story id) of the branch overlay rows the run dropped: merged or promoted (``ingest.overlay``).
+    promoted: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def upserted(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from storysync.cli.app import App
 from storysync.cli.commands.options import FORMAT_TEXT_JSON
 from storysync.cli.listing import filter_options, make_filter, print_json
 from storysync.cli.report import not_a_terminal, plural
+from storysync.db.branches import BranchStatus, note
 from storysync.errors import printable
 from storysync.views.board import Board
 from storysync.views.queries import StoryRow
@@ -45,16 +47,18 @@ def command(app: App, /, limit: int | None, fmt: str, **filters: Any) -> int:
     return 0
 
 
-def card(row: StoryRow) -> str:
-    """``WEB-1 Login page`` with the priority and assignee when set."""
+def card(row: StoryRow, branches: Sequence[BranchStatus] = ()) -> str:
+    """``WEB-1 Login page`` with the priority and assignee when set, and where the story is
+    elsewhere on a branch: ``WEB-1 Login page (high) [active on feature/x]``."""
     notes = ", ".join(v for v in (row.priority, row.assignee) if v)
-    return printable(f"{row.id} {row.title}" + (f" ({notes})" if notes else ""))
+    elsewhere = f" [{note(branches, row.status)}]" if branches else ""
+    return printable(f"{row.id} {row.title}" + (f" ({notes})" if notes else "") + elsewhere)
 
 
 def board_cells(board: Board, limit: int | None) -> tuple[list[str], list[list[str]]]:
     """The column headers (status and count) and the rows of cards, ``limit`` a column."""
     header = [f"{c.status} ({len(c.stories)})" for c in board.columns]
-    shown = [[card(s) for s in c.stories[:limit]] for c in board.columns]
+    shown = [[card(s, board.branches.get(s.id, ())) for s in c.stories[:limit]] for c in board.columns]
     for column, cards in zip(board.columns, shown, strict=True):
         hidden = len(column.stories) - len(cards)
         if hidden > 0:

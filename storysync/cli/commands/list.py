@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,14 +12,20 @@ from storysync.cli.app import App
 from storysync.cli.listing import (
     ALL_REPOSITORIES_OPTION,
     FORMAT_OPTION,
+    branch_fields,
+    cells,
     each_repository,
     filter_options,
     make_filter,
     print_rows,
     print_table,
     repository_label,
+    with_branches,
 )
 from storysync.cli.report import not_a_terminal
+
+if TYPE_CHECKING:
+    from storysync.db.branches import Overlay
 
 
 @click.command("list")
@@ -46,6 +53,7 @@ def command(
     repository by repository, with a repository column.
     """
     # local: imported when the command runs: `storysync --help` loads every command module
+    from storysync.db.branches import read_overlay
     from storysync.views import queries
 
     flt = make_filter(deleted, **filters)
@@ -53,23 +61,41 @@ def command(
         _list_all(app, flt, sort, reverse, fmt)
         return 0
     if fmt == "table" and sort == "id" and not reverse and not_a_terminal(sys.stdout):
-        (text,) = queries.read_with(
-            app.config.database, lambda: app.db, lambda r, d: (queries.read_table_text(r, d, flt),)
+        # the branch overlay is read first: only a database without one takes SQLite's table
+        text, overlay = queries.read_with(
+            app.config.database,
+            lambda: app.db,
+            lambda r, d: _unless_overlay(read_overlay(r), lambda: queries.read_table_text(r, d, flt)),
         )
         if text is not None:  # SQLite formatted it (plain_columns would print the same)
             sys.stdout.write(text)
             return 0
     if fmt in ("table", "ids") and sort == "id":
-        found = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_cells(r, d, flt))
+        found, overlay = queries.read_with(
+            app.config.database, lambda: app.db, lambda r, d: (queries.read_cells(r, d, flt), read_overlay(r))
+        )
         found = found[::-1] if reverse else found
         if fmt == "ids":
             sys.stdout.write("".join(f"{cells[0]}\n" for cells in found))
         else:
-            print_table(app, queries.TABLE, found)
+            print_table(app, queries.TABLE, with_branches(found, overlay))
         return 0
-    rows = queries.read_with(app.config.database, lambda: app.db, lambda r, d: queries.read_stories(r, d, flt))
-    print_rows(app, queries.sort_stories(rows, sort, reverse, app.config.stages), fmt)
+    rows, overlay = queries.read_with(
+        app.config.database, lambda: app.db, lambda r, d: (queries.read_stories(r, d, flt), read_overlay(r))
+    )
+    rows = queries.sort_stories(rows, sort, reverse, app.config.stages)
+    if fmt == "table":
+        print_table(app, queries.TABLE, with_branches([cells(row) for row in rows], overlay))
+    else:
+        extra, objects = branch_fields(overlay, app.config.stages)
+        print_rows(app, rows, fmt, extra, objects)
     return 0
+
+
+def _unless_overlay(overlay: Overlay, table: Callable[[], str | None]) -> tuple[str | None, Overlay]:
+    """``table()`` when no branch overlay is recorded (the usual case), else None (the caller then
+    shows each story's branches next to its status): the overlay is read once, whatever the size."""
+    return (None if overlay else table()), overlay
 
 
 def _list_all(app: App, flt: Any, sort: str, reverse: bool, fmt: str) -> None:
