@@ -129,3 +129,42 @@ def test_example_sync_and_export_steps_against_a_remote(tmp_path: Path) -> None:
     assert subject.stdout.strip() == "storysync: export DB-side changes"
     again = run_script(export, runner, env)  # nothing to export: nothing pushed, exit 0
     assert again.returncode == 0, again.stderr
+
+
+def test_example_branch_jobs_record_and_drop_a_branch_s_overlay(tmp_path: Path) -> None:
+    """The push job of a feature branch records what it changed; the delete job drops it."""
+    wf = load(ROOT / "examples" / "stories-ci.yml")
+    assert set(wf[True]) >= {"delete"}
+    assert wf["jobs"]["branch"]["steps"][0]["with"]["fetch-depth"] == 0
+    assert "main" in wf["jobs"]["branch"]["if"]  # main's pushes go to the sync job, never to an overlay
+    seed = make_repo(tmp_path / "seed")
+    seed.story("backlog", "web", "WEB-1", title="One")
+    seed.commit("one")
+    runner = tmp_path / "runner"
+    subprocess.run(["git", "clone", "-q", str(seed.path), str(runner)], check=True)
+    env = {"STORYSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'team.db'}"}
+    assert run_script(steps(wf, "sync")[-2], runner, env).returncode == 0  # main, as its push job syncs it
+
+    seed.git("checkout", "-q", "-b", "feature/x$(touch${IFS}pwned)")  # a branch name is never script text
+    (seed.path / "active" / "web").mkdir(parents=True)
+    seed.git("mv", "backlog/web/WEB-1-story.md", "active/web/WEB-1-story.md")
+    seed.commit("start WEB-1")
+    subprocess.run(["git", "fetch", "-q", "origin"], cwd=runner, check=True)
+    branch = {**env, "BRANCH": "feature/x$(touch${IFS}pwned)"}
+    done = run_script(steps(wf, "branch")[-1], runner, branch)
+    assert done.returncode == 0, done.stderr
+    listed = run_script("storysync list --format json", runner, env)
+    (story,) = yaml.safe_load(listed.stdout)
+    assert story["status"] == "backlog"
+    assert story["furthest_status"] == "active"
+    assert [b["branch"] for b in story["branches"]] == ["feature/x$(touch${IFS}pwned)"]
+    assert not (runner / "pwned").exists()
+
+    seed.git("checkout", "-q", "main")
+    seed.git("branch", "-q", "-D", "feature/x$(touch${IFS}pwned)")
+    subprocess.run(["git", "fetch", "-q", "--prune", "origin"], cwd=runner, check=True)
+    done = run_script(steps(wf, "branch-deleted")[-1], runner, branch)
+    assert done.returncode == 0, done.stderr
+    (story,) = yaml.safe_load(run_script("storysync list --format json", runner, env).stdout)
+    assert story["branches"] == []
+    assert story["furthest_status"] == "backlog"
