@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from storysync.config import load_config, scoped_database_url
-from storysync.db.database import Database, lock_keys
+from storysync.db.database import HEAD_REVISION, Database, lock_keys
 from storysync.errors import ConfigError
 from tests.conftest import Repo, make_repo
 
@@ -296,3 +296,25 @@ def test_a_repository_s_lock_does_not_hold_up_another(tmp_path: Path, pg_url: st
     finally:
         holder.close()
         holder.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_named_repository_s_schema_is_migrated_in_place(pg_url: str) -> None:
+    """An older storysync's tables in a repository's schema are upgraded there, not beside it."""
+    url = scoped_database_url(pg_url, "web")
+    engine = create_engine(pg_url)
+    with _disposing(engine), engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA web"))
+    old = Database(url)
+    old.upgrade("0008")  # as storysync 0.2 left it
+    old.dispose()
+
+    db = Database(url)
+    db.ensure_schema()
+    assert db.schema_revision() == HEAD_REVISION
+    db.dispose()
+    with _disposing(engine), engine.connect() as conn:
+        named = conn.execute(text("SELECT table_schema || '.' || table_name FROM information_schema.tables"))
+        tables = set(named.scalars())
+    assert {"web.stories", "web.branch_stories", "web.alembic_version"} <= tables
+    assert not {t for t in tables if t.startswith("public.")}
