@@ -7,8 +7,11 @@ import csv
 import io
 import json
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -256,11 +259,79 @@ def test_the_three_ways_to_the_table_agree(history_repo: Repo, any_db: str) -> N
                 rows = queries.read_stories(reader, dialect, flt)
                 table = queries.read_cells(reader, dialect, flt)
                 assert [tuple(t) for t in table] == [tuple(cells(r)) for r in rows]
-                text = queries.read_table_text(reader, dialect, flt)
-                assert text == (plain_columns(queries.TABLE, table) if dialect == "sqlite" else None)
+                parts = queries.read_table_text(reader, dialect, flt)
+                if dialect == "sqlite":
+                    assert parts is not None
+                    assert b"".join(parts).decode() == plain_columns(queries.TABLE, table)
+                else:
+                    assert parts is None
             assert queries.read_table_text(reader, dialect, queries.Filter(search="zoë")) is None  # Python's search
     finally:
         db.dispose()
+
+
+# What another writer (the story API, a SQL client) may leave in the stories' cells: one
+# UPDATE of WEB-2's row (or of every row) per case, and whether SQLite can pad it exactly;
+# where it cannot, the table is left to Python wherever WEB-2 is listed.
+LONG_TITLE = "A title that goes on " * 25
+TABLE_CASES: dict[str, tuple[str, str, bool]] = {
+    "as synced": ("title = title", "WEB-2", True),
+    "NULL priority, points and assignee": ("priority = NULL, points = NULL, assignee = NULL", "WEB-2", True),
+    "every cell empty or NULL": ("title = '', assignee = '', priority = NULL, points = NULL", "WEB-2", True),
+    "every title empty": ("title = ''", "every", True),
+    "a title ending in spaces": ("title = 'Signup   '", "WEB-2", True),
+    "a title of spaces": ("title = '   '", "WEB-2", True),
+    "long cells": (f"title = '{LONG_TITLE}', assignee = '{'x' * 70}', points = 1234567890", "WEB-2", True),
+    "every story alike (sorting ties)": ("title = 'Same', assignee = 'a', priority = 'low', points = 1", "every", True),
+    "a tab": ("title = 'Sign' || char(9) || 'up'", "WEB-2", False),
+    "a newline": ("title = 'Sign' || char(10) || 'up'", "WEB-2", False),
+    "a carriage return": ("assignee = 'bea' || char(13)", "WEB-2", False),
+    "an escape sequence": ("title = char(27) || '[31mred'", "WEB-2", False),
+    "a DEL": ("title = 'Sign' || char(127)", "WEB-2", False),
+    "wide characters": ("title = 'Débit 漢字 limits'", "WEB-2", False),
+    "an accent": ("assignee = 'zoë'", "WEB-2", False),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE_CASES))
+def test_sqlite_pads_the_table_as_python_does(repo: Repo, tmp_path: Path, case: str) -> None:
+    """The table SQLite formats (``list`` piped, sorted by id) is byte for byte the one
+    Python pads from the same cells, or is left to Python."""
+    from storysync.cli.listing import plain_columns
+    from storysync.db.sqlite_reader import SqliteReader
+    from storysync.views import queries
+
+    flow_history.build(repo, synced=False)
+    for story_id in ("WEB-10", "WEB-100", "WEB-9", "A-12", "A-3", "AB-1", "A1-2", "API-10"):  # number order
+        repo.story("backlog", "web", story_id, title=f"Story {story_id}", priority="low", points=3)
+    repo.commit("more stories")
+    assert repo.run("-q", "sync", "--full") == 0
+    change, which, exact = TABLE_CASES[case]
+    db = shutil.copy(repo.db_path, tmp_path / "case.db")  # the synced database, changed by another writer
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute(f"UPDATE stories SET {change} WHERE id = :id OR :id = 'every'", {"id": which})  # noqa: S608
+        reader = SqliteReader(conn)
+        assert [row[0] for row in queries.read_cells(reader, "sqlite", queries.Filter())] == [
+            *("A-3", "A-12", "A1-2", "AB-1", "API-1", "API-2", "API-3", "API-4", "API-10"),
+            *("WEB-1", "WEB-2", "WEB-3", "WEB-4", "WEB-5", "WEB-9", "WEB-10", "WEB-100"),
+        ]
+        for flt in (
+            queries.Filter(),
+            queries.Filter(backlogs=("web",)),
+            queries.Filter(statuses=("backlog",)),  # without WEB-2
+            queries.Filter(statuses=("nothing",)),  # no story: the header alone
+        ):
+            cells = queries.read_cells(reader, "sqlite", flt)
+            parts = queries.read_table_text(reader, "sqlite", flt)
+            if exact or "WEB-2" not in (row[0] for row in cells):
+                assert parts is not None, flt
+                assert b"".join(parts).decode() == plain_columns(queries.TABLE, cells), flt
+            else:
+                assert parts is None, flt
+    finally:
+        conn.close()
 
 
 def test_a_title_beyond_ascii_is_padded_by_its_width(history_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -62,13 +63,13 @@ def command(
         return 0
     if fmt == "table" and sort == "id" and not reverse and not_a_terminal(sys.stdout):
         # the branch overlay is read first: only a database without one takes SQLite's table
-        text, overlay = queries.read_with(
+        table, overlay = queries.read_with(
             app.config.database,
             lambda: app.db,
             lambda r, d: _unless_overlay(read_overlay(r), lambda: queries.read_table_text(r, d, flt)),
         )
-        if text is not None:  # SQLite formatted it (plain_columns would print the same)
-            sys.stdout.write(text)
+        if table is not None:  # SQLite formatted it (plain_columns would print the same)
+            write_ascii(table)
             return 0
     if fmt in ("table", "ids") and sort == "id":
         found, overlay = queries.read_with(
@@ -92,7 +93,9 @@ def command(
     return 0
 
 
-def _unless_overlay(overlay: Overlay, table: Callable[[], str | None]) -> tuple[str | None, Overlay]:
+def _unless_overlay(
+    overlay: Overlay, table: Callable[[], tuple[bytes, ...] | None]
+) -> tuple[tuple[bytes, ...] | None, Overlay]:
     """``table()`` when no branch overlay is recorded (the usual case), else None (the caller then
     shows each story's branches next to its status): the overlay is read once, whatever the size."""
     return (None if overlay else table()), overlay
@@ -120,3 +123,15 @@ def _list_all(app: App, flt: Any, sort: str, reverse: bool, fmt: str) -> None:
         extra=[("repository", named)],
         objects=lambda row: {"repository": owner[id(row)] or None, **row.as_dict()},
     )
+
+
+def write_ascii(parts: Sequence[bytes]) -> None:
+    """ASCII ``parts`` on stdout as they are, where it does not translate newlines: a
+    text copy of the 12 MB that 100,000 stories make would cost more than the write."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None or os.linesep != "\n":
+        sys.stdout.write(b"".join(parts).decode("ascii"))
+        return
+    sys.stdout.flush()
+    buffer.writelines(parts)
+    buffer.flush()
