@@ -334,6 +334,28 @@ def test_sqlite_pads_the_table_as_python_does(repo: Repo, tmp_path: Path, case: 
         conn.close()
 
 
+def test_the_piped_table_is_the_same_whatever_stdout_encodes(
+    repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's table goes to stdout's bytes as it is only where stdout would write the same
+    bytes; a text-only stdout, or one encoding UTF-16, gets it as text."""
+    flow_history.build(repo)
+    table = out(repo, capsys, "list")  # the bytes as they are
+    assert table.splitlines()[0].split() == ["id", "status", "backlog", "priority", "points", "assignee", "title"]
+    assert len(table.splitlines()) == 1 + len(LIVE)
+    text_only = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", text_only)
+    assert repo.run("list") == 0
+    utf16_bytes = io.BytesIO()
+    utf16 = io.TextIOWrapper(utf16_bytes, encoding="utf-16")
+    monkeypatch.setattr(sys, "stdout", utf16)
+    assert repo.run("list") == 0
+    utf16.flush()
+    monkeypatch.undo()
+    assert text_only.getvalue() == table
+    assert utf16_bytes.getvalue().decode("utf-16") == table
+
+
 def test_a_title_beyond_ascii_is_padded_by_its_width(history_repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     repo = history_repo
     assert repo.run("set", "API-4", "title=Débit 漢字 limits") == 0

@@ -28,6 +28,9 @@ from storysync.cli.report import not_a_terminal
 if TYPE_CHECKING:
     from storysync.db.branches import Overlay
 
+_ASCII_BYTES = bytes(range(0x20, 0x7F)) + b"\n"  # what write_ascii may write
+_ASCII = _ASCII_BYTES.decode("ascii")
+
 
 @click.command("list")
 @filter_options
@@ -126,12 +129,20 @@ def _list_all(app: App, flt: Any, sort: str, reverse: bool, fmt: str) -> None:
 
 
 def write_ascii(parts: Sequence[bytes]) -> None:
-    """ASCII ``parts`` on stdout as they are, where it does not translate newlines: a
-    text copy of the 12 MB that 100,000 stories make would cost more than the write."""
+    """ASCII ``parts`` on stdout as they are where its bytes would be the same: a text copy
+    of the 12 MB that 100,000 stories make would cost more than the write."""
     buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None or os.linesep != "\n":
+    if buffer is None or not _writes_ascii_as_it_is(sys.stdout):
         sys.stdout.write(b"".join(parts).decode("ascii"))
         return
     sys.stdout.flush()
     buffer.writelines(parts)
     buffer.flush()
+
+
+def _writes_ascii_as_it_is(stream: Any) -> bool:
+    """Whether ``stream`` encodes ASCII as ASCII and translates no newline."""
+    try:
+        return os.linesep == "\n" and _ASCII.encode(stream.encoding) == _ASCII_BYTES
+    except (AttributeError, LookupError, TypeError):  # no encoding, or one Python does not know
+        return False
