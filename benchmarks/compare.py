@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from typing import Any
 
 from benchmarks.generate import GIT_ENV, cached_repo, git, parse_size, size_label
 from benchmarks.measure import Series, run_once
+from benchmarks.scenarios import change_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "compare.json"
@@ -97,18 +97,6 @@ def noop_hook(variants: list[Variant], repeats: int) -> dict[str, Series]:
             sample = run_once(v.argv("run-hook", "post-merge", "0"), v.repo, v.env, log=v.log)
             series[f"noop_hook_{v.name}"].samples.append(sample)
     return series
-
-
-def change_rows(db: Path, count: int, rng: random.Random, tag: str) -> None:
-    """``count`` live rows retitled as the story API does (revision raised)."""
-    with sqlite3.connect(db) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
-        chosen = rng.sample(ids, min(count, len(ids)))
-        conn.executemany(
-            "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
-            [(f"Retitled {tag} {sid}", sid) for sid in chosen],
-        )
-    conn.close()
 
 
 def export(variants: list[Variant], repeats: int, count: int) -> dict[str, Series]:

@@ -191,6 +191,18 @@ def export_available() -> bool:
     return "export" in COMMANDS
 
 
+def change_rows(db: Path, count: int, rng: random.Random, tag: str) -> None:
+    """``count`` live rows retitled as the story API does (revision raised)."""
+    with sqlite3.connect(db) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
+        chosen = rng.sample(ids, min(count, len(ids)))
+        conn.executemany(
+            "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
+            [(f"Retitled {tag} {sid}", sid) for sid in chosen],
+        )
+    conn.close()
+
+
 def export(ctx: Context) -> list[Row]:
     """100 rows changed DB-side (as the story API does: new value, revision raised), then ``export``."""
     if not export_available():
@@ -199,14 +211,7 @@ def export(ctx: Context) -> list[Row]:
     rng = random.Random(ctx.size + 2)
 
     def change_hundred(i: int) -> None:
-        with sqlite3.connect(db_file) as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
-            chosen = rng.sample(ids, min(100, len(ids)))
-            conn.executemany(
-                "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
-                [(f"Retitled in export run {i} {sid}", sid) for sid in chosen],
-            )
-        conn.close()
+        change_rows(db_file, 100, rng, f"in export run {i}")
 
     argv = storysync_argv(ctx.repo, ctx.synced_db, "export")
     series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change_hundred, log=ctx.log)
@@ -223,14 +228,7 @@ def export_commit(ctx: Context) -> list[Row]:
         rng = random.Random(ctx.size + count)
 
         def change(i: int, count: int = count, rng: random.Random = rng) -> None:
-            with sqlite3.connect(db_file) as conn:
-                ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
-                chosen = rng.sample(ids, min(count, len(ids)))
-                conn.executemany(
-                    "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
-                    [(f"Retitled in commit run {count} {i} {sid}", sid) for sid in chosen],
-                )
-            conn.close()
+            change_rows(db_file, count, rng, f"in commit run {count} {i}")
 
         argv = storysync_argv(ctx.repo, ctx.synced_db, "export", "--commit")
         series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change, log=ctx.log)
