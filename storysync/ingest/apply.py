@@ -73,6 +73,12 @@ def apply(
     result.conflicts = [story_id for story_id in result.conflicts if story_id not in merged]  # merged, not kept
     if advance and provenance.sha:
         set_state(conn, LAST_SYNCED, provenance.sha)
+    finish_run(conn, run_id, result)
+    return run_id
+
+
+def finish_run(conn: Connection, run_id: int, result: SyncResult) -> None:
+    """Close a run's ``sync_runs`` row: its counts, its outcome and the problems it met."""
     conn.execute(
         m.sync_runs.update()
         .where(m.sync_runs.c.id == run_id)
@@ -84,7 +90,6 @@ def apply(
             errors=_errors_json(result.diagnostics),
         )
     )
-    return run_id
 
 
 def insert_run(conn: Connection, options: SyncOptions, result: SyncResult, now: datetime) -> int:

@@ -22,16 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
+from storysync.check.rules import name_id
 from storysync.check.sources import GitTreeSource
 from storysync.check.validate import Checked, SourceKnown, check_entries, checker_for
 from storysync.config import Config
-from storysync.db import tables as m
 from storysync.db.database import LAST_SYNCED, Database, get_state, utcnow
-from storysync.db.locks import writer_lock
 from storysync.errors import Diagnostic, RepositoryStateError
 from storysync.git import runner
 from storysync.git.runner import as_plain
-from storysync.ingest.apply import insert_run, record_invalid
+from storysync.ingest.apply import finish_run, insert_run, record_invalid
 from storysync.ingest.overlay import (
     GONE,
     MERGED,
@@ -43,6 +42,7 @@ from storysync.ingest.overlay import (
     replace_branch,
 )
 from storysync.ingest.plan import changed_entries
+from storysync.ingest.run import run_locks
 from storysync.ingest.runlog import after_sync
 from storysync.ingest.types import SyncOptions, SyncResult
 from storysync.story.layout import classify
@@ -88,11 +88,10 @@ def sync_branch(
     options = options or SyncOptions()
     name = branch.removeprefix("refs/heads/")
     started = time.perf_counter()
-    db.ensure_schema()
-    if options.dry_run:
-        return _branch_locked(config, db, plain, name, options)
-    with writer_lock(plain.common_dir), db.run_lock():
+    with run_locks(db, plain, options.dry_run):
         result = _branch_locked(config, db, plain, name, options)
+    if options.dry_run:
+        return result
     # after the commit, outside the locks: the run's log event and its webhook batch, as a sync's
     audit = SyncResult(
         outcome="invalid" if result.diagnostics else "ok",
@@ -206,15 +205,8 @@ def _start_run(conn: Connection, options: SyncOptions, result: BranchResult, now
 
 
 def _finish_run(conn: Connection, result: BranchResult) -> None:
-    conn.execute(
-        m.sync_runs.update()
-        .where(m.sync_runs.c.id == result.run_id)
-        .values(
-            finished_at=utcnow(),
-            outcome="invalid" if result.diagnostics else "ok",
-            errors=[d.as_dict() for d in result.diagnostics[:1000]],
-        )
-    )
+    assert result.run_id is not None
+    finish_run(conn, result.run_id, SyncResult(diagnostics=result.diagnostics))  # no main row written
 
 
 def _overlay_rows(
@@ -271,12 +263,9 @@ def _row(sid: str, path: str, story: Record | None, kind: str, info: CommitInfo)
 
 
 def _file_id(path: str) -> str | None:
-    """The id a story file's name starts with (``WEB-12-login.md`` → ``WEB-12``)."""
-    name = path.rpartition("/")[2]
-    if not name.endswith(".md"):
-        return None
-    parts = name[:-3].split("-", 2)
-    return f"{parts[0]}-{parts[1]}" if len(parts) >= 2 and parts[1].isdigit() else None
+    """The id a story file's name starts with (``WEB-12-login.md`` → ``WEB-12``; not ``notes-draft.md``)."""
+    sid = name_id(path)
+    return sid if sid is not None and sid.partition("-")[2].isdigit() else None
 
 
 def _last_commits(repo: GitRepo, config: Config, base: str, tip: str) -> dict[str, CommitInfo]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -60,15 +61,27 @@ def sync(
     plain = as_plain(repo)
     options = replace(options or SyncOptions(), merge=config.merge)
     started = time.perf_counter()
-    db.ensure_schema()
-    if options.dry_run:
-        return _sync_locked(config, db, plain, options, progress)
-    with writer_lock(plain.common_dir), db.run_lock():
+    with run_locks(db, plain, options.dry_run):
         result = _sync_locked(config, db, plain, options, progress)
+    if options.dry_run:
+        return result
     # After the commit, outside the lock: the run's log event and its webhook batch (SPEC §10).
     # Bounded in time and never raises: a notification never blocks or fails a sync.
     after_sync(config, db, result, time.perf_counter() - started)
     return result
+
+
+@contextmanager
+def run_locks(db: Database, repo: GitRepo, dry_run: bool) -> Iterator[None]:
+    """The schema made current, then, unless a dry run (which writes nothing), the
+    repository's writer lock and the database's run lock held for the block: what every
+    run that writes (a sync, a branch's overlay) holds from its first read to its commit."""
+    db.ensure_schema()
+    if dry_run:
+        yield
+        return
+    with writer_lock(repo.common_dir), db.run_lock():
+        yield
 
 
 def _sync_locked(
