@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
@@ -12,9 +13,9 @@ from sqlalchemy import select, text
 from storysync.config import Config, load_config
 from storysync.db import tables as m
 from storysync.db.database import Database
-from storysync.db.writer import StoryWriter
+from storysync.db.writer import StoryWriter, update_story
 from storysync.git.repo import open_repo
-from tests.conftest import Repo
+from tests.conftest import Repo, run_cli_subprocess
 
 
 @dataclass
@@ -69,3 +70,15 @@ def synced(repo: Repo, url: str | None = None) -> None:
 
 def git_repo(repo: Repo) -> Any:
     return open_repo(repo.path)
+
+
+def killed_in_pre_commit(repo: Repo) -> Path:
+    """``export --commit`` of a DB-side change to WEB-2, SIGKILLed from the pre-commit hook
+    while its undo links sit beside the stories; the hook (unlink it to commit again)."""
+    hook = repo.write(".git/hooks/pre-commit", "#!/bin/sh\nkill -9 $(awk '{print $4}' /proc/$PPID/stat)\n")
+    hook.chmod(0o755)
+    with handles(repo) as h:
+        update_story(h.db, "WEB-2", points=13)
+    killed = run_cli_subprocess(repo, "export", "--commit")
+    assert killed.returncode == -9, killed.stderr
+    return hook

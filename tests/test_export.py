@@ -12,7 +12,7 @@ import pytest
 
 from storysync.db.writer import create_story, delete_story, update_story
 from tests.conftest import Repo, run_cli_subprocess, story_text
-from tests.export_helpers import handles, synced
+from tests.export_helpers import handles, killed_in_pre_commit, synced
 
 WEB1 = "backlog/web/WEB-1-login.md"
 WEB2 = "active/web/WEB-2-signup.md"
@@ -445,12 +445,7 @@ def test_a_killed_exports_temporary_files_stay_out_of_git_status_and_syncs(backl
     synced(backlog_repo)
     exclude = backlog_repo.path / ".git" / "info" / "exclude"
     exclude.write_text("# the user's own\n*.local", encoding="utf-8")  # no final newline
-    hook = backlog_repo.write(".git/hooks/pre-commit", "#!/bin/sh\nkill -9 $(awk '{print $4}' /proc/$PPID/stat)\n")
-    hook.chmod(0o755)
-    with handles(backlog_repo) as h:
-        update_story(h.db, "WEB-2", points=13)
-    killed = run_cli_subprocess(backlog_repo, "export", "--commit")
-    assert killed.returncode == -9, killed.stderr
+    hook = killed_in_pre_commit(backlog_repo)
     leftovers = [p.relative_to(backlog_repo.path).as_posix() for p in backlog_repo.path.rglob(".storysync-*.tmp")]
     assert leftovers  # what a killed export leaves
     assert backlog_repo.git("status", "--porcelain", "--untracked-files=all") == ""  # git committed before the kill

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from storysync.db.writer import update_story
 from storysync.export.run import WRITING_MARKER, plan
 from tests.conftest import Repo, run_cli_subprocess
-from tests.export_helpers import handles, synced
+from tests.export_helpers import handles, killed_in_pre_commit, synced
 
 
 def _statements_of_plan(repo: Repo) -> tuple[int, list[tuple[str, Any]]]:
@@ -68,12 +68,7 @@ def test_a_killed_export_is_swept_where_it_was_writing_after_a_sync_recorded_its
     story; a working-tree sync then records the file, so no pending row points there: the
     next export still sweeps that directory, from the record the killed one left."""
     synced(backlog_repo)
-    hook = backlog_repo.write(".git/hooks/pre-commit", "#!/bin/sh\nkill -9 $(awk '{print $4}' /proc/$PPID/stat)\n")
-    hook.chmod(0o755)
-    with handles(backlog_repo) as h:
-        update_story(h.db, "WEB-2", points=13)
-    killed = run_cli_subprocess(backlog_repo, "export", "--commit")
-    assert killed.returncode == -9, killed.stderr
+    hook = killed_in_pre_commit(backlog_repo)
     leftovers = list(backlog_repo.path.rglob(".storysync-*.tmp"))
     assert leftovers
     assert (backlog_repo.path / ".git" / WRITING_MARKER).exists()

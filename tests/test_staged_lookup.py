@@ -28,21 +28,21 @@ from tests.conftest import Repo, story_text
 
 
 class Listed:
-    """The index as a plain ``Source``: listed whole, never asked for names."""
+    """The index or a commit's tree as a plain ``Source``: listed whole, never asked for names."""
 
-    label = "index, listed"
+    label = "listed"
 
-    def __init__(self, index: IndexSource) -> None:
-        self.index = index
+    def __init__(self, source: IndexSource | GitTreeSource) -> None:
+        self.source = source
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
-        return self.index.entries(paths)
+        return self.source.entries(paths)
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
-        return self.index.read(entry)
+        return self.source.read(entry)
 
     def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
-        return self.index.read_many(entries)
+        return self.source.read_many(entries)
 
 
 def _both(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
@@ -258,31 +258,13 @@ def test_a_submodule_at_a_story_path_is_skipped_as_sync_skips_it(
 # --- the same search over a commit's tree (export --commit checks the tree it leaves) ---------
 
 
-class ListedTree:
-    """A commit's tree as a plain ``Source``: listed whole, never asked for names."""
-
-    label = "commit, listed"
-
-    def __init__(self, tree: GitTreeSource) -> None:
-        self.tree = tree
-
-    def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
-        return self.tree.entries(paths)
-
-    def read(self, entry: Entry) -> bytes | Diagnostic:
-        return self.tree.read(entry)
-
-    def read_many(self, entries: Sequence[Entry]) -> Iterator[tuple[Entry, bytes | Diagnostic]]:
-        return self.tree.read_many(entries)
-
-
 def _both_in_commit(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
     """``paths`` checked against HEAD's tree searched by name, and against it listed whole."""
     config = load_config(repo.path)
     head = repo.git("rev-parse", "HEAD")
     git = open_repo(repo.path)
     named = validate_paths(config, GitTreeSource(git, config, head), paths).diagnostics
-    whole = validate_paths(config, ListedTree(GitTreeSource(git, config, head)), paths).diagnostics
+    whole = validate_paths(config, Listed(GitTreeSource(git, config, head)), paths).diagnostics
     return named, whole
 
 
