@@ -4,15 +4,21 @@
 of each run is its own (``RUSAGE_CHILDREN`` would be the maximum over all
 children so far).  A child's own children (git) are separate processes and are
 not counted in its RSS.
+
+Linux counts in a process's peak RSS the memory of the process it was forked from
+(``exec`` keeps the larger of the old and the new high-water mark), so a command
+forked from this runner, which holds a 100k repository's paths, would report the
+runner's size.  Each command is therefore started and waited for by a small
+launcher (``python -I -S``, ~10 MB), which times it and reports its rusage.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,27 +65,44 @@ class CommandFailed(RuntimeError):
     """A measured command exited with an unexpected code."""
 
 
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+argv, fd = json.loads(sys.argv[1]), int(sys.argv[2])
+start = time.perf_counter()
+proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+elapsed = time.perf_counter() - start
+report = [elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime]
+os.write(fd, json.dumps(report).encode())
+"""
+
+
 def run_once(
     argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None, ok: Sequence[int] = (0,), log: Path | None = None
 ) -> Sample:
-    """Run ``argv`` once, output to ``log`` (or discarded); its time and peak RSS."""
+    """Run ``argv`` once through the launcher, output to ``log`` (or discarded); its time and peak RSS."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    read_end, write_end = os.pipe()
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps([str(a) for a in argv]), str(write_end)]
+        proc = subprocess.Popen(
+            launcher, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(write_end,)
+        )
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reply:
+            raw = reply.read()
+        if proc.wait() != 0 or not raw:
+            raise CommandFailed(f"the launcher for {' '.join(map(str, argv))} failed (exit {proc.returncode})")
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code
+    elapsed, maxrss, code, cpu = json.loads(raw)
     if code not in ok:
         where = f"; output in {log}" if log else ""
         raise CommandFailed(f"{' '.join(map(str, argv))} exited {code}{where}")
     # ru_maxrss is in KiB on Linux (bytes on macOS)
-    rss = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-    return Sample(elapsed, rss, code, usage.ru_utime + usage.ru_stime)
+    rss = maxrss // 1024 if sys.platform == "darwin" else maxrss
+    return Sample(elapsed, rss, code, cpu)
 
 
 def repeat(

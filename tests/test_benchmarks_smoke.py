@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks import floor, generate, report, run
+from benchmarks.measure import run_once
 from storysync.cli.main import main
 
 SIZE = 50
@@ -79,3 +81,16 @@ def test_runner_measures_processes_and_writes_the_report(cache: Path, tmp_path: 
     assert re.search(r"\| full_sync \| 50 \| \d+ ms \|", text)
     assert "Machine: " in text
     assert generate.git(generate.cached_repo(SIZE, seed=3, cache=cache), "status", "--porcelain") == ""
+
+
+def test_a_measured_process_reports_its_own_peak_rss_not_the_runners(tmp_path: Path) -> None:
+    ballast = bytearray(200 * 1024 * 1024)  # the runner grows (as it does holding a 100k repository)
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+
+    small = run_once([sys.executable, "-c", "pass"], tmp_path)
+    grow = "x = bytearray(120 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])"
+    big = run_once([sys.executable, "-c", grow], tmp_path)
+
+    assert small.peak_rss_kb < 60 * 1024, small
+    assert big.peak_rss_kb > 120 * 1024, big
+    assert len(ballast) == 200 * 1024 * 1024
