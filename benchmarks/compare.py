@@ -75,7 +75,8 @@ class Variant:
         env.pop("GIT_AUTHOR_DATE", None)
         env.pop("GIT_COMMITTER_DATE", None)
         env["PYTHONPATH"] = str(package_root)
-        env["STORYSYNC_DATABASE_URL"] = url or f"sqlite:///{self.db}"
+        self.url = url or f"sqlite:///{self.db}"
+        env["STORYSYNC_DATABASE_URL"] = self.url
         self.env = env
         self.log = scratch / name / "commands.log"
         self.full_sync = run_once(self.argv("sync", "--full"), self.repo, self.env, log=self.log)
@@ -104,7 +105,7 @@ def export(variants: list[Variant], repeats: int, count: int) -> dict[str, Serie
     rngs = {v.name: random.Random(count) for v in variants}
     for i in range(repeats):
         for v in variants if i % 2 == 0 else reversed(variants):
-            change_rows(v.db, count, rngs[v.name], f"run {i}")
+            change_rows(v.url, count, rngs[v.name], f"run {i}")
             sample = run_once(v.argv("export", "--commit"), v.repo, v.env, log=v.log)
             series[f"export_{count}_{v.name}"].samples.append(sample)
     return series
@@ -116,9 +117,7 @@ def postgres(source: Path, scratch: Path, repeats: int) -> dict[str, Series]:
     10-file commit, and ``export --commit`` of 100 DB-changed stories."""
     from tests.pg import PgServer
 
-    server = PgServer.start_new()
-    try:
-        url = server.url(server.create_database())
+    with PgServer.running() as server, server.database() as url:
         variants = [Variant("sqlite", ROOT, source, scratch), Variant("postgresql", ROOT, source, scratch, url)]
         series: dict[str, Series] = {f"full_sync_{v.name}": Series([v.full_sync]) for v in variants}
         for v in variants:
@@ -137,8 +136,6 @@ def postgres(source: Path, scratch: Path, repeats: int) -> dict[str, Series]:
                 sample = run_once(v.argv("export", "--commit"), v.repo, v.env, log=v.log)
                 series[f"export_100_{v.name}"].samples.append(sample)
         return series
-    finally:
-        server.destroy()
 
 
 def _export_via_api(v: Variant, count: int, rng: random.Random, tag: str) -> None:

@@ -1,9 +1,11 @@
 """Results: kept in ``benchmarks/results/results.json``, printed as a table, and
 written into the generated section of ``docs/performance.md`` with the machine.
 
-Rows from different invocations are merged by (benchmark, size), so a 100k run
-on demand adds to the 1k/10k figures instead of replacing them; every row says
-when it was measured.  Targets compare rows measured in the same run.
+Rows from different invocations are merged by (benchmark, size, backend), so a
+100k run on demand adds to the 1k/10k figures instead of replacing them; every
+row says when it was measured.  A SQLite row's key is ``bench@size`` (as before
+there were other backends), a PostgreSQL row's ``bench [postgresql]@size``.
+Targets compare rows measured in the same run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "results.json"
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- results:start (written by python -m benchmarks.run) -->", "<!-- results:end -->"
+
+
+def row_key(bench: str, size: int, backend: str = "sqlite") -> str:
+    """Where a row is kept in the store: ``full_sync@10k``, ``full_sync [postgresql]@10k``."""
+    return f"{row_label(bench, backend)}@{size_label(size)}"
+
+
+def row_label(bench: str, backend: str = "sqlite") -> str:
+    """A row's name in the table: the benchmark, and the backend unless SQLite."""
+    return bench if backend == "sqlite" else f"{bench} [{backend}]"
 
 
 def machine() -> dict[str, str]:
@@ -61,9 +73,13 @@ def load(path: Path = RESULTS) -> dict[str, Any]:
     return {"machine": {}, "rows": {}, "micro": {}}
 
 
-def merge(store: dict[str, Any], rows: list[Any], micro: dict[str, float] | None, run_id: str) -> dict[str, Any]:
-    """Add this run's rows (and micro costs) to the store."""
-    store["machine"] = machine()
+def merge(
+    store: dict[str, Any], rows: list[Any], micro: dict[str, float] | None, run_id: str, postgresql: str | None = None
+) -> dict[str, Any]:
+    """Add this run's rows (and micro costs) to the store; ``postgresql``: the version of
+    the server this run measured on (else the stored one stays, for the rows it measured)."""
+    server = postgresql or store.get("machine", {}).get("postgresql")
+    store["machine"] = machine() | ({"postgresql": server} if server else {})
     for row in rows:
         store["rows"][row.key] = {**asdict(row), "run": run_id}
     if micro:
@@ -92,15 +108,15 @@ class Target:
     ok: bool | None  # None: not measured yet
 
 
-def _get(rows: dict[str, Any], bench: str, size: int) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = rows.get(f"{bench}@{size_label(size)}")
+def _get(rows: dict[str, Any], bench: str, size: int, backend: str = "sqlite") -> dict[str, Any] | None:
+    found: dict[str, Any] | None = rows.get(row_key(bench, size, backend))
     return found
 
 
 def _ratio(
-    rows: dict[str, Any], a: str, b: str, size: int, test: Callable[[float], bool], fmt: str
+    rows: dict[str, Any], a: str, b: str, size: int, test: Callable[[float], bool], fmt: str, a_backend: str = "sqlite"
 ) -> tuple[str, bool | None]:
-    ra, rb = _get(rows, a, size), _get(rows, b, size)
+    ra, rb = _get(rows, a, size, a_backend), _get(rows, b, size)
     if ra is None or rb is None:
         return "not measured", None
     value = ra["median_s"] / rb["median_s"]
@@ -153,6 +169,21 @@ def targets(rows: dict[str, Any]) -> list[Target]:
         out.append(Target("full sync 100k: linear, peak RSS", "≤ 1.2×, ≤ 300 MB", "not measured", None))
     out.append(Target("incremental sync, 10 files, 100k", "≤ 250 ms", *_limit(rows, "incremental_sync", 100_000, 0.25)))
     out.append(_incremental_ratio(rows))
+    out.append(
+        Target(
+            "incremental sync 100k, PostgreSQL vs SQLite",
+            "≤ 1.3×",
+            *_ratio(
+                rows,
+                "incremental_sync",
+                "incremental_sync",
+                100_000,
+                lambda v: v <= 1.3,
+                "{value:.2f}× ({a:.2f} s vs {b:.2f} s)",
+                a_backend="postgresql",
+            ),
+        )
+    )
     for size in (10_000, 100_000, 1_000):
         if _get(rows, "validate_staged", size) is not None:
             measured, ok = _limit(rows, "validate_staged", size, 0.12)
@@ -182,22 +213,23 @@ def _verdict(ok: bool | None) -> str:
 def render(store: dict[str, Any]) -> str:
     """The generated Markdown: machine, medians per benchmark and size, targets, micro costs."""
     m = store.get("machine", {})
+    server = f", PostgreSQL {m['postgresql']} on a local throwaway server (fsync off)" if m.get("postgresql") else ""
     lines = [
         START,
         "",
         f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
-        f"Python {m.get('python', '?')}, SQLite {m.get('sqlite', '?')}, {m.get('git', '?')}, {m.get('os', '?')}.",
+        f"Python {m.get('python', '?')}, SQLite {m.get('sqlite', '?')}{server}, {m.get('git', '?')}, "
+        f"{m.get('os', '?')}.",
         "",
         "### Medians (whole processes)",
         "",
         "| benchmark | stories | median | min | max | CPU (median) | runs | peak RSS | load | measured |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for key in sorted(store["rows"], key=lambda k: (store["rows"][k]["bench"], store["rows"][k]["size"])):
-        r = store["rows"][key]
-        note = f" ({r['note']})" if r.get("note") else ""
+    for r in sorted(store["rows"].values(), key=lambda r: (r["bench"], r["size"], _backend(r) != "sqlite")):
+        name = row_label(r["bench"], _backend(r)) + (f" ({r['note']})" if r.get("note") else "")
         lines.append(
-            f"| {r['bench']}{note} | {size_label(r['size']) if r['size'] else '—'} | {_fmt(r['median_s'])} "
+            f"| {name} | {size_label(r['size']) if r['size'] else '—'} | {_fmt(r['median_s'])} "
             f"| {_fmt(r['low_s'])} | {_fmt(r['high_s'])} | {_fmt(r.get('cpu_median_s', 0.0))} | {r['repeats']} "
             f"| {r['peak_rss_mb']:.0f} MB | {r.get('load', 0.0):.1f} | {r['run']} |"
         )
@@ -215,6 +247,12 @@ def render(store: dict[str, Any]) -> str:
         lines += [f"| {name} | {value:.1f} |" for name, value in micro["us"].items()]
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _backend(row: dict[str, Any]) -> str:
+    """A stored row's backend (rows stored before there were backends are SQLite's)."""
+    backend: str = row.get("backend", "sqlite")
+    return backend
 
 
 def _fmt(seconds: float) -> str:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.generate import GIT_ENV, git, size_label
+from benchmarks.backends import SQLITE, Databases, remove_sqlite
+from benchmarks.generate import GIT_ENV, git
 from benchmarks.measure import Series, repeat, run_once, storysync_argv
+from benchmarks.report import row_key
 
 M2S_MAX = 20_000  # markdown-to-sqlite takes the paths as arguments; beyond this they overflow ARG_MAX
 
@@ -36,6 +37,7 @@ class Row:
     note: str = ""
     cpu_median_s: float = 0.0  # user + system time of the process itself
     load: float = 0.0  # the 1-minute load average as the measurement ended (2 CPUs: above 2, processes wait)
+    backend: str = SQLITE  # where storysync's database was: sqlite (a file) or postgresql (a local server)
 
     @classmethod
     def of(cls, bench: str, size: int, series: Series, note: str = "") -> Row:
@@ -54,18 +56,20 @@ class Row:
 
     @property
     def key(self) -> str:
-        return f"{self.bench}@{size_label(self.size)}"
+        return row_key(self.bench, self.size, self.backend)
 
 
 @dataclass
 class Context:
-    """What every scenario needs: the repository, a scratch directory, the repeat count."""
+    """What every scenario needs: the repository, a scratch directory, the repeat count,
+    and where storysync's databases are (SQLite files or a PostgreSQL server)."""
 
     repo: Path
     size: int
     scratch: Path
     repeats: int
     log: Path
+    databases: Databases
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,36 +79,33 @@ class Context:
         env.pop("GIT_COMMITTER_DATE", None)
         return env
 
-    def db_url(self, name: str) -> str:
-        return f"sqlite:///{self.scratch / name}"
-
     @property
     def synced_db(self) -> str:
         """A database fully synced with the repository's generated commit (built by ``full_sync``)."""
-        return self.db_url("synced.db")
-
-
-def _remove_db(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return self.databases.url("synced.db")
 
 
 def full_sync(ctx: Context) -> list[Row]:
-    """Full sync vs the raw floor vs markdown-to-sqlite, interleaved, fresh database each run."""
-    m2s = shutil.which("markdown-to-sqlite") if ctx.size <= M2S_MAX else None
+    """Full sync vs the raw floor vs markdown-to-sqlite, interleaved, fresh database each run.
+
+    The floor and markdown-to-sqlite write SQLite files: they run next to a SQLite
+    full sync only; on a server the full sync is measured alone."""
+    on_sqlite = ctx.databases.backend == SQLITE
+    m2s = shutil.which("markdown-to-sqlite") if on_sqlite and ctx.size <= M2S_MAX else None
     paths = _story_paths(ctx.repo) if m2s else []
-    runs: dict[str, Series] = {"floor": Series(), "full_sync": Series()}
+    runs: dict[str, Series] = {"floor": Series(), "full_sync": Series()} if on_sqlite else {"full_sync": Series()}
     if m2s:
         runs["markdown_to_sqlite"] = Series()
+    files = {"floor": ctx.scratch / "floor.db", "markdown_to_sqlite": ctx.scratch / "m2s.db"}
     commands: dict[str, Callable[[], list[str]]] = {
-        "floor": lambda: [sys.executable, "-m", "benchmarks.floor", str(ctx.repo), str(ctx.scratch / "floor.db")],
-        "full_sync": lambda: storysync_argv(ctx.repo, ctx.synced_db, "sync", "--full"),
-        "markdown_to_sqlite": lambda: [str(m2s), str(ctx.scratch / "m2s.db"), "stories", *paths],
+        "floor": lambda: [sys.executable, "-m", "benchmarks.floor", str(ctx.repo), str(files["floor"])],
+        "full_sync": lambda: storysync_argv(ctx.repo, ctx.databases.fresh("synced.db"), "sync", "--full"),
+        "markdown_to_sqlite": lambda: [str(m2s), str(files["markdown_to_sqlite"]), "stories", *paths],
     }
-    dbs = {"floor": "floor.db", "full_sync": "synced.db", "markdown_to_sqlite": "m2s.db"}
     for _ in range(ctx.repeats):
         for name, series in runs.items():
-            _remove_db(ctx.scratch / dbs[name])
+            if name in files:  # the full sync's database is made fresh by its command line
+                remove_sqlite(files[name])
             series.samples.append(run_once(commands[name](), ctx.repo, ctx.env, log=ctx.log))
     return [Row.of(name, ctx.size, series) for name, series in runs.items()]
 
@@ -191,27 +192,33 @@ def export_available() -> bool:
     return "export" in COMMANDS
 
 
-def change_rows(db: Path, count: int, rng: random.Random, tag: str) -> None:
-    """``count`` live rows retitled as the story API does (revision raised)."""
-    with sqlite3.connect(db) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE deleted_at IS NULL")]
-        chosen = rng.sample(ids, min(count, len(ids)))
-        conn.executemany(
-            "UPDATE stories SET title = ?, revision = revision + 1 WHERE id = ?",
-            [(f"Retitled {tag} {sid}", sid) for sid in chosen],
-        )
-    conn.close()
+def change_rows(url: str, count: int, rng: random.Random, tag: str) -> None:
+    """``count`` live rows retitled as the story API does (revision raised), on any
+    backend: SQLAlchemy with bound parameters, no pool left open."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            ids = sorted(conn.execute(text("SELECT id FROM stories WHERE deleted_at IS NULL")).scalars())
+            chosen = rng.sample(ids, min(count, len(ids)))
+            conn.execute(
+                text("UPDATE stories SET title = :title, revision = revision + 1 WHERE id = :id"),
+                [{"title": f"Retitled {tag} {sid}", "id": sid} for sid in chosen],
+            )
+    finally:
+        engine.dispose()
 
 
 def export(ctx: Context) -> list[Row]:
     """100 rows changed DB-side (as the story API does: new value, revision raised), then ``export``."""
     if not export_available():
         return []
-    db_file = ctx.scratch / "synced.db"
     rng = random.Random(ctx.size + 2)
 
     def change_hundred(i: int) -> None:
-        change_rows(db_file, 100, rng, f"in export run {i}")
+        change_rows(ctx.synced_db, 100, rng, f"in export run {i}")
 
     argv = storysync_argv(ctx.repo, ctx.synced_db, "export")
     series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change_hundred, log=ctx.log)
@@ -222,13 +229,12 @@ def export_commit(ctx: Context) -> list[Row]:
     """100, then 1,000 rows changed DB-side, then ``export --commit`` (files written and committed)."""
     if not export_available():
         return []
-    db_file = ctx.scratch / "synced.db"
     rows = []
     for count in (100, 1000):
         rng = random.Random(ctx.size + count)
 
         def change(i: int, count: int = count, rng: random.Random = rng) -> None:
-            change_rows(db_file, count, rng, f"in commit run {count} {i}")
+            change_rows(ctx.synced_db, count, rng, f"in commit run {count} {i}")
 
         argv = storysync_argv(ctx.repo, ctx.synced_db, "export", "--commit")
         series = repeat(argv, ctx.repo, ctx.repeats, env=ctx.env, setup=change, log=ctx.log)

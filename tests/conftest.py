@@ -193,6 +193,5 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> Iterator[str]:
     """A URL to a new, empty PostgreSQL database, dropped after the test."""
-    name = pg_server.create_database()
-    yield pg_server.url(name)
-    pg_server.drop_database(name)
+    with pg_server.database() as url:
+        yield url

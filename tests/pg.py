@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,16 @@ class PgServer:
         server.start()
         return server
 
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[PgServer]:
+        """A new server (``start_new``) for the ``with`` block, destroyed after it."""
+        server = cls.start_new()
+        try:
+            yield server
+        finally:
+            server.destroy()
+
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [*self.prefix, str(self.bin_dir / tool), *args],
@@ -165,6 +177,14 @@ class PgServer:
         ) as conn:
             conn.execute(sql.SQL(statement).format(sql.Identifier(database)))
 
+    def version(self) -> str:
+        """The server's version, as ``SHOW server_version`` says it (e.g. ``15.18 (Debian 15.18-0+deb12u1)``)."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres") as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
     def create_database(self) -> str:
         """A new, empty database; its name (a fresh identifier, never from test data)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
@@ -175,6 +195,15 @@ class PgServer:
         """Drop a test database, closing any connection still open on it."""
         if self.is_running():
             self._admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        """The URL of a new, empty database for the ``with`` block, dropped after it."""
+        name = self.create_database()
+        try:
+            yield self.url(name)
+        finally:
+            self.drop_database(name)
 
     def destroy(self) -> None:
         """Stop the server if it runs and remove its directory."""

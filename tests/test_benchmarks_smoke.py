@@ -1,7 +1,8 @@
 """A tiny run of the benchmark suite: the generator's repositories are valid and
 reproducible, and the runner measures real processes and writes its report.
 
-The real runs (1k, 10k, 100k stories) are on demand: ``python -m benchmarks.run``.
+The real runs (1k, 10k, 100k stories) are on demand: ``python -m benchmarks.run``
+(``--backend postgresql`` for the server rows).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from benchmarks import floor, generate, report, run
 from benchmarks.measure import run_once
 from storysync.cli.main import main
+from tests.pg import PgServer
 
 SIZE = 50
 
@@ -69,7 +71,9 @@ def test_runner_measures_processes_and_writes_the_report(cache: Path, tmp_path: 
     benches = {row["bench"] for row in stored["rows"].values()}
     assert {"floor", "full_sync", "status", "list", "list_filtered", "incremental_sync", "validate_staged"} <= benches
     assert {"noop_hook", "export_commit_100", "export_commit_1000"} <= benches
-    for row in stored["rows"].values():
+    for key, row in stored["rows"].items():
+        assert key == f"{row['bench']}@{SIZE}"  # SQLite rows keep the keys they had before there were backends
+        assert row["backend"] == "sqlite"
         assert row["size"] == SIZE
         assert 0 < row["median_s"] < 60
         assert row["peak_rss_mb"] > 1
@@ -94,3 +98,58 @@ def test_a_measured_process_reports_its_own_peak_rss_not_the_runners(tmp_path: P
     assert small.peak_rss_kb < 60 * 1024, small
     assert big.peak_rss_kb > 120 * 1024, big
     assert len(ballast) == 200 * 1024 * 1024
+
+
+def _databases(server: PgServer) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres") as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+@pytest.mark.postgres
+def test_runner_measures_postgresql_rows_apart_from_sqlite(cache: Path, tmp_path: Path, pg_server: PgServer) -> None:
+    results, doc = tmp_path / "results.json", tmp_path / "performance.md"
+    doc.write_text("# Performance\n\n" + report.START + "\n" + report.END + "\n")
+    earlier = {"bench": "incremental_sync", "size": SIZE, "median_s": 0.3, "low_s": 0.3, "high_s": 0.3, "repeats": 1}
+    earlier |= {"peak_rss_mb": 45.0, "note": "", "run": "2026-01-01 00:00 UTC"}  # stored before rows had a backend
+    results.write_text(json.dumps({"machine": {}, "rows": {f"incremental_sync@{SIZE}": earlier}, "micro": {}}))
+    databases_before = _databases(pg_server)
+    args = ["--sizes", str(SIZE), "--repeat", "1", "--seed", "3", "--backend", "postgresql"]
+    args += ["--only", "full_sync,status,incremental_sync,export,export_commit"]  # status: a SQLite-only row
+    code = run.main([*args, "--cache", str(cache), "--results", str(results), "--doc", str(doc)], server=pg_server)
+    assert code == 0
+    stored = json.loads(results.read_text())
+    assert stored["rows"].pop(f"incremental_sync@{SIZE}") == earlier  # the SQLite row stays, under its key
+    server_benches = {"full_sync", "incremental_sync", "export", "export_commit_100", "export_commit_1000"}
+    assert set(stored["rows"]) == {f"{bench} [postgresql]@{SIZE}" for bench in server_benches}
+    for row in stored["rows"].values():
+        assert row["backend"] == "postgresql"
+        assert row["bench"] in server_benches
+        assert row["size"] == SIZE
+        assert row["repeats"] == 1
+        assert 0 < row["low_s"] <= row["median_s"] <= row["high_s"] < 60
+        assert 0 < row["cpu_median_s"] < 60
+        assert row["peak_rss_mb"] > 1
+    assert stored["machine"]["postgresql"] == pg_server.version()
+    assert _databases(pg_server) == databases_before  # each size's databases dropped after it
+    text = doc.read_text()
+    assert re.search(r"\| full_sync \[postgresql\] \| 50 \| \d+ ms \|", text)
+    assert "| incremental_sync | 50 | 300 ms |" in text
+    assert f"PostgreSQL {pg_server.version()} on a local throwaway server" in text
+    assert generate.git(generate.cached_repo(SIZE, seed=3, cache=cache), "status", "--porcelain") == ""
+
+
+def test_targets_compare_the_postgresql_row_with_the_sqlite_row() -> None:
+    def row(bench: str, seconds: float, backend: str | None = None) -> dict[str, object]:
+        stored: dict[str, object] = {"bench": bench, "size": 100_000, "median_s": seconds, "cpu_median_s": seconds}
+        return stored | ({"backend": backend} if backend else {})
+
+    rows = {
+        "incremental_sync@100k": row("incremental_sync", 0.4),  # stored before rows had a backend
+        "incremental_sync [postgresql]@100k": row("incremental_sync", 0.5, "postgresql"),
+    }
+    found = {t.name: t for t in report.targets(rows)}
+    assert found["incremental sync, 10 files, 100k"].measured == "400 ms"  # the SQLite row, not the server's
+    server = found["incremental sync 100k, PostgreSQL vs SQLite"]
+    assert (server.measured, server.ok) == ("1.25× (0.50 s vs 0.40 s); CPU time 1.25×", True)
