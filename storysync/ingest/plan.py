@@ -154,9 +154,9 @@ class DbKnown:
     Rows whose path is in ``hidden`` (the paths this run reads) are invisible: the
     run's own files speak for them.  ``exists`` (working-tree runs) hides rows
     whose file is gone from disk, so a move reported by its new path alone is a
-    move, not a duplicate id.  ``prefetch`` answers the checks' questions in two
-    queries (the dependency walk is one recursive query) instead of one or two
-    indexed queries a story.
+    move, not a duplicate id.  ``prefetch`` answers the checks' questions in one
+    query for the lookups and one a level of the dependency walk, instead of one or
+    two indexed queries a story.
     """
 
     def __init__(
