@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import bench_watch
 from storysync.config import load_config
 from storysync.db.database import Database
 from storysync.git.repo import open_repo
@@ -553,8 +554,9 @@ def _get(url: str) -> tuple[int, str]:
 SMOKE_ARGS = ("--stories", "20", "--edits", "5", "--rss-edits", "60", "--idle", "0.5", "--json")
 
 
-def test_watch_benchmark_smoke() -> None:
-    """The on-demand benchmark, tiny: it runs, measures and the watcher exits 0."""
+def test_watch_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The on-demand benchmark, tiny: it runs, measures and the watcher exits 0; a saved run
+    is reported again (``--from-json``) with how long the idle CPU was measured."""
     project = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_watch", *SMOKE_ARGS],
@@ -571,6 +573,12 @@ def test_watch_benchmark_smoke() -> None:
     assert len(results["rss_mb"]) == 2
     assert results["exit_code"] == 0
     assert results["machine"]["nproc"] == str(os.cpu_count())
+    saved = tmp_path / "run.json"
+    saved.write_text(done.stdout, encoding="utf-8")
+    assert bench_watch.main(["--from-json", str(saved)]) == 0
+    report = capsys.readouterr().out
+    assert f"| save → committed row, p95 | {results['latency_ms']['p95']:.0f} ms |" in report
+    assert f"| idle CPU over {results['idle_s']:g} s | {results['idle_cpu_percent']} % of one core |" in report
 
 
 def test_non_ascii_and_spaced_file_names_sync(watching: Session) -> None:
