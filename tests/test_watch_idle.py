@@ -136,3 +136,25 @@ def test_every_tenth_reconcile_looks_at_every_file_for_a_write_in_place(backlog_
         assert found is not None
         assert found.result is not None
         assert found.result.updated == ["WEB-1"]
+
+
+def test_files_saved_in_place_and_synced_are_not_synced_again_by_the_reconciles(backlog_repo: Repo) -> None:
+    """Saves reported by events are synced once: the reconciles after them (the cheap ones,
+    which keep an unchanged directory's listing) do not take them for changes again."""
+    assert backlog_repo.run("sync") == 0
+    settle(backlog_repo)
+    with live(backlog_repo) as watch:
+        watch.catch_up()
+        path = backlog_repo.path / WEB1
+        mtime = os.stat(path.parent).st_mtime_ns
+        with path.open("a", encoding="utf-8") as story:  # in place: the directory's mtime stays
+            story.write("A line written in place.\n")
+        assert os.stat(path.parent).st_mtime_ns == mtime
+        saved = watch.apply(Batch(frozenset({(ChangeKind.modified, WEB1)})))
+        assert saved is not None
+        assert saved.result is not None
+        assert saved.result.updated == ["WEB-1"]
+        synced = watch.files_synced
+        for _ in range(watch.tree.FULL_EVERY + 1):  # the cheap reconciles and a full one
+            assert watch.apply(Batch(frozenset(), rescan=True)) is None
+        assert watch.files_synced == synced

@@ -62,7 +62,11 @@ class TreeScan:
     editor's atomic save included) is not listed or its files stat'ed again; every
     ``FULL_EVERY``-th scan looks at every file, which finds a write in place that no
     event reported.  A directory changed within ``SETTLE_NS`` of a scan is listed again
-    next time (its mtime may not yet show a change made in the same tick).
+    next time (its mtime may not yet show a change made in the same tick).  What a sync
+    saw of a file after an event (``note``) replaces the file's entry in its directory's
+    kept listing: a write in place leaves the directory's mtime alone, so the kept entry
+    would otherwise show the file as it was before, and every reconcile until the next
+    full one would sync it again.
     """
 
     FULL_EVERY = 10
@@ -72,6 +76,7 @@ class TreeScan:
         self.config = config
         self.keep = keep
         self._dirs: dict[str, tuple[int, dict[str, Stat]]] = {}
+        self._by_prefix: dict[str, str] = {}  # a directory's repository-relative prefix -> its key in _dirs
         self.scans = 0
         self.listed = 0  # directories listed, over all scans
         self.statted = 0  # story files stat'ed, over all scans
@@ -100,6 +105,7 @@ class TreeScan:
     def _list(self, backlog: str) -> dict[str, Stat]:
         self.listed += 1
         prefix = os.path.relpath(backlog, self.config.repo).replace(os.sep, "/") + "/"
+        self._by_prefix[prefix] = backlog
         files: dict[str, Stat] = {}
         try:
             entries = [e for e in os.scandir(backlog) if e.name.endswith(".md")]
@@ -116,6 +122,17 @@ class TreeScan:
                 continue
             files[rel] = (st.st_size, st.st_mtime_ns)
         return files
+
+    def note(self, rel: str, found: Stat | None) -> None:
+        """Keep what a sync saw of ``rel`` in its directory's listing (a file it lists)."""
+        backlog = self._by_prefix.get(rel.rpartition("/")[0] + "/")
+        kept = self._dirs.get(backlog) if backlog is not None else None
+        if kept is None or rel not in kept[1]:
+            return  # not listed: a new file's directory mtime moved, so it is listed next time
+        if found is None:
+            del kept[1][rel]
+        else:
+            kept[1][rel] = found
 
 
 def _subdirs(path: os.PathLike[str]) -> list[str]:
@@ -261,6 +278,7 @@ class LiveSync:
 
     def _remember(self, seen: dict[str, Stat | None]) -> None:
         for path, found in seen.items():
+            self.tree.note(path, found)
             if found is None:
                 self.synced.pop(path, None)
             else:
