@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from storysync.config import load_config
 from storysync.db.database import Database
@@ -51,6 +52,14 @@ def settle(repo: Repo) -> None:
     for top, dirs, _ in os.walk(repo.path):
         dirs[:] = [d for d in dirs if d != ".git"]
         os.utime(top, (past, past))
+
+
+def write_in_place(path: Path) -> None:
+    """Append a line to a story file in place: its directory's mtime stays as it was."""
+    mtime = os.stat(path.parent).st_mtime_ns
+    with path.open("a", encoding="utf-8") as story:
+        story.write("A line written in place.\n")
+    assert os.stat(path.parent).st_mtime_ns == mtime
 
 
 def test_a_watch_start_on_a_repository_in_step_reads_no_story_file(backlog_repo: Repo) -> None:
@@ -125,11 +134,7 @@ def test_every_tenth_reconcile_looks_at_every_file_for_a_write_in_place(backlog_
     settle(backlog_repo)
     with live(backlog_repo) as watch:
         watch.catch_up()
-        path = backlog_repo.path / WEB1
-        mtime = os.stat(path.parent).st_mtime_ns
-        with path.open("a", encoding="utf-8") as story:  # in place: the directory's mtime stays
-            story.write("A line written in place.\n")
-        assert os.stat(path.parent).st_mtime_ns == mtime
+        write_in_place(backlog_repo.path / WEB1)
         found = None
         for _ in range(watch.tree.FULL_EVERY):
             found = watch.apply(Batch(frozenset(), rescan=True)) or found
@@ -145,11 +150,7 @@ def test_files_saved_in_place_and_synced_are_not_synced_again_by_the_reconciles(
     settle(backlog_repo)
     with live(backlog_repo) as watch:
         watch.catch_up()
-        path = backlog_repo.path / WEB1
-        mtime = os.stat(path.parent).st_mtime_ns
-        with path.open("a", encoding="utf-8") as story:  # in place: the directory's mtime stays
-            story.write("A line written in place.\n")
-        assert os.stat(path.parent).st_mtime_ns == mtime
+        write_in_place(backlog_repo.path / WEB1)
         saved = watch.apply(Batch(frozenset({(ChangeKind.modified, WEB1)})))
         assert saved is not None
         assert saved.result is not None
