@@ -5,6 +5,7 @@ come from ``LiveSync``'s own counters."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -12,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import text
+
 from storysync.config import load_config
-from storysync.db.database import Database
+from storysync.db.database import LAST_SYNCED, Database, get_state
 from storysync.git.runner import open_repo
 from storysync.watch.events import Batch, ChangeKind, StoryFilter
 from storysync.watch.live import LiveSync
@@ -81,12 +84,13 @@ def test_a_watch_start_on_a_repository_in_step_reads_no_story_file(backlog_repo:
 
 def test_a_watch_start_with_work_the_database_has_not_seen_syncs_the_tree(backlog_repo: Repo) -> None:
     """An uncommitted edit, a new untracked story, a commit the database is behind:
-    each makes the start read the tree, as before."""
+    each is synced at the start; on a local database only the files that differ from
+    HEAD are read from the working tree (git status names them)."""
     assert backlog_repo.run("sync") == 0
     backlog_repo.write(WEB1, story_text("WEB-1", title="Edited before the watch", depends_on=["API-1"]))
     with live(backlog_repo) as watch:
         outcome = watch.catch_up()
-        assert watch.files_synced == 4
+        assert watch.files_synced == 1
         assert outcome.result is not None
         assert outcome.result.updated == ["WEB-1"]
     assert backlog_repo.run("sync") == 0  # reads WEB-1 back from HEAD
@@ -159,3 +163,68 @@ def test_files_saved_in_place_and_synced_are_not_synced_again_by_the_reconciles(
         for _ in range(watch.tree.FULL_EVERY + 1):  # the cheap reconciles and a full one
             assert watch.apply(Batch(frozenset(), rescan=True)) is None
         assert watch.files_synced == synced
+
+
+STORY_ROWS = text(
+    "SELECT id, backlog_id, status, title, priority, points, tags, extra, body, path, content_hash, deleted_at"
+    " FROM stories ORDER BY id"
+)
+
+
+def stories(url: str) -> list[tuple[object, ...]]:
+    """Every row of ``stories`` (the columns a file sets), by id."""
+    db = Database(url)
+    try:
+        with db.read() as conn:
+            return [tuple(r) for r in conn.execute(STORY_ROWS)]
+    finally:
+        db.dispose()
+
+
+def test_a_watch_start_on_a_fresh_database_syncs_head_then_the_files_that_differ(
+    backlog_repo: Repo, tmp_path: Path
+) -> None:
+    """The first watch of a clone: the rows are those a working-tree sync writes, but the
+    database is at HEAD (with git's history) and only the edited and the new file are
+    recorded as the working tree's, so the next hook has two files to read back, not all."""
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Edited before the watch", depends_on=["API-1"]))
+    new = backlog_repo.story("backlog", "web", "WEB-7", "new", title="Not committed yet")
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    assert backlog_repo.run("--db", reference, "sync", "--working-tree") == 0
+    with live(backlog_repo) as watch:
+        outcome = watch.catch_up()
+        assert outcome.error is None
+        assert outcome.result is not None
+        assert (outcome.result.created, outcome.result.diagnostics) == (
+            ["API-1", "API-2", "WEB-1", "WEB-2", "WEB-7"],
+            [],
+        )
+        assert watch.files_synced == 2
+    assert stories(backlog_repo.db_url) == stories(reference)
+    with sqlite3.connect(backlog_repo.db_path) as conn:
+        state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
+        moves = conn.execute('SELECT count(*) FROM status_history WHERE "commit" IS NOT NULL').fetchone()[0]
+    conn.close()
+    assert state["last_synced_commit"] == backlog_repo.git("rev-parse", "HEAD")
+    assert json.loads(state["worktree_paths"]) == sorted([WEB1, new])
+    assert moves == 4  # each committed story's status, from git
+
+
+def test_a_watch_start_on_a_server_database_does_not_move_its_last_synced_commit(
+    backlog_repo: Repo, pg_url: str
+) -> None:
+    """A clone's local commits must not become the team database's last synced commit:
+    on PostgreSQL the start is a working-tree sync of every file, as before."""
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Edited before the watch", depends_on=["API-1"]))
+    config = load_config(backlog_repo.path, db_flag=pg_url)
+    db = Database(config.database)
+    try:
+        watch = LiveSync(config, db, open_repo(backlog_repo.path), StoryFilter(config))
+        outcome = watch.catch_up()
+        assert outcome.result is not None
+        assert outcome.result.created == ["API-1", "API-2", "WEB-1", "WEB-2"]
+        assert watch.files_synced == 4
+        with db.read() as conn:
+            assert get_state(conn, LAST_SYNCED) is None
+    finally:
+        db.dispose()

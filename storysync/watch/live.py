@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -176,12 +176,33 @@ class LiveSync:
         self.last: Outcome | None = None
 
     def catch_up(self) -> Outcome:
-        """Sync every story file on disk (the start of a watch), then remember the tree;
-        on a repository the database is in step with, only remember it (``in_step``)."""
+        """Bring the database in step with every story file on disk (the start of a watch),
+        then remember the tree.
+
+        * In step already (``in_step``): nothing is synced.
+        * On a local (SQLite) database, when ``git status`` names every story file that
+          differs from HEAD (and nothing else under the stages): HEAD is synced as the
+          post-checkout hook syncs it, then those files alone from the working tree.  The
+          rows are those a working-tree sync of every file writes (every other file is
+          HEAD's), but only the differing paths are recorded as the working tree's
+          (``db.worktree``: a fresh database would otherwise record every path, and each
+          batch re-read the list), the history is git's and the last synced commit is
+          HEAD.  Not on a server database: a clone's local commits must not become the
+          team database's last synced commit.
+        * Otherwise, or when the sync of HEAD fails: a working-tree sync of every file.
+        """
         before = self.tree.scan()
-        if self.in_step():
+        at_head, changed = self._head_state()
+        if at_head and changed == []:
             self.synced = before
             return Outcome(paths=0, result=SyncResult(), rescan=True)
+        if changed is not None and self.db.is_sqlite and all(self.keep(ChangeKind.modified, p) for p in changed):
+            head = self._run(None, [], None, rescan=True, options=SyncOptions(keep_going=True, trigger="watch"))
+            if head.error is None:
+                self.synced = before
+                if not changed:
+                    return head
+                return _then(head, self._run(tuple(sorted(changed)), sorted(changed), None, rescan=True), changed)
         outcome = self._run(None, sorted(before), None, rescan=True)
         if outcome.error is None:
             self.synced = before
@@ -199,20 +220,25 @@ class LiveSync:
         return self._run(tuple(sorted(paths)), sorted(paths), batch.first_event, rescan=batch.rescan)
 
     def in_step(self) -> bool:
-        """Whether a working-tree sync of every file would write nothing: the database was
-        last synced from HEAD, holds no row from the working tree and none waiting for
-        export, and ``git status`` reports nothing under the stage directories (no file
-        differing from HEAD, untracked or ignored).  Asks git and the database, reads no story file; False when either
-        cannot say."""
+        """Whether a working-tree sync of every file would write nothing (``_head_state``)."""
+        at_head, changed = self._head_state()
+        return at_head and changed == []
+
+    def _head_state(self) -> tuple[bool, list[str] | None]:
+        """Whether the database was last synced from HEAD and holds no row from the working
+        tree and none waiting for export; and the paths under the stage directories that
+        ``git status`` reports (differing from HEAD, untracked or ignored; None when git
+        cannot say).  Asks git and the database, reads no story file."""
         # local: the database side of a watch start, off the batch path's import
         from sqlalchemy import func, select
 
         from storysync.db import tables as m
-        from storysync.db import worktree
         from storysync.db.database import LAST_SYNCED, get_state
         from storysync.git import runner
 
         plain = runner.as_plain(self.repo)
+        stages = [self.config.rel_to_repo(stage) for stage in self.config.stages]
+        changed = runner.work_tree_changes(plain, stages)
         try:
             self.db.ensure_schema()  # as the sync would: create or migrate
             with self.db.read() as conn:
@@ -221,20 +247,26 @@ class LiveSync:
                 s = m.stories.c
                 pending = conn.execute(select(func.count()).where(s.revision > s.synced_revision)).scalar()
         except StorysyncError:
-            return False
-        if last is None or marked or pending or last != runner.head(plain.top):
-            return False
-        stages = [self.config.rel_to_repo(stage) for stage in self.config.stages]
-        changed = runner.work_tree_changes(plain, stages)
-        return changed == []  # anything there (a symlinked directory, a stray file): the sync decides
+            return False, None
+        at_head = last is not None and not marked and not pending and last == runner.head(plain.top)
+        return at_head, changed
 
-    def _run(self, paths: tuple[str, ...] | None, considered: list[str], first: float | None, rescan: bool) -> Outcome:
+    def _run(
+        self,
+        paths: tuple[str, ...] | None,
+        considered: list[str],
+        first: float | None,
+        rescan: bool,
+        options: SyncOptions | None = None,
+    ) -> Outcome:
+        """One sync (the working tree's ``paths``, every file for None, or ``options``'),
+        recorded in the watch's counters, problems and metrics."""
         self.files_synced += len(considered)
         seen = {p: stat_of(str(self.config.repo / p)) for p in considered}
         started = time.monotonic()
         outcome = Outcome(paths=len(considered), rescan=rescan)
         try:
-            outcome.result = sync(self.config, self.db, self.repo, self._options(paths))
+            outcome.result = sync(self.config, self.db, self.repo, options or self._options(paths))
         except StorysyncError as exc:
             outcome.error = str(exc)
         finished = time.monotonic()
@@ -303,6 +335,37 @@ class LiveSync:
     def open_problems(self) -> int:
         """How many files are currently skipped as invalid."""
         return len(self.reported)
+
+
+def _then(head: Outcome, rest: Outcome, reread: Collection[str]) -> Outcome:
+    """A start's two syncs (HEAD, then the ``reread`` files that differ from it) as one
+    outcome: what the first said of a file the second read again is the second's to say."""
+    if rest.result is None or head.result is None:
+        return rest
+    first, second = head.result, rest.result
+    written = {*second.created, *second.updated}
+    deleted = ({*first.deleted} - written) | {*second.deleted}
+    created = {*first.created, *second.created} - deleted
+    merged = SyncResult(
+        outcome=second.outcome if second.outcome != "ok" else first.outcome,
+        files=first.files + second.files,
+        created=sorted(created),
+        updated=sorted({*first.updated, *second.updated} - created - deleted),
+        moved=sorted({*first.moved, *second.moved}),
+        deleted=sorted(deleted),
+        conflicts=sorted({*first.conflicts, *second.conflicts}),
+        unchanged=first.unchanged,
+        diagnostics=sorted([d for d in first.diagnostics if d.path not in reread] + second.diagnostics),
+        notices=first.notices + second.notices,
+        worktree_written=second.worktree_written,
+    )
+    return Outcome(
+        paths=head.paths + rest.paths,
+        result=merged,
+        problems=[d for d in head.problems if d.path not in reread] + rest.problems,
+        duration=head.duration + rest.duration,
+        rescan=True,
+    )
 
 
 def health(db: Database, watcher: Watcher) -> dict[str, bool]:
