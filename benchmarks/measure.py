@@ -67,7 +67,7 @@ class CommandFailed(RuntimeError):
 
 _LAUNCHER = """
 import json, os, subprocess, sys, time
-argv, fd = json.loads(sys.argv[1]), int(sys.argv[2])
+fd, argv = int(sys.argv[1]), sys.argv[2:]
 start = time.perf_counter()
 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 _, status, usage = os.wait4(proc.pid, 0)
@@ -84,7 +84,7 @@ def run_once(
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     read_end, write_end = os.pipe()
     try:
-        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps([str(a) for a in argv]), str(write_end)]
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(write_end), *map(str, argv)]
         proc = subprocess.Popen(
             launcher, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(write_end,)
         )

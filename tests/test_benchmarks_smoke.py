@@ -153,3 +153,14 @@ def test_targets_compare_the_postgresql_row_with_the_sqlite_row() -> None:
     assert found["incremental sync, 10 files, 100k"].measured == "400 ms"  # the SQLite row, not the server's
     server = found["incremental sync 100k, PostgreSQL vs SQLite"]
     assert (server.measured, server.ok) == ("1.25× (0.50 s vs 0.40 s); CPU time 1.25×", True)
+
+
+def test_a_measured_command_gets_a_long_argument_list_whole(tmp_path: Path) -> None:
+    """markdown-to-sqlite is given every story path (600 KB at 10k): more than one
+    argument may hold (128 KB), so the launcher passes them on one by one."""
+    paths = [f"backlog/backlog-{i % 50}/STORY-{i}-a-slug-of-some-length.md" for i in range(5000)]
+    listing = tmp_path / "paths.json"
+    listing.write_text(json.dumps(paths), encoding="utf-8")
+    check = f"import json, sys; sys.exit(0 if sys.argv[1:] == json.load(open({str(listing)!r})) else 1)"
+    assert sum(map(len, paths)) > 128 * 1024
+    assert run_once([sys.executable, "-c", check, *paths], tmp_path).returncode == 0
