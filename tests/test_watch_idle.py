@@ -88,11 +88,13 @@ def test_a_watch_start_with_work_the_database_has_not_seen_syncs_the_tree(backlo
     HEAD are read from the working tree (git status names them)."""
     assert backlog_repo.run("sync") == 0
     backlog_repo.write(WEB1, story_text("WEB-1", title="Edited before the watch", depends_on=["API-1"]))
+    synced_runs = runs(backlog_repo)
     with live(backlog_repo) as watch:
         outcome = watch.catch_up()
         assert watch.files_synced == 1
         assert outcome.result is not None
         assert outcome.result.updated == ["WEB-1"]
+        assert runs(backlog_repo) == synced_runs + 1  # the database was at HEAD: one transaction
     assert backlog_repo.run("sync") == 0  # reads WEB-1 back from HEAD
     backlog_repo.story("backlog", "web", "WEB-7", "new", title="Not committed yet")
     with live(backlog_repo) as watch:

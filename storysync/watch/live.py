@@ -182,7 +182,8 @@ class LiveSync:
         * In step already (``in_step``): nothing is synced.
         * On a local (SQLite) database, when ``git status`` names every story file that
           differs from HEAD (and nothing else under the stages): HEAD is synced as the
-          post-checkout hook syncs it, then those files alone from the working tree.  The
+          post-checkout hook syncs it (unless the database is there already), then those
+          files alone from the working tree.  The
           rows are those a working-tree sync of every file writes (every other file is
           HEAD's), but only the differing paths are recorded as the working tree's
           (``db.worktree``: a fresh database would otherwise record every path, and each
@@ -192,21 +193,35 @@ class LiveSync:
         * Otherwise, or when the sync of HEAD fails: a working-tree sync of every file.
         """
         before = self.tree.scan()
-        at_head, changed = self._head_state()
-        if at_head and changed == []:
+        at_head, pending, changed = self._head_state()
+        if at_head and not pending and changed == []:
             self.synced = before
             return Outcome(paths=0, result=SyncResult(), rescan=True)
-        if changed is not None and self.db.is_sqlite and all(self.keep(ChangeKind.modified, p) for p in changed):
-            head = self._run(None, [], None, rescan=True, options=SyncOptions(keep_going=True, trigger="watch"))
-            if head.error is None:
-                self.synced = before
-                if not changed:
-                    return head
-                return _then(head, self._run(tuple(sorted(changed)), sorted(changed), None, rescan=True), changed)
+        if changed is not None and self.db.is_sqlite and (changed or not at_head):
+            outcome = self._head_then_files(before, at_head, changed)
+            if outcome is not None:
+                return outcome
         outcome = self._run(None, sorted(before), None, rescan=True)
         if outcome.error is None:
             self.synced = before
         return outcome
+
+    def _head_then_files(self, before: dict[str, Stat], at_head: bool, changed: list[str]) -> Outcome | None:
+        """HEAD synced (unless the database is there already), then the working tree's
+        ``changed`` files; None when that cannot stand for a working-tree sync of every
+        file (git named something that is not a story file, or the sync of HEAD failed)."""
+        if not all(self.keep(ChangeKind.modified, p) for p in changed):
+            return None
+        head = None
+        if not at_head:
+            head = self._run(None, [], None, rescan=True, options=SyncOptions(keep_going=True, trigger="watch"))
+            if head.error is not None:
+                return None
+        self.synced = before
+        if not changed:
+            return head
+        rest = self._run(tuple(sorted(changed)), sorted(changed), None, rescan=True)
+        return rest if head is None else _then(head, rest, changed)
 
     def apply(self, batch: Batch) -> Outcome | None:
         """Sync the batch's paths (plus whatever a rescan finds); None if nothing changed."""
@@ -221,12 +236,12 @@ class LiveSync:
 
     def in_step(self) -> bool:
         """Whether a working-tree sync of every file would write nothing (``_head_state``)."""
-        at_head, changed = self._head_state()
-        return at_head and changed == []
+        at_head, pending, changed = self._head_state()
+        return at_head and not pending and changed == []
 
-    def _head_state(self) -> tuple[bool, list[str] | None]:
+    def _head_state(self) -> tuple[bool, bool, list[str] | None]:
         """Whether the database was last synced from HEAD and holds no row from the working
-        tree and none waiting for export; and the paths under the stage directories that
+        tree; whether rows wait for export; and the paths under the stage directories that
         ``git status`` reports (differing from HEAD, untracked or ignored; None when git
         cannot say).  Asks git and the database, reads no story file."""
         # local: the database side of a watch start, off the batch path's import
@@ -247,9 +262,9 @@ class LiveSync:
                 s = m.stories.c
                 pending = conn.execute(select(func.count()).where(s.revision > s.synced_revision)).scalar()
         except StorysyncError:
-            return False, None
-        at_head = last is not None and not marked and not pending and last == runner.head(plain.top)
-        return at_head, changed
+            return False, True, None
+        at_head = last is not None and not marked and last == runner.head(plain.top)
+        return at_head, bool(pending), changed
 
     def _run(
         self,
