@@ -15,11 +15,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.engine import Engine
 
 from storysync.config import load_config
@@ -27,7 +28,7 @@ from storysync.db import tables as m
 from storysync.db.database import Database
 from storysync.errors import GitError
 from storysync.git import runner
-from storysync.ingest.plan import DbKnown
+from storysync.ingest.plan import CHUNK, DbKnown
 from storysync.ingest.run import sync
 from storysync.ingest.types import SyncOptions, SyncResult
 from tests.conftest import Repo
@@ -289,3 +290,82 @@ def test_prefetched_answers_equal_the_story_by_story_ones(repo: Repo) -> None:
     assert any(v[0] is None for v in expected.values())
     assert any(v[1] is None for v in expected.values())
     assert any(v[1] for v in expected.values())
+
+
+# The walk before it went a level a query (ff861e9): the reference for which rows it reaches.
+_RECURSIVE_REACH = text(
+    """
+    WITH RECURSIVE reach(id) AS (
+        SELECT s.id FROM stories s WHERE s.id IN :seeds AND s.deleted_at IS NULL
+        UNION
+        SELECT d.depends_on_id FROM dependencies d
+        JOIN reach r ON d.story_id = r.id
+        JOIN stories t ON t.id = d.depends_on_id AND t.deleted_at IS NULL
+    )
+    SELECT id FROM reach
+    """
+).bindparams(bindparam("seeds", expanding=True))
+
+
+def test_the_walk_a_level_a_query_reaches_what_the_recursive_query_reached(tmp_path: Path) -> None:
+    """Stored dependencies the files could never hold (cycles, set in the database), levels wider
+    than a query's chunk, deleted rows, hidden paths and ids no row has: after ``prefetch`` every
+    story the recursive query reached is answered without a query, and every answer is the one
+    asked story by story."""
+    wide = CHUNK + 150  # a level of more ids than one query takes
+    ids = ["HUB-1", "HUB-2"] + [f"W-{i}" for i in range(wide)] + [f"T-{i}" for i in range(40)]
+    deleted = {f"W-{i}" for i in range(0, wide, 17)} | {"T-3"}
+    hidden = {f"backlog/x/W-{i}.md" for i in range(5, wide, 23)} | {"backlog/x/T-7.md"}
+    deps: dict[str, list[str]] = {
+        "HUB-1": [f"W-{i}" for i in range(wide)] + ["NOPE-1"],
+        "HUB-2": ["HUB-1", "T-0"],
+    }
+    for i in range(wide):  # a wide level, then a narrow one, and back to the hubs (cycles)
+        deps[f"W-{i}"] = [f"T-{i % 40}", "HUB-2"] if i % 3 else [f"T-{i % 40}"]
+    for i in range(40):
+        deps[f"T-{i}"] = [f"T-{(i + 1) % 40}", "HUB-1", "NOPE-2"]  # a ring through the hubs
+    db = Database(f"sqlite:///{tmp_path / 'walk.db'}")
+    try:
+        db.ensure_schema()
+        with db.write() as conn:
+            now = datetime.now(timezone.utc)
+            conn.execute(m.backlogs.insert(), [{"id": "x", "created_at": now}])
+            conn.execute(
+                m.stories.insert(),
+                [
+                    {
+                        "id": sid,
+                        "backlog_id": "x",
+                        "status": "backlog",
+                        "title": sid,
+                        "body": "",
+                        "path": f"backlog/x/{sid}.md",
+                        "created_at": now,
+                        "updated_at": now,
+                        "deleted_at": now if sid in deleted else None,
+                    }
+                    for sid in ids
+                ],
+            )
+            conn.execute(
+                m.dependencies.insert(),
+                [{"story_id": sid, "depends_on_id": dep} for sid, ds in deps.items() for dep in ds],
+            )
+        asked = ["W-1", "T-5", "NOPE-3", "W-0"]
+        with db.read() as conn:
+            reached = {r.id for r in conn.execute(_RECURSIVE_REACH, {"seeds": asked})}
+            one_by_one = DbKnown(conn, hidden=hidden)
+            everything = [*ids, "NOPE-1", "NOPE-2", "NOPE-3"]
+            expected = {sid: (one_by_one.deps(sid), one_by_one.lookup(sid.lower())) for sid in everything}
+            batched = DbKnown(conn, hidden=hidden)
+            with statements() as seen:
+                batched.prefetch([], asked)
+                prefetched = len(seen)
+                for sid in reached:
+                    batched.deps(sid)
+            assert len(seen) == prefetched  # the walk fetched every story the recursive query reached
+            got = {sid: (batched.deps(sid), batched.lookup(sid.lower())) for sid in everything}
+    finally:
+        db.dispose()
+    assert len(reached) > CHUNK
+    assert got == expected
