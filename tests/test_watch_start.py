@@ -389,3 +389,26 @@ def test_files_git_converts_on_checkout(backlog_repo: Repo, tmp_path: Path) -> N
         bodies = dict(conn.execute("SELECT id, body FROM stories WHERE id LIKE 'WEB-%'").fetchall())
     conn.close()
     assert bodies == {"WEB-1": "Some words.\n", "WEB-2": "Some words.\n", "WEB-7": "Some words.\n"}
+
+
+def test_a_file_git_is_told_not_to_look_at(backlog_repo: Repo, tmp_path: Path) -> None:
+    """assume-unchanged / skip-worktree: git status does not report the file's edit."""
+    assert backlog_repo.run("sync") == 0
+    backlog_repo.git("update-index", "--assume-unchanged", WEB1)
+    backlog_repo.git("update-index", "--skip-worktree", WEB2)
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Edited, git not looking", depends_on=["API-1"]))
+    backlog_repo.write(WEB2, story_text("WEB-2", title="Edited, skip-worktree", points=5))
+    backlog_repo.story("backlog", "web", "WEB-7", "new", title="Not committed yet")
+    compare(backlog_repo, tmp_path)
+
+
+def test_a_start_in_step_but_for_a_file_git_is_told_not_to_look_at(backlog_repo: Repo) -> None:
+    """No other change: the start is not taken for one in step, the edit is synced."""
+    assert backlog_repo.run("sync") == 0
+    backlog_repo.git("update-index", "--assume-unchanged", WEB1)
+    backlog_repo.write(WEB1, story_text("WEB-1", title="Edited, git not looking", depends_on=["API-1"]))
+    outcome, watch = new_start(backlog_repo)
+    assert outcome.result is not None
+    assert outcome.result.updated == ["WEB-1"]
+    assert row(backlog_repo, "WEB-1") == ("Edited, git not looking", False)
+    assert not watch.in_step()

@@ -15,6 +15,7 @@ library caller passes is read through ``as_plain``.  Output is read as bytes
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Container, Mapping, Sequence
 from datetime import datetime, timezone
@@ -335,13 +336,21 @@ def _pathspec(root: str) -> list[str]:
     return ["--", root] if root else []
 
 
+# ``ls-files -v`` tags an assume-unchanged entry in lower case, a skip-worktree one with S
+_UNWATCHED = re.compile(rb"(?:\A|\0)[a-zS] ")
+
+
 def work_tree_changes(repo: GitRepo, pathspecs: Sequence[str]) -> list[str] | None:
     """Every path under ``pathspecs`` whose file differs from HEAD or the index, is untracked,
     or is ignored (``git status``, which compares stats and hashes only what it must); None
-    when git cannot say."""
+    when git cannot say: it failed, or an index entry there is marked assume-unchanged or
+    skip-worktree (``git status`` does not look at that file, edited or gone)."""
     args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames"]
     done = run(repo.top, *args, "--", *pathspecs)
     if done.returncode != 0:
+        return None
+    marked = run(repo.top, "ls-files", "-v", "-z", "--", *pathspecs)
+    if marked.returncode != 0 or _UNWATCHED.search(marked.stdout):
         return None
     return [_decode(record[3:]) for record in done.stdout.split(b"\0") if len(record) > 3]
 
