@@ -185,7 +185,9 @@ class LiveSync:
           post-checkout hook syncs it (unless the database is there already), then those
           files alone from the working tree.  The
           rows are those a working-tree sync of every file writes (every other file is
-          HEAD's), but only the differing paths are recorded as the working tree's
+          HEAD's; but a file invalid or deleted in the working tree leaves HEAD's row,
+          not an older one or none, and a file git converts on checkout, such as
+          ``eol=crlf``, has the blob's text), but only the differing paths are recorded as the working tree's
           (``db.worktree``: a fresh database would otherwise record every path, and each
           batch re-read the list), the history is git's and the last synced commit is
           HEAD.  Not on a server database: a clone's local commits must not become the
