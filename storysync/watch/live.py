@@ -181,17 +181,17 @@ class LiveSync:
 
         * In step already (``in_step``): nothing is synced.
         * On a local (SQLite) database, when ``git status`` names every story file that
-          differs from HEAD (and nothing else under the stages): HEAD is synced as the
-          post-checkout hook syncs it (unless the database is there already), then those
-          files alone from the working tree.  The
-          rows are those a working-tree sync of every file writes (every other file is
-          HEAD's; but a file invalid or deleted in the working tree leaves HEAD's row,
-          not an older one or none, and a file git converts on checkout, such as
-          ``eol=crlf``, has the blob's text), but only the differing paths are recorded as the working tree's
-          (``db.worktree``: a fresh database would otherwise record every path, and each
-          batch re-read the list), the history is git's and the last synced commit is
-          HEAD.  Not on a server database: a clone's local commits must not become the
-          team database's last synced commit.
+          differs from HEAD (and nothing else under the stages, and no entry there is
+          assume-unchanged or skip-worktree): HEAD is synced as the post-checkout hook
+          syncs it (unless the database is there already), then those files alone from
+          the working tree.  The rows are those a working-tree sync of every file writes
+          (every other file is HEAD's), but for a file invalid or deleted on disk, which
+          leaves HEAD's row rather than an older one or none, and a file git converts on
+          checkout (``eol=crlf``), which has the blob's text.  Only the differing paths
+          are recorded as the working tree's (``db.worktree``: a fresh database would
+          otherwise record every path, and each batch re-read the list), the history is
+          git's and the last synced commit is HEAD.  Not on a server database: a clone's
+          local commits must not become the team database's last synced commit.
         * Otherwise, or when the sync of HEAD fails: a working-tree sync of every file.
         """
         before = self.tree.scan()
