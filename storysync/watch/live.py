@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -195,12 +195,13 @@ class LiveSync:
         * Otherwise, or when the sync of HEAD fails: a working-tree sync of every file.
         """
         before = self.tree.scan()
-        at_head, pending, changed = self._head_state()
-        if at_head and not pending and changed == []:
+        state = self._head_state()
+        if state.in_step:
             self.synced = before
             return Outcome(paths=0, result=SyncResult(), rescan=True)
-        if changed is not None and self.db.is_sqlite and (changed or not at_head):
-            outcome = self._head_then_files(before, at_head, changed)
+        changed = state.changed
+        if changed is not None and self.db.is_sqlite and (changed or not state.at_head):
+            outcome = self._head_then_files(before, state.at_head, changed)
             if outcome is not None:
                 return outcome
         outcome = self._run(None, sorted(before), None, rescan=True)
@@ -238,14 +239,11 @@ class LiveSync:
 
     def in_step(self) -> bool:
         """Whether a working-tree sync of every file would write nothing (``_head_state``)."""
-        at_head, pending, changed = self._head_state()
-        return at_head and not pending and changed == []
+        return self._head_state().in_step
 
-    def _head_state(self) -> tuple[bool, bool, list[str] | None]:
-        """Whether the database was last synced from HEAD and holds no row from the working
-        tree; whether rows wait for export; and the paths under the stage directories that
-        ``git status`` reports (differing from HEAD, untracked or ignored; None when git
-        cannot say).  Asks git and the database, reads no story file."""
+    def _head_state(self) -> _HeadState:
+        """Where the database and the working tree stand against HEAD; asks git and the
+        database, reads no story file."""
         # local: the database side of a watch start, off the batch path's import
         from sqlalchemy import func, select
 
@@ -264,9 +262,9 @@ class LiveSync:
                 s = m.stories.c
                 pending = conn.execute(select(func.count()).where(s.revision > s.synced_revision)).scalar()
         except StorysyncError:
-            return False, True, None
+            return _HeadState(at_head=False, pending=True, changed=None)
         at_head = last is not None and not marked and last == runner.head(plain.top)
-        return at_head, bool(pending), changed
+        return _HeadState(at_head, bool(pending), changed)
 
     def _run(
         self,
@@ -352,6 +350,19 @@ class LiveSync:
     def open_problems(self) -> int:
         """How many files are currently skipped as invalid."""
         return len(self.reported)
+
+
+class _HeadState(NamedTuple):
+    """What a watch start asks before it syncs anything."""
+
+    at_head: bool  # the database was last synced from HEAD and holds no row from the working tree
+    pending: bool  # rows wait for export
+    changed: list[str] | None  # what git status reports under the stages (None: git cannot say)
+
+    @property
+    def in_step(self) -> bool:
+        """A working-tree sync of every file would write nothing."""
+        return self.at_head and not self.pending and self.changed == []
 
 
 def _then(head: Outcome, rest: Outcome, reread: Collection[str]) -> Outcome:
