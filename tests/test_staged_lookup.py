@@ -19,7 +19,7 @@ import pytest
 
 from storysync.check import index as staged
 from storysync.check.index import IndexSource, validate_index
-from storysync.check.sources import Entry, GitTreeSource
+from storysync.check.sources import Entry, GitTreeSource, RawListing
 from storysync.check.validate import validate_paths
 from storysync.config import load_config
 from storysync.errors import Diagnostic
@@ -293,3 +293,72 @@ def test_a_commit_s_deep_cycle_and_a_glob_root_are_found_by_name(repo: Repo) -> 
     assert named == whole
     codes = sorted(d.code for d in named)
     assert codes == ["dependency-cycle", "duplicate-id"]
+
+
+def test_a_commit_s_oversized_file_and_symlink_found_by_name_are_refused_as_listed(repo: Repo) -> None:
+    """The search lists the tree without sizes (git opens no blob); the files it finds
+    get theirs, so an oversized story is refused as the whole listing refuses it."""
+    repo.story("backlog", "web", "WEB-1", "login", title="Login", depends_on=["WEB-2", "WEB-3"])
+    repo.write("backlog/web/WEB-2-huge.md", story_text("WEB-2", title="Huge", body="x" * (1024 * 1024 + 1)))
+    (repo.path / "backlog/web/WEB-3-link.md").symlink_to("WEB-1-login.md")
+    repo.commit("an oversized story, a symlink")
+    for paths in (["backlog/web/WEB-1-login.md"], _index_stories(repo)):
+        named, whole = _both_in_commit(repo, paths)
+        assert named == whole
+    named, _ = _both_in_commit(repo, _index_stories(repo))
+    assert {d.code for d in named} >= {"file-too-large", "symlink"}
+    config, git, head = load_config(repo.path), open_repo(repo.path), repo.git("rev-parse", "HEAD")
+    searched = GitTreeSource(git, config, head)
+    found = searched.named(["web-2", "web-3"])
+    listed = [e for e in GitTreeSource(git, config, head).entries() if e.location.path in found]
+    assert searched.entries(found) == listed
+    assert next(e.size for e in listed if e.location.path.endswith("huge.md")) > 1024 * 1024
+
+
+_NAMES = [
+    "backlog/web/WEB-1-login.md",
+    "backlog/web/web-12.md",
+    "backlog/web/WEB-12-3-dashed.md",
+    "backlog/web/WEB-1a-not-an-id.md",
+    "backlog/web/AB-CD-12-two-dashes.md",
+    "backlog/web/WEB-7-.md",
+    "backlog/web/WEB-8..md",
+    "backlog/web/WEB-10",
+    "backlog/web/-WEB-11-leading-dash.md",
+    "backlog/web/W9X-40.draft.md",
+    "backlog/web/\u00dcber-9-umlaut.md",
+    "backlog/web-5/WEB-5-under-an-id-shaped-directory.md",
+    "backlog/web-6.d/README.md",
+    "active/api/API-1-auth.md",
+    "active/api/api-1-again.md",
+]
+
+
+def test_an_index_of_every_name_finds_what_the_scan_finds(repo: Repo) -> None:
+    """Many ids (an ``export --commit`` of 1,000 stories) are looked up in an index of every
+    name's id, a few by one scan; both find the same records, odd names included."""
+    for name in _NAMES:
+        repo.write(name, "x\n")
+    repo.commit("odd names")
+    raw = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=repo.path, capture_output=True, check=True).stdout
+    keys = [
+        "web-1", "web-12", "web-1a", "ab-cd-12", "cd-12", "web-7", "web-8", "web-10",
+        "web-11", "w9x-40", "web-5", "web-6", "api-1", "nope-3", "ber-9", "backlog-1",
+    ]  # fmt: skip
+    shaped = [k for k in keys if k not in ("web-1a", "ab-cd-12", "backlog-1") and "-" in k]
+    for chosen in [keys, shaped, ["web-1"], ["web-12", "api-1"], []]:
+        listing = RawListing(raw)
+        scanned = listing.named(chosen)  # few keys: the scan
+        listing.by_index([])  # the index built: from now on it answers the id-shaped keys
+        assert listing.named(chosen) == scanned
+        assert listing.by_index([k for k in chosen if k in shaped]) == listing.by_scan(
+            [k for k in chosen if k in shaped]
+        )
+    found = {r.split("\t", 1)[1] for r in RawListing(raw).named(keys)}
+    assert found == {
+        "backlog/web/WEB-1-login.md", "backlog/web/web-12.md", "backlog/web/WEB-12-3-dashed.md",
+        "backlog/web/WEB-1a-not-an-id.md", "backlog/web/AB-CD-12-two-dashes.md", "backlog/web/WEB-7-.md",
+        "backlog/web/WEB-8..md", "backlog/web/W9X-40.draft.md", "backlog/web/\u00dcber-9-umlaut.md",
+        "backlog/web-5/WEB-5-under-an-id-shaped-directory.md", "active/api/API-1-auth.md",
+        "active/api/api-1-again.md",
+    }  # fmt: skip
