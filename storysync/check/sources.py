@@ -10,6 +10,7 @@ entry that reads as its refusal (``check.rules.symlinked_directory``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import re
@@ -44,7 +45,7 @@ class Entry:
 
     location: Location
     ref: str  # blob sha (git) or absolute path (working tree)
-    size: int
+    size: int  # -1 where a listing did not give it (checked once read)
     symlink: bool = False
     linked: tuple[str, str] | None = None  # a symlinked stage or backlog directory (path, place) on the way
 
@@ -242,16 +243,11 @@ class GitTreeSource:
     def named(self, keys: Collection[str], walk: bool = False) -> list[str]:
         """The commit's paths whose file names may carry one of the folded ids ``keys``, in
         the tree's order (their records kept for ``entries``); the caller folds each name."""
-        if self._listing is None:  # sizes only for the records found (git opens every blob for -l)
+        if self._listing is None:  # no sizes: git would open every blob for them (-l)
             self._listing = RawListing(runner.list_tree_raw(self.repo, self.commit, self.config.root, sizes=False))
         found = [e for e in map(runner.tree_entry, self._listing.named(keys)) if e.mode != runner.TREE_MODE]
-        unknown = [
-            e.sha for e in found if e.size < 0 and e.path not in self._records and e.mode != runner.SUBMODULE_MODE
-        ]
-        sizes = runner.blob_sizes(self.repo, unknown)
         for entry in found:
-            if entry.path not in self._records:
-                self._records[entry.path] = entry._replace(size=sizes.get(entry.sha, 0))
+            self._records.setdefault(entry.path, entry)  # size -1: checked once read, as the index's
         return [e.path for e in found]
 
     def read(self, entry: Entry) -> bytes | Diagnostic:
@@ -273,10 +269,16 @@ def _git_order(entry: runner.TreeEntry) -> bytes:
 
 
 def _streamed(reader: BlobReader, entries: Sequence[Entry]) -> Generator[tuple[Entry, bytes | Diagnostic], None, None]:
+    """Each entry's blob or refusal; an entry whose size was not listed (-1) is refused by
+    the size it reads with, as the index's entries are."""
     blobs = reader.read([e.ref for e in entries if _refusal(e) is None])
     for entry in entries:
         refusal = _refusal(entry)
-        yield (entry, refusal) if refusal is not None else (entry, next(blobs))
+        if refusal is not None:
+            yield entry, refusal
+            continue
+        data = next(blobs)
+        yield entry, (_refusal(dataclasses.replace(entry, size=len(data))) if entry.size < 0 else None) or data
 
 
 class WorkTreeSource:
