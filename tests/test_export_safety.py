@@ -287,3 +287,19 @@ def test_set_and_new_refuse_what_no_story_file_can_hold(
     assert "is 400 bytes in UTF-8; a directory name holds at most 255" in out_of(capsys)
     assert repo.run("set", "WEB-1", 'title="a\\0b"') == 1  # YAML's escape: valid in a file, not in PostgreSQL
     assert "WEB-1: 'title' holds a NUL character, which the database cannot store" in out_of(capsys)
+
+
+def test_every_story_bound_for_a_refused_directory_is_refused_by_its_own_path(
+    backlog_repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan checks each directory once; each story bound for it is still named."""
+    repo = backlog_repo
+    synced(repo)
+    assert repo.run("set", "WEB-1", "backlog=Web") == 0
+    assert repo.run("set", "API-1", "backlog=Web", "status=backlog") == 0
+    capsys.readouterr()
+    assert repo.run("export") == 1
+    out = out_of(capsys)
+    for target in ("backlog/Web/WEB-1-login.md", "backlog/Web/API-1-auth.md"):
+        assert f"{target}: backlog directory 'Web' differs only in case from the existing backlog/web" in out
+    assert not (repo.path / "backlog" / "Web").exists()
