@@ -12,14 +12,16 @@ commit's tree is searched the same way (``GitTreeSource.named``, for the tree an
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from storysync.check import index as staged
 from storysync.check.index import IndexSource, validate_index
-from storysync.check.sources import Entry, GitTreeSource, RawListing
+from storysync.check.sources import Entry, GitTreeSource, RawListing, WorkTreeSource
 from storysync.check.validate import validate_paths
 from storysync.config import load_config
 from storysync.errors import Diagnostic
@@ -32,7 +34,7 @@ class Listed:
 
     label = "listed"
 
-    def __init__(self, source: IndexSource | GitTreeSource) -> None:
+    def __init__(self, source: IndexSource | GitTreeSource | WorkTreeSource) -> None:
         self.source = source
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
@@ -362,3 +364,36 @@ def test_an_index_of_every_name_finds_what_the_scan_finds(repo: Repo) -> None:
         "backlog/web-5/WEB-5-under-an-id-shaped-directory.md", "active/api/API-1-auth.md",
         "active/api/api-1-again.md",
     }  # fmt: skip
+
+
+def _both_on_disk(repo: Repo, paths: list[str]) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """``paths`` checked against the working tree searched by name, and listed whole."""
+    config = load_config(repo.path)
+    named = validate_paths(config, WorkTreeSource(config), paths).diagnostics
+    whole = validate_paths(config, Listed(WorkTreeSource(config)), paths).diagnostics
+    return named, whole
+
+
+def test_the_working_tree_searched_by_name_reports_as_it_does_listed_whole(tricky: Repo, tmp_path: Path) -> None:
+    """``export`` checks the tree it leaves on disk: the names are listed once (no file
+    stat'ed) and searched, and the answers are those of the whole walk, with untracked
+    files, a name that is not UTF-8, a symlinked backlog directory and an oversized file."""
+    tricky.write("backlog/web/WEB-7-untracked.md", story_text("WEB-7", title="Untracked", depends_on=["OPS-3"]))
+    tricky.write("backlog/ops/OPS-9-huge.md", story_text("OPS-9", title="Huge", body="x" * (1024 * 1024 + 1)))
+    tricky.write("backlog/ops/OPS-8-deps.md", story_text("OPS-8", title="Deps", depends_on=["OPS-9", "WEB-7"]))
+    odd = os.fsencode(tricky.path / "backlog" / "ops") + b"/OPS-3-\xff.md"
+    with open(odd, "w", encoding="utf-8") as fh:
+        fh.write(story_text("OPS-3", title="Not UTF-8"))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "LNK-1-x.md").write_text(story_text("LNK-1", title="Through a link"), encoding="utf-8")
+    (tricky.path / "active" / "linked").symlink_to(outside, target_is_directory=True)
+    paths = sorted(
+        p.relative_to(tricky.path).as_posix() for p in tricky.path.glob("*/*/*.md") if not p.parent.is_symlink()
+    )
+    for path in paths:
+        named, whole = _both_on_disk(tricky, [path])
+        assert named == whole, path
+    named, whole = _both_on_disk(tricky, paths)
+    assert named == whole
+    assert {"duplicate-id", "dependency-cycle", "file-too-large"} <= {d.code for d in named}

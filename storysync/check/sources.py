@@ -17,7 +17,6 @@ import re
 import stat
 from collections.abc import Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from storysync.check.rules import symlinked_directory
@@ -289,6 +288,7 @@ class WorkTreeSource:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._linked: dict[str, bool] = {}  # directory -> whether it is a symlink, asked once a run
+        self._listing: RawListing | None = None  # the story-depth names ``named`` searches, listed once
 
     def entries(self, paths: Iterable[str] | None = None) -> list[Entry]:
         candidates = self._walk() if paths is None else iter(paths)
@@ -343,22 +343,33 @@ class WorkTreeSource:
         for entry in entries:
             yield entry, self.read(entry)
 
+    def named(self, keys: Collection[str], walk: bool = False) -> list[str]:
+        """The paths ``_walk`` lists whose file names may carry one of the folded ids ``keys``,
+        in its order (``Source``'s optional capability): the names are listed once a run
+        (no file is stat'ed) and searched as git's listings are (``RawListing``); the
+        caller folds each name and asks ``entries`` for the few it keeps."""
+        if self._listing is None:
+            raw = b"".join(b"-\t" + p.encode("utf-8", "surrogateescape") + b"\0" for p in self._walk())
+            self._listing = RawListing(raw)
+        return [record.partition("\t")[2] for record in self._listing.named(keys)]
+
     def _walk(self) -> Iterator[str]:
         """Every ``*.md`` at story depth, and each symlink in the place of a stage or backlog directory."""
         root = self.config.root_path
         for stage in sorted(self.config.stages):
             stage_dir = root / stage
+            stage_rel = stage_dir.relative_to(self.config.repo).as_posix()
             if stage_dir.is_symlink():
-                yield stage_dir.relative_to(self.config.repo).as_posix()
+                yield stage_rel
                 continue
             if not stage_dir.is_dir():
                 continue
             for backlog in sorted(os.scandir(stage_dir), key=lambda e: e.name):
+                backlog_rel = f"{stage_rel}/{backlog.name}"
                 if backlog.is_symlink():
-                    yield Path(backlog.path).relative_to(self.config.repo).as_posix()
+                    yield backlog_rel
                     continue
                 if not backlog.is_dir(follow_symlinks=False):
                     continue
-                for item in sorted(os.scandir(backlog.path), key=lambda e: e.name):
-                    if item.name.endswith(".md"):
-                        yield Path(item.path).relative_to(self.config.repo).as_posix()
+                names = sorted(item.name for item in os.scandir(backlog.path))
+                yield from (f"{backlog_rel}/{name}" for name in names if name.endswith(".md"))
