@@ -141,12 +141,12 @@ class RawListing:
         ``INDEX_FROM`` keys of the id's shape on, or once the index is built, every
         name's id is indexed in one pass (~100 ms at 100,000) and looked up; both
         ways give the same records (``by_index``, ``by_scan``)."""
-        wanted = sorted({k for k in keys if askable(k)})
-        shaped = [k for k in wanted if _ID_SHAPED.fullmatch(k)]
+        wanted = {k for k in keys if askable(k)}
+        shaped = {k for k in wanted if _ID_SHAPED.fullmatch(k)}
         starts = set(self._non_ascii_starts())
         if self._ids is not None or len(shaped) >= INDEX_FROM:
             starts.update(self.by_index(shaped))
-            wanted = [k for k in wanted if not _ID_SHAPED.fullmatch(k)]
+            wanted -= shaped
         starts.update(self.by_scan(wanted))
         return [self._record(start) for start in sorted(starts)]
 
@@ -277,7 +277,9 @@ def _streamed(reader: BlobReader, entries: Sequence[Entry]) -> Generator[tuple[E
             yield entry, refusal
             continue
         data = next(blobs)
-        yield entry, (_refusal(dataclasses.replace(entry, size=len(data))) if entry.size < 0 else None) or data
+        if entry.size < 0:
+            refusal = _refusal(dataclasses.replace(entry, size=len(data)))
+        yield entry, refusal or data
 
 
 class WorkTreeSource:

@@ -69,12 +69,12 @@ def commit_paths(repo: GitRepo, actions: list[Action], subject: str | None) -> t
     paths = sorted({p for a in actions for p in (a.old_path, a.new_path) if p})
     parent = runner.head(repo.top)
     scratch, kept = repo.git_dir / SCRATCH_INDEX, repo.git_dir / (SCRATCH_INDEX + ".before")
+    message = commit_message(actions, subject)
     try:
         _start_scratch(repo, scratch, kept, parent)
         _take_from_work_tree(repo, paths, scratch)
         _take_from_work_tree(repo, paths, None)
         try:
-            message = commit_message(actions, subject)
             runner.output(repo.top, "commit", "-q", "-m", message, env={"GIT_INDEX_FILE": str(scratch)})
         except GitError:
             _put_back(repo, paths, kept)
