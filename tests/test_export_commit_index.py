@@ -16,7 +16,7 @@ import pytest
 
 from storysync.errors import GitError
 from storysync.export.actions import Action
-from storysync.export.commit import SCRATCH_INDEX, commit_message, commit_paths
+from storysync.export.commit import SCRATCH_INDEX, IndexFile, commit_message, commit_paths, replace_index
 from storysync.git.runner import open_repo
 from tests.conftest import Repo
 
@@ -163,3 +163,73 @@ def test_a_conflicted_file_elsewhere_stays_conflicted_and_out_of_the_commit(repo
     assert repo.git("show", "--name-only", "--format=", "HEAD") == "backlog/web/a.md"
     assert repo.git("ls-files", "-u") == conflicted
     assert repo.git("ls-files", "-s", "backlog/web/a.md").split()[1] == repo.git("rev-parse", "HEAD:backlog/web/a.md")
+
+
+def _nothing_staged(repo: Repo) -> list[Action]:
+    """Committed stories; the export's update, move and creation on disk; the user's
+    unstaged edit and untracked file, and nothing staged (the usual case)."""
+    for name in ("a.md", "b.md", "c.md", "d.md"):
+        repo.write(f"backlog/web/{name}", f"{name} as committed\n")
+    repo.commit("start")
+    repo.write("backlog/web/c.md", "c edited, not staged\n")
+    repo.write("untracked.txt", "the user's own\n")
+    repo.write("backlog/web/a.md", "a exported\n")
+    (repo.path / "backlog/web/d.md").rename(repo.path / "backlog/web/d \u00e9t\u00e9.md")
+    repo.write("backlog/api/new.md", "a new story\n")
+    return [
+        Action("WEB-1", "update", 2, "backlog/web/a.md", "backlog/web/a.md"),
+        Action("WEB-4", "move", 2, "backlog/web/d.md", "backlog/web/d \u00e9t\u00e9.md"),
+        Action("API-1", "create", 1, None, "backlog/api/new.md"),
+    ]
+
+
+def test_with_nothing_staged_the_index_becomes_the_scratch_s_copy_and_is_what_commit_only_leaves(
+    repo: Repo, tmp_path: Path
+) -> None:
+    actions = _nothing_staged(repo)
+    twin = _twin(repo, tmp_path)
+    commit_paths(open_repo(repo.path), actions, None)
+    _commit_only(twin, actions)
+    assert _left(repo) == _left(twin)
+    assert not list((repo.path / ".git").glob("index.lock"))
+    assert repo.git("diff", "--cached", "--name-only") == ""
+
+
+def test_a_split_index_is_left_to_git_and_ends_as_commit_only_leaves_it(repo: Repo, tmp_path: Path) -> None:
+    repo.git("config", "core.splitIndex", "true")
+    actions = _nothing_staged(repo)
+    assert list((repo.path / ".git").glob("sharedindex.*"))
+    twin = _twin(repo, tmp_path)
+    commit_paths(open_repo(repo.path), actions, None)
+    _commit_only(twin, actions)
+    assert _left(repo) == _left(twin)
+
+
+def test_an_index_as_it_was_copied_is_replaced_with_its_mode_and_one_written_since_or_locked_is_not(
+    repo: Repo,
+) -> None:
+    _nothing_staged(repo)
+    index, scratch = repo.path / ".git" / "index", repo.path / ".git" / "scratch"
+    index.chmod(0o640)
+    copied = IndexFile.of(index)
+    assert copied is not None
+    shutil.copyfile(index, scratch)
+    scratched = Repo(repo.path, {**repo.env, "GIT_INDEX_FILE": str(scratch)})
+    scratched.git("update-index", "--add", "--", "backlog/api/new.md")
+    assert replace_index(index, scratch, copied)
+    assert index.read_bytes() == scratch.read_bytes()
+    assert index.stat().st_mode & 0o777 == 0o640
+    assert repo.git("diff", "--cached", "--name-only") == "backlog/api/new.md"
+    copied = IndexFile.of(index)
+    assert copied is not None
+    repo.git("add", "untracked.txt")  # the user stages something meanwhile
+    staged = index.read_bytes()
+    assert not replace_index(index, scratch, copied)
+    assert index.read_bytes() == staged
+    assert not (repo.path / ".git" / "index.lock").exists()
+    now = IndexFile.of(index)
+    assert now is not None
+    (repo.path / ".git" / "index.lock").write_bytes(b"")  # another git holds the lock
+    assert not replace_index(index, scratch, now)
+    assert index.read_bytes() == staged
+    assert (repo.path / ".git" / "index.lock").read_bytes() == b""
