@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Connection, Text, cast, select
+from sqlalchemy import Connection, Text, bindparam, cast, select
 
 from storysync.check.rules import check_story, fold_id, symlinked_directory
 from storysync.check.schema import SchemaChecker, load_checker
@@ -662,6 +662,7 @@ def _remove_if_empty(directory: Path) -> None:
 def _record(db: Database, result: ExportResult) -> None:
     now = utcnow()
     with db.write() as conn:
+        marked: list[tuple[str, dict[str, Any]]] = []
         for action in result.of(*WRITES, "in-step"):
             values: dict[str, Any] = {"synced_revision": action.revision}
             if action.kind != "delete" and action.content_hash is not None:  # a deleted row keeps its last hash
@@ -673,15 +674,28 @@ def _record(db: Database, result: ExportResult) -> None:
             if action.values is not None:
                 _record_merge(conn, action, values, now)
                 continue
-            conn.execute(m.stories.update().where(m.stories.c.id == action.story_id).values(**values))
-        for action in result.of("kept"):  # the file holds the merge: the row takes it at the next sync
-            done = m.stories.update().where(m.stories.c.id == action.story_id)
-            conn.execute(done.values(synced_revision=action.revision))
+            marked.append((action.story_id, values))
+        # the file holds the merge: the row takes it at the next sync
+        marked += [(action.story_id, {"synced_revision": action.revision}) for action in result.of("kept")]
+        _mark_rows(conn, marked)
         for action in result.actions:
             if action.kind == "conflict" or action.conflict_fields:
                 _record_conflict(conn, action, now)
         if result.commit:
             _advance_last_synced(conn, result.commit, result.parent)
+
+
+def _mark_rows(conn: Connection, marked: list[tuple[str, dict[str, Any]]]) -> None:
+    """Set each story's ``values``: one statement, run for many rows at once, for each set of
+    columns (1,000 statements one by one took ~0.3 s)."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for story_id, values in marked:
+        shapes.setdefault(tuple(sorted(values)), []).append(
+            {"story": story_id, **{f"new_{k}": v for k, v in values.items()}}
+        )
+    for columns, rows in shapes.items():
+        update = m.stories.update().where(m.stories.c.id == bindparam("story"))
+        conn.execute(update.values({c: bindparam(f"new_{c}") for c in columns}), rows)
 
 
 def _record_merge(conn: Connection, action: Action, values: dict[str, Any], now: Any) -> None:
