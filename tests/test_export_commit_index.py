@@ -233,3 +233,21 @@ def test_an_index_as_it_was_copied_is_replaced_with_its_mode_and_one_written_sin
     assert not replace_index(index, scratch, now)
     assert index.read_bytes() == staged
     assert (repo.path / ".git" / "index.lock").read_bytes() == b""
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["nothing staged", "the user's work staged"])
+def test_an_index_that_is_a_symbolic_link_is_written_through_and_stays_one(
+    repo: Repo, tmp_path: Path, staged: bool
+) -> None:
+    """git writes a linked index's target; the scratch index must never be a second name
+    for the link (then git would write the user's index while building the scratch)."""
+    actions = _user_at_work(repo) if staged else _nothing_staged(repo)
+    twin = _twin(repo, tmp_path)  # its index a plain file
+    index = repo.path / ".git" / "index"
+    elsewhere = tmp_path / "index-elsewhere"
+    shutil.move(index, elsewhere)
+    index.symlink_to(elsewhere)
+    commit_paths(open_repo(repo.path), actions, None)
+    _commit_only(twin, actions)
+    assert _left(repo) == _left(twin)
+    assert index.is_symlink()

@@ -152,22 +152,24 @@ def _start_scratch(repo: GitRepo, scratch: Path, kept: Path, parent: str | None)
 def snapshot(index: Path, to: Path) -> None:
     """``to`` holds ``index`` as it is now: a second name for the file (git never writes an
     index in place; it writes ``<name>.lock`` and renames it), or a copy where the file
-    system has no hard links."""
+    system has no hard links.  A linked index's target is named, never the link (Python
+    before 3.13 hard-links a symbolic link itself on Linux, and git would then write
+    through ``to`` into the user's index)."""
+    source = index.resolve(strict=True)  # FileNotFoundError: no index yet
     try:
-        os.link(index, to)
-    except FileNotFoundError:
-        raise
-    except OSError:
-        shutil.copyfile(index, to)
+        os.link(source, to)
+    except OSError:  # no hard links here, or another file system than the link's target
+        shutil.copyfile(source, to)
 
 
 def replace_index(index: Path, scratch: Path, copied: IndexFile) -> bool:
     """Make ``index`` the file ``scratch`` as git writes an index (``index.lock``, here a
     second name for ``scratch``, then a rename) if it is still the version ``copied``;
     False, leaving it alone, if another git holds its lock or has written it since, if
-    it is split (``sharedindex.*``), or if the file system has no hard links."""
-    if any(index.parent.glob("sharedindex.*")):  # a split index names files of its own: leave it to git
-        return False
+    it is split (``sharedindex.*``) or a symbolic link, or if the file system has no
+    hard links."""
+    if index.is_symlink() or any(index.parent.glob("sharedindex.*")):
+        return False  # git writes through a link; a split index names files of its own: left to git
     lock = index.with_name(index.name + ".lock")
     try:
         os.link(scratch, lock)  # fails if the lock is held, as git's own O_EXCL does
