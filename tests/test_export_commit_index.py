@@ -9,6 +9,7 @@ entry, and ``git status``.  A refused commit leaves the user's index as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -251,3 +252,52 @@ def test_an_index_that_is_a_symbolic_link_is_written_through_and_stays_one(
     _commit_only(twin, actions)
     assert _left(repo) == _left(twin)
     assert index.is_symlink()
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["nothing staged", "the user's work staged"])
+@pytest.mark.parametrize("mark", ["--assume-unchanged", "--skip-worktree"])
+def test_an_exported_file_marked_in_the_index_is_committed_and_unmarked(repo: Repo, mark: str, staged: bool) -> None:
+    """``update-index`` keeps an assume-unchanged entry as it was and drops a skip-worktree
+    one: unmarked first, the commit holds the export (as ``--only`` does for the first)."""
+    actions = _user_at_work(repo) if staged else _nothing_staged(repo)
+    repo.git("update-index", mark, "backlog/web/a.md")
+    commit_paths(open_repo(repo.path), actions, None)
+    assert repo.git("show", "HEAD:backlog/web/a.md") == "a exported"
+    assert repo.git("ls-files", "-v", "backlog/web/a.md") == "H backlog/web/a.md"
+    assert "backlog/web/a.md" not in repo.git("status", "--porcelain")
+    assert not (repo.path / ".git" / "index.lock").exists()
+
+
+def test_a_scratch_update_index_left_unwritten_is_the_index_already_and_leaves_no_lock(repo: Repo) -> None:
+    """When ``update-index`` changes no entry it writes nothing, and the scratch is still a
+    second name for the user's index: renaming that onto the index would do nothing and
+    leave ``index.lock`` behind, stopping every git command of the user's."""
+    _nothing_staged(repo)
+    index, scratch = repo.path / ".git" / "index", repo.path / ".git" / "scratch"
+    os.link(index, scratch)
+    copied = IndexFile.of(index)
+    assert copied is not None
+    assert replace_index(index, scratch, copied)
+    assert not (repo.path / ".git" / "index.lock").exists()
+    repo.git("add", "untracked.txt")  # the user's git still works
+
+
+def test_a_scratch_index_lock_left_by_a_killed_git_does_not_stop_the_next_export(repo: Repo, tmp_path: Path) -> None:
+    actions = _nothing_staged(repo)
+    (repo.path / ".git" / (SCRATCH_INDEX + ".lock")).write_bytes(b"")  # git killed with an earlier export
+    twin = _twin(repo, tmp_path)
+    commit_paths(open_repo(repo.path), actions, None)
+    _commit_only(twin, actions)
+    assert _left(repo) == _left(twin)
+    assert not list((repo.path / ".git").glob(SCRATCH_INDEX + "*"))
+
+
+def test_an_interrupt_while_git_commits_puts_the_index_back(repo: Repo) -> None:
+    actions = _nothing_staged(repo)
+    before = repo.git("ls-files", "-s", "-z")
+    hook = repo.write(".git/hooks/pre-commit", f"#!/bin/sh\nkill -INT {os.getpid()}\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(KeyboardInterrupt):
+        commit_paths(open_repo(repo.path), actions, None)
+    assert repo.git("ls-files", "-s", "-z") == before
+    assert not (repo.path / ".git" / "index.lock").exists()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -82,12 +83,14 @@ def commit_paths(repo: GitRepo, actions: list[Action], subject: str | None) -> t
     message = commit_message(actions, subject)
     try:
         copied = _start_scratch(repo, scratch, kept, parent)
+        _unmark(repo, paths, scratch)
         _take_from_work_tree(repo, paths, scratch)
         if copied is None or not replace_index(_index_file(repo), scratch, copied):
+            _unmark(repo, paths, None)
             _take_from_work_tree(repo, paths, None)
         try:
             runner.output(repo.top, "commit", "-q", "-m", message, env={"GIT_INDEX_FILE": str(scratch)})
-        except GitError:
+        except BaseException:  # refused by a hook, or interrupted (Ctrl-C) while git commits
             _put_back(repo, paths, kept)
             raise
     finally:
@@ -128,8 +131,10 @@ def _start_scratch(repo: GitRepo, scratch: Path, kept: Path, parent: str | None)
     """``scratch`` holds HEAD's tree (nothing when there is no commit yet), with the user's
     index's stats for the files that match it; ``kept`` the user's index as it is.  When
     the scratch is the user's index itself (nothing staged), which version of it."""
-    scratch.unlink(missing_ok=True)
-    kept.unlink(missing_ok=True)
+    # a git killed with an earlier export left its lock on the scratch index: storysync's
+    # writer lock, held here, means no export of ours is using it now
+    for stale in (scratch, kept, scratch.with_name(scratch.name + ".lock")):
+        stale.unlink(missing_ok=True)
     index = _index_file(repo)
     with contextlib.suppress(FileNotFoundError):  # no index yet: nothing was ever added
         snapshot(index, kept)
@@ -170,6 +175,8 @@ def replace_index(index: Path, scratch: Path, copied: IndexFile) -> bool:
     hard links."""
     if index.is_symlink() or any(index.parent.glob("sharedindex.*")):
         return False  # git writes through a link; a split index names files of its own: left to git
+    if os.stat(scratch).st_ino == copied.inode:  # update-index changed nothing: still the same file
+        return IndexFile.of(index) == copied
     lock = index.with_name(index.name + ".lock")
     try:
         os.link(scratch, lock)  # fails if the lock is held, as git's own O_EXCL does
@@ -177,7 +184,7 @@ def replace_index(index: Path, scratch: Path, copied: IndexFile) -> bool:
         return False
     done = False
     try:
-        if IndexFile.of(index) == copied:
+        if IndexFile.of(index) == copied and not os.path.samefile(lock, index):
             os.chmod(lock, os.stat(index).st_mode & 0o7777)  # the user's mode (core.sharedRepository)
             os.replace(lock, index)
             done = True
@@ -200,6 +207,32 @@ def _put_back(repo: GitRepo, paths: list[str], kept: Path) -> None:
     info = "".join(f"{before.get(p, _NO_ENTRY)}\t{p}\0" for p in paths)
     with contextlib.suppress(GitError):  # the index is busy (index.lock): it keeps the exported versions
         runner.output(repo.top, "update-index", "-z", "--index-info", stdin=info.encode("utf-8", "surrogateescape"))
+
+
+_MARKED = re.compile(rb"(?:\A|\0)(?:[a-z]|S) ")  # ``ls-files -v``: assume-unchanged (lower case), skip-worktree
+
+
+def _unmark(repo: GitRepo, paths: list[str], index: Path | None) -> None:
+    """Clear the assume-unchanged and skip-worktree marks of ``paths`` in ``index`` (the
+    user's when None), as ``git commit --only`` clears the first: ``update-index`` would
+    keep an assume-unchanged entry as it was and drop a skip-worktree one, and the commit
+    would leave the export out, or delete the file.  One listing (~30 ms at 100,000
+    files) when nothing is marked, the usual case."""
+    env = None if index is None else {"GIT_INDEX_FILE": str(index)}
+    listing = runner.output(repo.top, "ls-files", "-v", "-z", env=env)
+    if not _MARKED.search(listing):
+        return
+    wanted = set(paths)
+    marked = [
+        (r[0], r[2:]) for r in _paths(listing) if len(r) > 2 and r[2:] in wanted and (r[0].islower() or r[0] == "S")
+    ]
+    for flag, chosen in (
+        ("--no-assume-unchanged", [p for tag, p in marked if tag.islower()]),
+        ("--no-skip-worktree", [p for tag, p in marked if tag in "Ss"]),
+    ):
+        if chosen:
+            spec = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in chosen)
+            runner.output(repo.top, "update-index", flag, "-z", "--stdin", stdin=spec, env=env)
 
 
 def _take_from_work_tree(repo: GitRepo, paths: list[str], index: Path | None) -> None:
