@@ -185,6 +185,22 @@ def test_diff_without_the_index_is_git_s_diff(backlog_repo: Repo) -> None:
     assert not (repo.path / ".git" / "storysync-no-index").exists()
 
 
+
+@pytest.mark.parametrize("marked", [[], [0], [3], [-1], [0, -1]], ids=["none", "first", "middle", "last", "ends"])
+@pytest.mark.parametrize("mark", ["--assume-unchanged", "--skip-worktree"])
+def test_a_marked_index_entry_is_found_wherever_it_lists(backlog_repo: Repo, mark: str, marked: list[int]) -> None:
+    """``any_unwatched`` (the first record matched apart, the others after their NUL) answers
+    as reading each record's tag does, whichever entries git was told not to look at."""
+    repo = backlog_repo
+    repo.write("a b c.md", "a name with spaces\n")  # a path with a space and a lower-case letter before it
+    repo.commit("spaced")
+    paths = repo.git("ls-files", "-z").split("\0")[:-1]
+    for at in marked:
+        repo.git("update-index", mark, paths[at])
+    listing = subprocess.run(["git", "ls-files", "-v", "-z"], cwd=repo.path, capture_output=True, check=True).stdout
+    tags = [record[:1] for record in listing.split(b"\0") if record]
+    assert runner.any_unwatched(listing) == any(t.islower() or t == b"S" for t in tags) == bool(marked)
+
 def _chain(repo: Repo, n: int) -> None:
     """S-1 -> S-2 -> ... -> S-n, committed."""
     for i in range(1, n + 1):

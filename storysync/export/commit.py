@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -209,9 +208,6 @@ def _put_back(repo: GitRepo, paths: list[str], kept: Path) -> None:
         runner.output(repo.top, "update-index", "-z", "--index-info", stdin=info.encode("utf-8", "surrogateescape"))
 
 
-_MARKED = re.compile(rb"(?:\A|\0)(?:[a-z]|S) ")  # ``ls-files -v``: assume-unchanged (lower case), skip-worktree
-
-
 def _unmark(repo: GitRepo, paths: list[str], index: Path | None) -> None:
     """Clear the assume-unchanged and skip-worktree marks of ``paths`` in ``index`` (the
     user's when None), as ``git commit --only`` clears the first: ``update-index`` would
@@ -220,7 +216,7 @@ def _unmark(repo: GitRepo, paths: list[str], index: Path | None) -> None:
     files) when nothing is marked, the usual case."""
     env = None if index is None else {"GIT_INDEX_FILE": str(index)}
     listing = runner.output(repo.top, "ls-files", "-v", "-z", env=env)
-    if not _MARKED.search(listing):
+    if not runner.any_unwatched(listing):
         return
     wanted = set(paths)
     marked = [
