@@ -185,7 +185,6 @@ def test_diff_without_the_index_is_git_s_diff(backlog_repo: Repo) -> None:
     assert not (repo.path / ".git" / "storysync-no-index").exists()
 
 
-
 @pytest.mark.parametrize("marked", [[], [0], [3], [-1], [0, -1]], ids=["none", "first", "middle", "last", "ends"])
 @pytest.mark.parametrize("mark", ["--assume-unchanged", "--skip-worktree"])
 def test_a_marked_index_entry_is_found_wherever_it_lists(backlog_repo: Repo, mark: str, marked: list[int]) -> None:
@@ -200,6 +199,7 @@ def test_a_marked_index_entry_is_found_wherever_it_lists(backlog_repo: Repo, mar
     listing = subprocess.run(["git", "ls-files", "-v", "-z"], cwd=repo.path, capture_output=True, check=True).stdout
     tags = [record[:1] for record in listing.split(b"\0") if record]
     assert runner.any_unwatched(listing) == any(t.islower() or t == b"S" for t in tags) == bool(marked)
+
 
 def _chain(repo: Repo, n: int) -> None:
     """S-1 -> S-2 -> ... -> S-n, committed."""
